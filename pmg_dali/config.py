@@ -1,0 +1,188 @@
+"""`PMGConfig`: every knob of the Pseudo-Motion Generator, validated once at construction.
+
+The paper (Ishikawa et al., ECCV 2024) does not publish its per-transform intensity ranges. The
+defaults below are our own, chosen by eye on the preview GIF (``python -m pmg_dali demo``): small
+per-step magnitudes, because the last of 16 frames is the step applied 15 times. Geometric
+magnitudes are fractions of the frame side (resolution independent); the comments give the pixel
+value at 224².
+"""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass, field
+
+import torch
+
+TRANSFORMS = ("identity", "sliding_window", "zoom", "fade",
+              "affine", "perspective", "color_jitter", "cutmix")
+LAYOUTS = ("BCTHW", "BTCHW")
+MIXUPS = (None, "frame", "videomix")
+RECURSIONS = ("composed", "iterative")
+PADDING_MODES = ("zeros", "border", "reflection")
+DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _check_range(name: str, value, low: float, high: float, *, ordered: bool = True) -> tuple:
+    """`value` must be a pair (a, b) of numbers with low <= a <= b <= high."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"`{name}` must be a pair of numbers (min, max), but got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not (low <= a <= high and low <= b <= high) or (ordered and a > b):
+        raise ValueError(f"`{name}` must satisfy {low} <= min <= max <= {high}, but got {value!r}")
+    return (a, b)
+
+
+def _check_number(name: str, value, low: float, high: float) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a number, but got {value!r}")
+    if not low <= float(value) <= high:
+        raise ValueError(f"`{name}` must be in [{low}, {high}], but got {value!r}")
+    return float(value)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, but got {value!r}")
+
+
+@dataclass(frozen=True)
+class PMGConfig:
+    """Configuration of the Pseudo-Motion Generator (frozen; use ``dataclasses.replace``).
+
+    Args:
+        num_frames: frames per clip T (>= 1).
+        size: output frame size, ``int`` or ``(H, W)``; stored as ``(H, W)``.
+        transforms: non-empty subset of :data:`TRANSFORMS`; one is drawn uniformly per clip.
+        mixup: ``None``, ``"frame"`` (frame-wise Mixup: every frame of a clip mixed with the same
+            frame of a partner clip, one lambda per clip) or ``"videomix"`` (a cuboid of the partner).
+        mixup_alpha: lambda ~ Beta(alpha, alpha).
+        mixup_per_frame: frame Mixup draws one lambda per frame instead of one per clip.
+        recursion: ``"composed"`` renders frame t once from the source with the t-th power of the
+            step; ``"iterative"`` resamples frame t-1 (the literal I_{t+1} = f(I_t), a reference).
+        layout: ``"BCTHW"`` (VideoMAE, torchvision) or ``"BTCHW"`` (Hugging Face VideoMAE).
+        dtype: ``torch.uint8`` (0-255, never normalised) or a float dtype.
+        normalize: float output is ``(x - IMAGENET_MEAN) / IMAGENET_STD``; else in [0, 1].
+        padding_mode: what the warp shows outside the source: ``"zeros"``, ``"border"``
+            (replicate the edge pixel) or ``"reflection"`` (mirror about the edge pixel centre).
+
+    Per-transform intensities (per step; the clip's value is drawn once, uniformly):
+        sliding_window_scale: window side as a fraction of the image side (0.5-0.8).
+        sliding_window_speed: window speed, fraction of the side per frame (0.0025-0.0135: 0.5-3 px).
+        zoom_scale: window scale per step; < 1 zooms in, > 1 zooms out (0.97-1.03).
+        zoom_center: zoom centre drawn within this fraction of the side around the middle (0.5).
+        fade_gain: brightness gain per step for fading out; fading in uses its inverse from a
+            darkened first frame (0.90-0.97).
+        affine_degrees: rotation per step, +-degrees (2).
+        affine_translate: translation per step, +-fraction of the side (0.009: 2 px).
+        affine_scale: isotropic scale per step (0.98-1.02).
+        affine_shear: shear per step, +-degrees (1).
+        perspective_distortion: per-step corner displacement, fraction of the side (0.01).
+        jitter_brightness / jitter_contrast / jitter_saturation: per-step factor 1 +- value (0.03).
+        jitter_hue: per-step hue rotation, +-fraction of a turn (0.01).
+        cutmix_scale: pasted patch side as a fraction of the image side (0.2-0.5).
+        cutmix_speed: patch speed, fraction of the side per frame (0.0025-0.0135).
+    """
+
+    num_frames: int = 16
+    size: int | tuple[int, int] = 224
+    transforms: tuple[str, ...] = ("zoom", "affine")
+    mixup: str | None = "frame"
+    mixup_alpha: float = 1.0
+    recursion: str = "composed"
+    layout: str = "BCTHW"
+    dtype: torch.dtype = torch.float32
+    normalize: bool = True
+    # ---- keyword fields beyond the API contract --------------------------------------------
+    mixup_per_frame: bool = False
+    padding_mode: str = "zeros"
+    sliding_window_scale: tuple[float, float] = (0.5, 0.8)
+    sliding_window_speed: tuple[float, float] = (0.0025, 0.0135)
+    zoom_scale: tuple[float, float] = (0.97, 1.03)
+    zoom_center: float = 0.5
+    fade_gain: tuple[float, float] = (0.90, 0.97)
+    affine_degrees: float = 2.0
+    affine_translate: float = 0.009
+    affine_scale: tuple[float, float] = (0.98, 1.02)
+    affine_shear: float = 1.0
+    perspective_distortion: float = 0.01
+    jitter_brightness: float = 0.03
+    jitter_contrast: float = 0.03
+    jitter_saturation: float = 0.03
+    jitter_hue: float = 0.01
+    cutmix_scale: tuple[float, float] = (0.2, 0.5)
+    cutmix_speed: tuple[float, float] = (0.0025, 0.0135)
+    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN, repr=False)
+    std: tuple[float, float, float] = field(default=IMAGENET_STD, repr=False)
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        if not isinstance(self.num_frames, numbers.Integral) or isinstance(self.num_frames, bool):
+            raise TypeError(f"`num_frames` must be an int, but got {self.num_frames!r}")
+        if self.num_frames < 1:
+            raise ValueError(f"`num_frames` must be >= 1, but got {self.num_frames!r}")
+        set_("size", parse_size(self.size))
+        transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
+        if not isinstance(transforms, (tuple, list)) or len(transforms) == 0:
+            raise ValueError(f"`transforms` must be a non-empty subset of {TRANSFORMS}, "
+                             f"but got {self.transforms!r}")
+        for name in transforms:
+            if name not in TRANSFORMS:
+                raise ValueError(f"`transforms` must be a non-empty subset of {TRANSFORMS}, "
+                                 f"but got unknown transform {name!r}")
+        if len(set(transforms)) != len(transforms):
+            raise ValueError(f"`transforms` must not repeat a transform, but got {self.transforms!r}")
+        set_("transforms", tuple(transforms))
+        _check_choice("mixup", self.mixup, MIXUPS)
+        if _check_number("mixup_alpha", self.mixup_alpha, 0.0, float("inf")) <= 0:
+            raise ValueError(f"`mixup_alpha` must be > 0, but got {self.mixup_alpha!r}")
+        _check_choice("recursion", self.recursion, RECURSIONS)
+        _check_choice("layout", self.layout, LAYOUTS)
+        if not isinstance(self.dtype, torch.dtype):
+            raise TypeError(f"`dtype` must be a torch.dtype, but got {self.dtype!r}")
+        _check_choice("dtype", self.dtype, DTYPES)
+        for flag in ("normalize", "mixup_per_frame"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"`{flag}` must be a bool, but got {getattr(self, flag)!r}")
+        _check_choice("padding_mode", self.padding_mode, PADDING_MODES)
+        set_("sliding_window_scale", _check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
+        set_("sliding_window_speed", _check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))
+        set_("zoom_scale", _check_range("zoom_scale", self.zoom_scale, 0.5, 2))
+        _check_number("zoom_center", self.zoom_center, 0, 1)
+        set_("fade_gain", _check_range("fade_gain", self.fade_gain, 1e-3, 1))
+        _check_number("affine_degrees", self.affine_degrees, 0, 180)
+        _check_number("affine_translate", self.affine_translate, 0, 1)
+        set_("affine_scale", _check_range("affine_scale", self.affine_scale, 1e-3, 10))
+        _check_number("affine_shear", self.affine_shear, 0, 45)
+        _check_number("perspective_distortion", self.perspective_distortion, 0, 0.25)
+        for name in ("jitter_brightness", "jitter_contrast", "jitter_saturation"):
+            _check_number(name, getattr(self, name), 0, 0.99)
+        _check_number("jitter_hue", self.jitter_hue, 0, 0.5)
+        set_("cutmix_scale", _check_range("cutmix_scale", self.cutmix_scale, 1e-3, 1))
+        set_("cutmix_speed", _check_range("cutmix_speed", self.cutmix_speed, 0, 1))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 3:
+                raise ValueError(f"`{name}` must be 3 numbers (R, G, B), but got {value!r}")
+            set_(name, tuple(float(v) for v in value))
+        if min(self.std) <= 0:
+            raise ValueError(f"`std` must be positive, but got {self.std!r}")
+
+    def replace(self, **changes) -> "PMGConfig":
+        """``dataclasses.replace(self, **changes)``."""
+        return dataclasses.replace(self, **changes)
+
+
+def parse_size(size) -> tuple[int, int]:
+    """``int`` or ``(H, W)`` -> ``(H, W)``, each >= 2 (bilinear needs two pixel centres)."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"`size` must be an int or a pair of ints (H, W), but got {size!r}")
+    if min(size) < 2:
+        raise ValueError(f"`size` must be at least 2 pixels on each side, but got {size!r}")
+    return (int(size[0]), int(size[1]))

@@ -1,0 +1,184 @@
+"""The reference torch renderer: motion program + images -> clips. Pure functions, no RNG.
+
+This is the specification every other renderer (fused GPU, fast CPU, DALI) is tested against. The
+default path makes one sampling grid for the whole (B, T) batch and one ``grid_sample`` call that
+reads each source image once: the T frames of a clip are stacked along the height of one tall
+output, so the source is never repeated T times.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import PMGConfig
+from .geometry import normalized_inverse
+from .program import MotionProgram
+
+__all__ = ["to_float_images", "warp_frames", "paste_patches", "apply_color", "mix_clips",
+           "format_clips", "render_clips", "render"]
+
+
+def check_images(images, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, but got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"`{name}` must have shape (B, 3, H, W), but got {tuple(images.shape)}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"`{name}` must be uint8 or floating point, but got {images.dtype}")
+
+
+def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, H, W) uint8 (0-255) or float ([0, 1]) -> float32 in [0, 1] at ``size``.
+
+    A different size is reached with antialiased bilinear resizing (``align_corners=False``).
+    """
+    check_images(images)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    if x.shape[0] == 0:
+        return x.new_zeros(0, 3, *size)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+    return x
+
+
+def _grid(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, T*H, W, 2) ``grid_sample`` grid: frame t occupies rows t*H .. (t+1)*H - 1."""
+    b, t = homography.shape[:2]
+    h, w = size
+    m = normalized_inverse(homography, size)                              # (B, T, 3, 3)
+    ys = torch.linspace(-1, 1, h, device=m.device)
+    xs = torch.linspace(-1, 1, w, device=m.device)
+    # source = M[:, :, :, 0] x + M[:, :, :, 1] y + M[:, :, :, 2], then the projective divide
+    num = (m[:, :, None, None, :, 0] * xs[None, None, None, :, None]
+           + m[:, :, None, None, :, 1] * ys[None, None, :, None, None]
+           + m[:, :, None, None, :, 2])                                   # (B, T, H, W, 3)
+    grid = num[..., :2] / num[..., 2:3]
+    return grid.reshape(b, t * h, w, 2)
+
+
+def warp_frames(images: torch.Tensor, homography: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Frame t of clip b = ``images[b]`` warped by ``homography[b, t]`` (bilinear).
+
+    Convention: ``homography`` maps source pixel coordinates to frame pixel coordinates, pixel centres
+    at integers, origin at the top-left pixel centre (``cv2.warpPerspective(src, H, (W, H))``).
+
+    Args:
+        images: (B, C, H, W) float.
+        homography: (B, T, 3, 3).
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` (about the edge pixel centres).
+    Returns:
+        (B, C, T, H, W) float.
+    """
+    b, c, h, w = images.shape
+    t = homography.shape[1]
+    if b == 0:
+        return images.new_zeros(0, c, t, h, w)
+    grid = _grid(homography.to(images.device), (h, w)).to(images.dtype)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return out.view(b, c, t, h, w)
+
+
+def box_mask(box: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(..., H, W) bool: pixel centres (x, y) with ``x0 <= x < x1`` and ``y0 <= y < y1`` for boxes (..., 4)."""
+    h, w = size
+    xs = torch.arange(w, device=box.device, dtype=box.dtype)
+    ys = torch.arange(h, device=box.device, dtype=box.dtype)
+    inside_x = (xs >= box[..., 0:1]) & (xs < box[..., 2:3])                # (..., W)
+    inside_y = (ys >= box[..., 1:2]) & (ys < box[..., 3:4])                # (..., H)
+    return inside_y[..., :, None] & inside_x[..., None, :]
+
+
+def paste_patches(frames: torch.Tensor, images: torch.Tensor, program: MotionProgram) -> torch.Tensor:
+    """Cutmix: inside ``paste_box[b, t]``, frame t of clip b shows ``images[paste_index[b]]`` warped by
+    ``paste_homography[b, t]``. frames: (B, C, T, H, W) float; returns a new tensor."""
+    if program.paste_index is None or frames.shape[0] == 0:
+        return frames
+    size = tuple(frames.shape[-2:])
+    patches = warp_frames(images[program.paste_index.to(images.device)],
+                          program.paste_homography, padding_mode="zeros")
+    inside = box_mask(program.paste_box.to(frames.device), size)           # (B, T, H, W)
+    return torch.where(inside[:, None], patches, frames)
+
+
+def apply_color(frames: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """``clamp(color[b, t, :, :3] @ rgb + color[b, t, :, 3], 0, 1)`` per pixel.
+
+    frames: (B, 3, T, H, W) float; color: (B, T, 3, 4). Returns a new tensor.
+    """
+    color = color.to(device=frames.device, dtype=frames.dtype)
+    out = torch.einsum("btij,bjthw->bithw", color[..., :3], frames)
+    out = out + color[..., 3].permute(0, 2, 1)[..., None, None]
+    return out.clamp_(0, 1)
+
+
+def mix_clips(clips: torch.Tensor, program: MotionProgram) -> torch.Tensor:
+    """Frame Mixup (``lambda * clip + (1 - lambda) * partner`` on every frame) or VideoMix (the
+    partner's pixels inside ``mix_box`` on every frame). clips: (B, C, T, H, W) float."""
+    if program.mix_index is None or clips.shape[0] == 0:
+        return clips
+    partner = clips[program.mix_index.to(clips.device)]
+    if program.mix_box is not None:
+        inside = box_mask(program.mix_box.to(clips.device), tuple(clips.shape[-2:]))   # (B, H, W)
+        return torch.where(inside[:, None, None], partner, clips)
+    lam = program.mix_lambda.to(device=clips.device, dtype=clips.dtype)
+    lam = lam.view(lam.shape[0], 1, -1, 1, 1)                           # (B, 1, 1 or T, 1, 1)
+    return torch.lerp(partner, clips, lam)
+
+
+def format_clips(clips: torch.Tensor, cfg: PMGConfig) -> torch.Tensor:
+    """(B, 3, T, H, W) float in [0, 1] -> ``cfg.dtype`` (uint8 0-255, or float normalised when
+    ``cfg.normalize``) in ``cfg.layout``."""
+    if cfg.dtype == torch.uint8:
+        out = clips.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        out = clips
+        if cfg.normalize:
+            mean = torch.tensor(cfg.mean, device=clips.device, dtype=clips.dtype).view(1, 3, 1, 1, 1)
+            std = torch.tensor(cfg.std, device=clips.device, dtype=clips.dtype).view(1, 3, 1, 1, 1)
+            out = (out - mean) / std
+        out = out.to(cfg.dtype)
+    if cfg.layout == "BTCHW":
+        out = out.permute(0, 2, 1, 3, 4)
+    return out.contiguous()
+
+
+def _render_iterative(src: torch.Tensor, program: MotionProgram, padding_mode: str) -> torch.Tensor:
+    """The literal recursion: frame 0 from the source, frame t+1 = one step applied to frame t
+    (resampled, colour-mapped and clamped every step). A Python loop over frames: a reference."""
+    h = program.homography.to(device=src.device, dtype=torch.float64)
+    c = torch.zeros(*program.color.shape[:2], 4, 4, dtype=torch.float64, device=src.device)
+    c[..., :3, :] = program.color.to(device=src.device, dtype=torch.float64)
+    c[..., 3, 3] = 1
+    frame = apply_color(warp_frames(src, h[:, :1], padding_mode)[:, :, 0:1], c[:, :1, :3])[:, :, 0]
+    frames = [frame]
+    for t in range(1, h.shape[1]):
+        geo_step = (h[:, t] @ torch.linalg.inv(h[:, t - 1]))[:, None]
+        col_step = (c[:, t] @ torch.linalg.inv(c[:, t - 1]))[:, None, :3]
+        frame = apply_color(warp_frames(frame, geo_step, padding_mode), col_step)[:, :, 0]
+        frames.append(frame)
+    return torch.stack(frames, dim=2)
+
+
+def render_clips(images: torch.Tensor, program: MotionProgram, size: tuple[int, int],
+                 padding_mode: str = "zeros", recursion: str = "composed") -> torch.Tensor:
+    """Draw the unmixed clips of ``program`` from ``images``: (B, 3, T, H, W) float32 in [0, 1]."""
+    src = to_float_images(images, size)
+    if src.shape[0] != program.batch_size:
+        raise ValueError(f"`images` must have one image per clip of the program, but got "
+                         f"{src.shape[0]} images for {program.batch_size} clips")
+    if recursion == "iterative":
+        clips = _render_iterative(src, program, padding_mode)
+        if program.paste_index is not None:   # the patch is composited onto each frame, coloured
+            pasted = apply_color(paste_patches(torch.zeros_like(clips), src, program), program.color)
+            inside = box_mask(program.paste_box.to(src.device), size)[:, None]
+            clips = torch.where(inside, pasted, clips)
+        return clips
+    frames = warp_frames(src, program.homography, padding_mode)
+    frames = paste_patches(frames, src, program)
+    return apply_color(frames, program.color)
+
+
+def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    """The full reference pipeline: warp + paste + colour -> mix -> normalise, dtype and layout."""
+    clips = render_clips(images, program, cfg.size, cfg.padding_mode, cfg.recursion)
+    return format_clips(mix_clips(clips, program), cfg)

@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pmg_dali",
+    version="0.1.0",
+    description="Pseudo-motion video clips from still images as batched GPU ops (PyTorch and NVIDIA DALI), "
+                "for data-collection-free video pre-training",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["pmg_dali", "pmg_dali.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.5", "torchvision", "kornia", "numpy", "timm", "pillow"],
+    extras_require={
+        # On CUDA 12 drivers install nvidia-dali-cuda120 instead (same version).
+        "dali": ["nvidia-dali-cuda130==2.4.0"],
+        "test": ["pytest", "opencv-python-headless", "pillow", "av", "transformers", "matplotlib"],
+    },
+    entry_points={"console_scripts": ["pmg-dali=pmg_dali.__main__:main"]},
+)
