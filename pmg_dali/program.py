@@ -17,7 +17,7 @@ class MotionProgram:
 
         warped  = source sampled at homography[b, t]^-1 @ (x, y, 1)        (bilinear)
         warped  = paste of partner image paste_index[b] through paste_homography[b, t]
-                  inside paste_box[b, t]                                       (cutmix only)
+                  inside paste_box[b, t], edge pixels replicated               (cutmix only)
         frame   = clamp(color[b, t, :, :3] @ rgb + color[b, t, :, 3], 0, 1)
         output  = mix_lambda[b] * frame + (1 - mix_lambda[b]) * (frame of clip mix_index[b])
                   (frame Mixup), or the partner's pixels inside mix_box[b] (VideoMix)

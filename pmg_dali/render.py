@@ -94,8 +94,9 @@ def paste_patches(frames: torch.Tensor, images: torch.Tensor, program: MotionPro
     if program.paste_index is None or frames.shape[0] == 0:
         return frames
     size = tuple(frames.shape[-2:])
+    # The cut lies inside the partner; "border" keeps the half pixel beyond its edge centres intact.
     patches = warp_frames(images[program.paste_index.to(images.device)],
-                          program.paste_homography, padding_mode="zeros")
+                          program.paste_homography, padding_mode="border")
     inside = box_mask(program.paste_box.to(frames.device), size)           # (B, T, H, W)
     return torch.where(inside[:, None], patches, frames)
 
