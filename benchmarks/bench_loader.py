@@ -1,0 +1,121 @@
+"""The loader's own overhead: PseudoMotionLoader clips/s against the bare renderer it wraps.
+
+    python benchmarks/bench_loader.py                 # CUDA when present: batch 64, 16 x 224^2
+    python benchmarks/bench_loader.py --quick         # a short run (CPU default: batch 8, 16 x 112^2)
+    python benchmarks/bench_loader.py --device cpu --batch-size 8 --size 224
+
+"bare" samples a MotionProgram from a CPU generator and renders it from a batch of images already
+on the device: the generation work itself. "loader" iterates a PseudoMotionLoader over a
+TensorImages source on the same device (same config, images already at the output size), so the
+difference is what the loader adds: per-batch seeding, index gather, the tube mask, the copies to
+the device and the Python around them. overhead = 1 - loader / bare (clips/s). Each run is
+``--steps`` batches between two device synchronisations; the paths take turns, and the table
+shows the median of ``--repeats`` runs each after ``--warmup`` batches. Prints a markdown table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+import pmg_dali
+from pmg_dali.sampling import sample_program
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(paths: dict, device: torch.device, steps: int, repeats: int, warmup: int) -> dict:
+    """Median seconds per batch of each ``paths[name](n)`` (which makes n batches). The paths take
+    turns within each repeat, so a drift in machine load hits them alike."""
+    for run in paths.values():
+        run(warmup)
+    sync(device)
+    times = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, run in paths.items():
+            start = time.perf_counter()
+            run(steps)
+            sync(device)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="short run; on CPU also smaller clips")
+    parser.add_argument("--batch-size", type=int, default=None, help="64 on CUDA, 8 on CPU")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=None, help="224 (112 with --quick on CPU)")
+    parser.add_argument("--dtype", default="float32", choices=["uint8", "float32", "float16", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=None, help="batches per timed run")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--prefetch", action="store_true", help="also time prefetch=True (CUDA)")
+    parser.add_argument("--json", default="benchmarks/results/bench_loader.json")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    cpu = device.type == "cpu"
+    batch = args.batch_size or (8 if cpu else 64)
+    size = args.size or (112 if cpu and args.quick else 224)
+    steps = args.steps or (3 if args.quick else 10)
+    repeats = args.repeats or (3 if args.quick else 10)
+    cfg = pmg_dali.PMGConfig(num_frames=args.frames, size=size, dtype=getattr(torch, args.dtype))
+    g = torch.Generator().manual_seed(0)
+    count = batch * (steps + args.warmup)
+    images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=g).to(device)
+    gen = pmg_dali.PseudoMotion(cfg)
+
+    def bare(n: int) -> None:
+        for step in range(n):
+            program = sample_program(cfg, batch, generator=torch.Generator().manual_seed(step))
+            gen(images[:batch], program=program)
+
+    def loader_run(**extra):
+        loader = pmg_dali.PseudoMotionLoader(pmg_dali.TensorImages(images), batch_size=batch, config=cfg,
+                                             device=device, seed=0, **extra)
+
+        def run(n: int) -> None:
+            for _, _batch in zip(range(n), loader):
+                pass
+        return run
+
+    paths = {"bare renderer (sample + render)": bare, "PseudoMotionLoader": loader_run()}
+    if args.prefetch and device.type == "cuda":
+        paths["PseudoMotionLoader, prefetch=True"] = loader_run(prefetch=True)
+    rows = [{"path": name, "seconds_per_batch": seconds, "clips_per_s": batch / seconds}
+            for name, seconds in timed(paths, device, steps, repeats, args.warmup).items()]
+    bare_rate = rows[0]["clips_per_s"]
+    for row in rows:
+        row["overhead_pct"] = 100 * (1 - row["clips_per_s"] / bare_rate)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    result = {"device": name, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+              "python": platform.python_version(), "batch_size": batch, "num_frames": args.frames,
+              "size": size, "dtype": args.dtype, "steps": steps, "repeats": repeats, "rows": rows}
+    print(f"{name}, batch {batch}, {args.frames} x {size}^2, {args.dtype}, "
+          f"median of {repeats} runs of {steps} batches\n")
+    print("| path | clips/s | ms / batch | overhead vs bare |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['path']} | {row['clips_per_s']:,.1f} | {1000 * row['seconds_per_batch']:.1f} "
+              f"| {row['overhead_pct']:+.1f}% |")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"\nwrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""`PseudoMotionLoader`: the drop-in data loader -- epochs, ranks, exact resume, tube masks.
+
+A batch is a pure function of ``(seed, epoch, rank, step)``: its source indices come from the
+epoch's permutation (``torch.utils.data.DistributedSampler`` itself, so the order is literally
+PyTorch's), and its random numbers from CPU generators seeded by
+``numpy.random.SeedSequence([seed, epoch, rank, step])``. Nothing depends on what ran before, so
+resuming is restoring ``(epoch, step)`` and nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
+
+from .config import PMGConfig
+from .masks import check_int, check_mask_ratio, tube_mask, tube_mask_shape
+from .module import PseudoMotion
+from .program import MotionProgram
+from .sampling import sample_program
+
+__all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer"]
+
+BACKENDS = ("torch", "dali")
+BATCH_KEYS = ("video", "mask", "index")
+Renderer = Callable[[torch.Tensor, MotionProgram], torch.Tensor]
+
+
+def batch_generators(seed: int, epoch: int, rank: int, step: int) -> dict[str, torch.Generator]:
+    """The CPU generators of one batch, a pure function of ``(seed, epoch, rank, step)``:
+    ``"program"`` (the :class:`MotionProgram`), ``"mask"`` (the tube mask) and ``"load"`` (handed
+    to ``source.load``). CPU generators make programs and masks identical on every device and
+    backend; a source that wants on-device randomness can seed a device generator from ``"load"``."""
+    states = np.random.SeedSequence([seed, epoch, rank, step]).generate_state(3, dtype=np.uint64)
+    return {name: torch.Generator().manual_seed(int(state))
+            for name, state in zip(("program", "mask", "load"), states)}
+
+
+def to_device(value, device: torch.device):
+    """A CPU tensor or :class:`MotionProgram` on ``device``; through pinned memory and a
+    non-blocking copy on CUDA, so the host never waits for the GPU."""
+    if isinstance(value, MotionProgram):
+        return dataclasses.replace(value, **{k: to_device(v, device) for k, v in value.tensors().items()})
+    if device.type == "cuda" and value.device.type == "cpu":
+        return value.pin_memory().to(device, non_blocking=True)
+    return value.to(device)
+
+
+def make_renderer(backend: str, config: PMGConfig, device: torch.device, batch_size: int) -> Renderer:
+    """The render step of ``backend``: a callable ``(images (B, 3, H, W), program) -> clips`` in
+    ``config.layout`` / ``config.dtype`` on ``device``, for batches of up to ``batch_size`` clips."""
+    if backend == "torch":
+        module = PseudoMotion(config)
+        return lambda images, program: module(images, program=to_device(program, device))
+    from .dali import ProgramRenderer    # ImportError with the install command without the extra
+    kind = "gpu" if device.type == "cuda" else "cpu"
+    return ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, but got {value!r}")
+    return value
+
+
+def resolve_rank(rank, world_size) -> tuple[int, int]:
+    """Explicit ``rank`` / ``world_size``, else ``torch.distributed``'s when initialised, else 0 / 1."""
+    dist = torch.distributed
+    initialised = dist.is_available() and dist.is_initialized()
+    if world_size is None:
+        world_size = dist.get_world_size() if initialised else 1
+    if rank is None:
+        rank = dist.get_rank() if initialised else 0
+    world_size = check_int("world_size", world_size, 1)
+    rank = check_int("rank", rank, 0)
+    if rank >= world_size:
+        raise ValueError(f"`rank` must be in [0, {world_size - 1}] (world_size {world_size}), but got {rank}")
+    return rank, world_size
+
+
+class PseudoMotionLoader:
+    """Pseudo-motion clips of ``source`` images, batch by batch, like a ``DataLoader`` over a
+    ``DistributedSampler``. One iteration is one epoch of this rank's share.
+
+    Example::
+
+        loader = PseudoMotionLoader(source, batch_size=32, config=PMGConfig(), device="cuda")
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            for batch in loader:       # {"video": clips, "mask": (B, N) bool, "index": (B,) long}
+                ...
+
+    Randomness: batch ``step`` of ``epoch`` on ``rank`` draws only from
+    :func:`batch_generators` ``(seed, epoch, rank, step)`` -- CPU generators for the program, the
+    mask and ``source.load`` -- so its indices, program and mask are the same on every device and
+    backend; only the rendered pixels depend on the device's arithmetic. ``batch_size`` is per
+    rank: the global batch is ``batch_size * world_size``.
+
+    Args:
+        source: anything with ``len(source)`` and ``source.load(indices, size, device, generator)``
+            -> uint8 (B, 3, H, W) (:class:`pmg_dali.TensorImages`, ...).
+        batch_size: clips per batch on this rank.
+        config: a :class:`PMGConfig` (default ``PMGConfig()``); ``video`` follows its layout/dtype.
+        device: where every tensor of a batch is made and returned.
+        backend: ``"torch"`` (:class:`pmg_dali.PseudoMotion`) or ``"dali"`` (DALI operators,
+            :class:`pmg_dali.dali.ProgramRenderer`; needs the ``dali`` extra) -- the same programs.
+        seed: int >= 0; with the epoch it fixes the order, with (epoch, rank, step) each batch.
+        mask_ratio: tube-mask ratio in [0, 1) (:func:`pmg_dali.tube_mask`); None: no ``"mask"`` key.
+        rank, world_size: this process's share; None: from ``torch.distributed`` when it is
+            initialised, else 0 / 1.
+        drop_last: drop the tail of the permutation that does not split evenly over the ranks
+            and a last partial batch; False: pad by wrapping (``DistributedSampler``) and keep
+            the last partial batch.
+        shuffle: permute the source every epoch (False: index order, still split over ranks).
+        patch_size, tubelet_size: the mask's token grid (VideoMAE: 16 and 2).
+        prefetch: make the next batch on a side CUDA stream while the current one is used (CUDA
+            only). Memory: one more batch held at all times, ``B * 3 * T * H * W * bytes(dtype)``
+            (64 x 16 x 224^2: 617 MB float32, 308 MB bf16), and the renderer's transient working
+            set -- for the torch backend a peak of about four float32 clip batches (2.5 GB at
+            64 x 16 x 224^2; measured on CPU) -- now overlaps the training step's own peak
+            instead of coming before it.
+    """
+
+    def __init__(self, source, batch_size: int = 32, config: PMGConfig | None = None, device="cuda",
+                 backend: str = "torch", seed: int = 0, mask_ratio: float | None = 0.75,
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = True, *,
+                 shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False):
+        if not (hasattr(source, "__len__") and callable(getattr(source, "load", None))):
+            raise TypeError(f"`source` must have len(source) and source.load(indices, size, device, "
+                            f"generator), but got {type(source).__name__}")
+        if len(source) < 1:
+            raise ValueError(f"`source` must hold at least one image, but got {len(source)}")
+        self.config = PMGConfig() if config is None else config
+        if not isinstance(self.config, PMGConfig):
+            raise TypeError(f"`config` must be a PMGConfig, but got {type(self.config).__name__}")
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.mask_ratio = None if mask_ratio is None else check_mask_ratio(mask_ratio)
+        self.patch_size, self.tubelet_size = patch_size, tubelet_size
+        if self.mask_ratio is not None:
+            tube_mask_shape(self.config.num_frames, self.config.size, patch_size, tubelet_size)
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        self.drop_last = _check_flag("drop_last", drop_last)
+        self.shuffle = _check_flag("shuffle", shuffle)
+        self.prefetch = _check_flag("prefetch", prefetch)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"`device` is {str(self.device)!r} but CUDA is not available; pass device='cpu'")
+        if self.prefetch and self.device.type != "cuda":
+            raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
+                             f"but got device {str(self.device)!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, but got {backend!r}")
+        self.backend = backend
+        self.source = source
+        self.sampler = DistributedSampler(source, num_replicas=self.world_size, rank=self.rank,
+                                          shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last)
+        if len(self) == 0:
+            raise ValueError(f"`batch_size` must be at most the {self.sampler.num_samples} images each "
+                             f"rank gets per epoch with drop_last=True, but got {self.batch_size}")
+        self._render = make_renderer(backend, self.config, self.device, self.batch_size)
+        self.epoch = 0
+        self._step = 0          # batches yielded by the current (or last) pass
+        self._resume = None     # first step of the next pass, set by load_state_dict
+        self._order = (None, None)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        samples = self.sampler.num_samples
+        return samples // self.batch_size if self.drop_last else math.ceil(samples / self.batch_size)
+
+    def __repr__(self) -> str:
+        return (f"PseudoMotionLoader(num_images={len(self.source)}, batch_size={self.batch_size}, "
+                f"backend={self.backend!r}, device={str(self.device)!r}, seed={self.seed}, "
+                f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
+                f"drop_last={self.drop_last}, epoch={self.epoch})")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order from the next pass on (``DistributedSampler.set_epoch``). A position
+        restored by :meth:`load_state_dict` is kept for its own epoch and dropped for another."""
+        epoch = check_int("epoch", epoch, 0)
+        if epoch != self.epoch:
+            self._resume = None
+        self.epoch = epoch
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """(S,) long: this rank's source indices of ``epoch`` (default: the current one), in order."""
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
+        if self._order[0] != epoch:
+            self.sampler.set_epoch(epoch)
+            self._order = (epoch, torch.tensor(list(self.sampler), dtype=torch.long))
+        return self._order[1]
+
+    def batch(self, step: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """Batch ``step`` of ``epoch`` (default: the current one) on this rank, made afresh: a pure
+        function of (seed, epoch, rank, step). Keys ``"video"``, ``"mask"`` (unless mask_ratio is
+        None) and ``"index"``, every tensor on ``device``."""
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
+        step = check_int("step", step, 0)
+        if step >= len(self):
+            raise ValueError(f"`step` must be < {len(self)} (batches per epoch), but got {step}")
+        index = self.indices(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
+        gens = batch_generators(self.seed, epoch, self.rank, step)
+        cfg = self.config
+        images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
+        program = sample_program(cfg, len(index), generator=gens["program"])
+        batch = {"video": self._render(images, program)}
+        if self.mask_ratio is not None:
+            mask = tube_mask(len(index), cfg.num_frames, cfg.size, self.patch_size, self.tubelet_size,
+                             self.mask_ratio, generator=gens["mask"])
+            batch["mask"] = to_device(mask, self.device)
+        batch["index"] = to_device(index, self.device)
+        return batch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        start = 0 if self._resume is None else self._resume
+        self._resume, self._step, epoch = None, start, self.epoch
+        steps = range(start, len(self))
+        batches = self._prefetched(steps, epoch) if self.prefetch else (self.batch(s, epoch) for s in steps)
+        for step, batch in zip(steps, batches):
+            self._step = step + 1
+            yield batch
+
+    def _prefetched(self, steps: range, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches of ``steps``, batch k+1 made on a side stream while batch k is consumed."""
+        side = torch.cuda.Stream(device=self.device)
+        main = torch.cuda.current_stream(self.device)
+
+        def launch(step: int) -> dict[str, torch.Tensor]:
+            side.wait_stream(main)          # whatever the trainer enqueued before (e.g. source copies)
+            with torch.cuda.stream(side):
+                return self.batch(step, epoch)
+
+        pending = launch(steps[0]) if len(steps) else None
+        for i in range(len(steps)):
+            batch = pending
+            main.wait_stream(side)          # batch i is complete before the trainer touches it
+            for value in batch.values():
+                value.record_stream(main)   # its memory is not reused while `main` still reads it
+            pending = launch(steps[i + 1]) if i + 1 < len(steps) else None
+            yield batch
+
+    def state_dict(self) -> dict:
+        """``{"epoch", "step", ...}``: ``step`` batches of ``epoch`` have been yielded. The same on
+        every rank, so rank 0's state can be loaded everywhere."""
+        step = self._step if self._resume is None else self._resume
+        return {"epoch": self.epoch, "step": step, "seed": self.seed, "batch_size": self.batch_size,
+                "world_size": self.world_size, "num_images": len(self.source),
+                "drop_last": self.drop_last, "shuffle": self.shuffle}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`: the next pass starts at batch ``step`` of ``epoch``, so it
+        yields exactly what the original loader yielded after that state was taken."""
+        if not isinstance(state, dict) or not {"epoch", "step"} <= state.keys():
+            raise ValueError(f"`state` must be a dict from state_dict() with 'epoch' and 'step', but got {state!r}")
+        for key, value in self.state_dict().items():
+            if key not in ("epoch", "step") and key in state and state[key] != value:
+                raise ValueError(f"`state` was taken with {key}={state[key]!r}, but this loader has "
+                                 f"{key}={value!r}; its batches would differ")
+        epoch = check_int("epoch", state["epoch"], 0)
+        step = check_int("step", state["step"], 0)
+        if step > len(self):
+            raise ValueError(f"`step` must be <= {len(self)} (batches per epoch), but got {step}")
+        self.epoch, self._step, self._resume = epoch, step, step
+
+    def as_dataset(self, keys: dict[str, str] | None = None) -> "PseudoMotionDataset":
+        """This loader as an ``IterableDataset`` of whole batches (see :class:`PseudoMotionDataset`)."""
+        return PseudoMotionDataset(self, keys)
+
+
+class PseudoMotionDataset(IterableDataset):
+    """An ``IterableDataset`` view of a :class:`PseudoMotionLoader` that yields its whole batches,
+    for frameworks that build their own ``DataLoader`` (Lightning, Hugging Face ``Trainer``)::
+
+        DataLoader(loader.as_dataset(), batch_size=None, num_workers=0)
+
+    Batches are made in the main process on the loader's device (GPU ops), so use
+    ``num_workers=0``: a worker process would only duplicate them and is refused. Each complete pass
+    moves the loader on to the next epoch (frameworks rarely call ``set_epoch`` on a dataset); an
+    explicit ``set_epoch`` still wins.
+
+    Args:
+        loader: the loader to view.
+        keys: rename and select batch entries, e.g. ``{"video": "pixel_values", "mask":
+            "bool_masked_pos"}`` for ``model(**batch)`` of Hugging Face ``VideoMAEForPreTraining``;
+            entries not named are left out. None: the loader's keys unchanged.
+    """
+
+    def __init__(self, loader: PseudoMotionLoader, keys: dict[str, str] | None = None):
+        if not isinstance(loader, PseudoMotionLoader):
+            raise TypeError(f"`loader` must be a PseudoMotionLoader, but got {type(loader).__name__}")
+        if keys is not None:
+            if not isinstance(keys, dict) or not set(keys) <= set(BATCH_KEYS):
+                raise ValueError(f"`keys` must be a dict whose keys are among {BATCH_KEYS}, but got {keys!r}")
+            if "mask" in keys and loader.mask_ratio is None:
+                raise ValueError("`keys` names 'mask', but the loader has mask_ratio=None (no mask)")
+        self.loader, self.keys = loader, keys
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if get_worker_info() is not None:
+            raise RuntimeError("PseudoMotionDataset makes batches on the loader's device in the main "
+                               "process; use DataLoader(..., batch_size=None, num_workers=0)")
+        epoch = self.loader.epoch
+        for batch in self.loader:
+            yield batch if self.keys is None else {new: batch[old] for old, new in self.keys.items()}
+        if self.loader.epoch == epoch:
+            self.loader.set_epoch(epoch + 1)
