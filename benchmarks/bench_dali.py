@@ -1,0 +1,213 @@
+"""The DALI backend side by side with the torch backend, on the default program.
+
+    python benchmarks/bench_dali.py                   # GPU: batch 64, 16 x 224^2, + nvJPEG folder
+    python benchmarks/bench_dali.py --quick           # CPU (DALI CPU operators): batch 4, 4 x 32^2,
+                                                      # one thread for DALI and one for torch
+
+Paths (the default config: zoom + affine, frame Mixup, ImageNet-normalised, ``--dtype`` bfloat16):
+
+- "torch": ``sample_program`` (CPU generator) + the reference renderer on the device.
+- "dali program-fed": the same sampling + :class:`pmg_dali.dali.ProgramRenderer` (what
+  ``backend="dali"`` runs); DALI has no bfloat16, so it renders float32 and torch casts.
+- "dali in-graph": a pipeline whose parameters are drawn by DALI (:func:`pmg_dali.dali.pseudo_motion`,
+  uint8 frames between warp and mix), fed one fixed image batch by ``fn.external_source``; float16
+  is DALI's native half type, so "(bf16 via torch cast)" adds the cast of a float32 output.
+- "dali warp only": sequence_rearrange + one per-frame ``warp_affine``, uint8 (the replicate-and-warp
+  core), and "dali T warps + stack", its alternative (one warp per frame, then ``fn.stack``).
+- folder (GPU, ``--folder``): ``folder_pipeline`` over ``--files`` generated JPEGs, decode + crop +
+  resize only (images/s) and the full pseudo-motion pipeline (clips/s).
+
+Each run is ``--steps`` batches between two synchronisations (outputs converted to torch tensors);
+the paths take turns and the table shows the median of ``--repeats`` runs after ``--warmup``
+batches. Prints a markdown table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import tempfile
+
+import numpy as np
+import torch
+
+import pmg_dali
+from bench_loader import timed   # median seconds per batch, the paths taking turns (same script folder)
+from pmg_dali.sampling import sample_program
+
+
+def _pipeline_path(pipe, cast=None):
+    """A path that runs a built DALI pipeline and converts its first output to torch."""
+    from pmg_dali.dali import to_torch
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            out = to_torch(pipe.run()[0])
+            if cast is not None:
+                out.to(cast)
+    return run
+
+
+def _image_pipeline(body, images_hwc, batch: int, device_id, threads: int):
+    """A built pipeline feeding the same HWC image batch every iteration into ``body(images)``."""
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=device_id, seed=0)
+    def pipe():
+        images = fn.external_source(source=lambda: images_hwc, batch=True, layout="HWC",
+                                    device="cpu" if device_id is None else "gpu")
+        return body(images)
+
+    p = pipe()
+    p.build()
+    return p
+
+
+def _warp_bodies(cfg, batch: int):
+    """The replicate-then-warp core and its alternative, uint8, with fixed per-frame zoom matrices."""
+    from nvidia.dali import fn
+    t, (h, w) = cfg.num_frames, cfg.size
+    k = np.float32(0.98) ** np.arange(t, dtype=np.float32)
+    mats = np.stack([np.float32([[s, 0, (1 - s) * w / 2], [0, s, (1 - s) * h / 2]]) for s in k])
+
+    def rearrange(images):
+        frames = fn.sequence_rearrange(fn.expand_dims(images, axes=[0], new_axis_names="F"), new_order=[0] * t)
+        matrices = fn.external_source(source=lambda: [mats] * batch, batch=True)
+        return fn.warp_affine(frames, matrix=fn.per_frame(matrices), fill_value=0.0)
+
+    def stacked(images):
+        return fn.stack(*[fn.warp_affine(images, matrix=mats[i].reshape(-1).tolist(), fill_value=0.0)
+                          for i in range(t)], axis=0, axis_name="F")
+    return rearrange, stacked
+
+
+def _write_jpegs(root: str, count: int, seed: int = 0) -> None:
+    """``count`` 500x375 JPEGs of smooth random colour fields (quality 90)."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(seed)
+    for i in range(count):
+        low = torch.rand(3, 12, 16, generator=g)
+        img = torch.nn.functional.interpolate(low[None], size=(375, 500), mode="bicubic", align_corners=False)[0]
+        arr = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+        Image.fromarray(arr).save(os.path.join(root, f"{i:05d}.jpg"), quality=90)
+
+
+def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple[dict, str]:
+    """images/s (decode + random-resized crop + resize) and clips/s (the full folder_pipeline)."""
+    from nvidia.dali import fn, pipeline_def, types
+    from pmg_dali import dali
+    root = tempfile.mkdtemp(prefix="pmg_dali_bench_")
+    _write_jpegs(root, files)
+    paths = dali.list_image_files(root, validate="header")   # generated here: trusted
+    h, w = cfg.size
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=device_id, seed=0)
+    def decode_only():
+        encoded, _ = fn.readers.file(files=paths, random_shuffle=True, name="Reader")
+        images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
+                                               output_type=types.RGB,
+                                               random_area=[0.25, 1.0])
+        return fn.resize(images, resize_x=w, resize_y=h, antialias=True)
+
+    decode = decode_only()
+    decode.build()
+    full = dali.folder_pipeline(None, cfg, batch, device_id=device_id, files=paths, num_threads=threads)
+    full.build()
+    return {"dali folder: decode + crop + resize only (images/s)": _pipeline_path(decode),
+            "dali folder: full folder_pipeline": _pipeline_path(full)}, root
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU, DALI CPU operators, tiny clips")
+    parser.add_argument("--batch-size", type=int, default=None, help="64 (4 with --quick)")
+    parser.add_argument("--frames", type=int, default=None, help="16 (4 with --quick)")
+    parser.add_argument("--size", type=int, default=None, help="224 (32 with --quick)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="DALI CPU threads (4; 1 with --quick, which also sets torch's threads)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--folder", action=argparse.BooleanOptionalAction, default=None,
+                        help="time the nvJPEG folder pipeline (GPU default)")
+    parser.add_argument("--files", type=int, default=512, help="JPEGs generated for --folder")
+    parser.add_argument("--json", default=None, help="benchmarks/results/bench_dali[_quick].json")
+    args = parser.parse_args(argv)
+
+    import nvidia.dali
+    from pmg_dali import dali
+
+    gpu = not args.quick
+    if gpu and not torch.cuda.is_available():
+        parser.error("the full benchmark needs a CUDA device; use --quick on a CPU")
+    device, device_id = (torch.device("cuda", 0), 0) if gpu else (torch.device("cpu"), None)
+    batch = args.batch_size or (4 if args.quick else 64)
+    frames, size = args.frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
+    threads = args.threads or (1 if args.quick else 4)
+    if args.quick:   # one core each: a busy host's OpenMP spin-waits otherwise swamp tiny torch ops
+        torch.set_num_threads(threads)
+    steps, repeats = args.steps or (3 if args.quick else 20), args.repeats or (3 if args.quick else 5)
+    dtype = getattr(torch, args.dtype)
+    cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype)
+    native = cfg.replace(dtype=torch.float32) if dtype == torch.bfloat16 else cfg
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)
+    hwc = images.permute(0, 2, 3, 1).contiguous()
+    hwc = hwc if gpu else hwc.numpy()
+    gen, renderer = pmg_dali.PseudoMotion(cfg), dali.ProgramRenderer(cfg, batch, device="gpu" if gpu else "cpu")
+
+    def programs(render):
+        def run(n: int) -> None:
+            for step in range(n):
+                render(images, sample_program(cfg, batch, generator=torch.Generator().manual_seed(step)))
+        return run
+
+    paths = {"torch (sample + reference render)": programs(lambda x, p: gen(x, program=p.to(device))),
+             "dali program-fed (ProgramRenderer)": programs(renderer)}
+    ingraph = lambda c: _image_pipeline(lambda x: dali.pseudo_motion(x, c), hwc, batch, device_id, threads)  # noqa: E731
+    if dtype == torch.bfloat16:
+        paths["dali in-graph, float16 (native half)"] = _pipeline_path(ingraph(cfg.replace(dtype=torch.float16)))
+        paths["dali in-graph, bf16 via torch cast"] = _pipeline_path(ingraph(native), cast=torch.bfloat16)
+    else:
+        paths[f"dali in-graph, {args.dtype}"] = _pipeline_path(ingraph(cfg))
+    rearrange, stacked = _warp_bodies(cfg, batch)
+    paths["dali warp only: rearrange + per-frame warp_affine, uint8"] = _pipeline_path(
+        _image_pipeline(rearrange, hwc, batch, device_id, threads))
+    paths["dali warp only: T warp_affine + stack, uint8"] = _pipeline_path(
+        _image_pipeline(stacked, hwc, batch, device_id, threads))
+    root = None
+    if args.folder if args.folder is not None else gpu:
+        folder, root = _folder_paths(cfg, batch, device_id, threads, args.files)
+        paths.update(folder)
+
+    rows = [{"path": name, "seconds_per_batch": s, "per_s": batch / s}
+            for name, s in timed(paths, device, steps, repeats, args.warmup).items()]
+    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({os.cpu_count()} cores), DALI CPU operators"
+    result = {"device": name, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+              "dali": nvidia.dali.__version__, "python": platform.python_version(), "batch_size": batch,
+              "num_frames": frames, "size": size, "dtype": args.dtype, "transforms": list(cfg.transforms),
+              "mixup": cfg.mixup, "normalize": cfg.normalize, "threads": threads, "steps": steps,
+              "repeats": repeats, "rows": rows}
+    print(f"{name}, {result['date']}, torch {torch.__version__}, DALI {nvidia.dali.__version__}; batch {batch}, "
+          f"{frames} x {size}^2, {args.dtype}, {'+'.join(cfg.transforms)}, mixup={cfg.mixup}, "
+          f"median of {repeats} runs of {steps} batches\n")
+    print("| path | clips/s (images/s for decode) | ms / batch |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['path']} | {row['per_s']:,.1f} | {1000 * row['seconds_per_batch']:.2f} |")
+    args.json = args.json or f"benchmarks/results/bench_dali{'_quick' if args.quick else ''}.json"
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"\nwrote {args.json}")
+    if root is not None:
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+"""The DALI backend: pseudo-motion clips from NVIDIA DALI operators (needs the ``dali`` extra).
+
+Two ways to get motion parameters:
+
+- **in the graph** (:func:`pseudo_motion`, :func:`folder_pipeline`, :func:`source_pipeline`): drawn by
+  ``fn.random.*`` and built by arithmetic / ``fn.transforms.*``, seeded by the pipeline seed -- the
+  natural, fastest DALI path, a helper you drop into your own ``@pipeline_def``;
+- **fed** (:class:`ProgramRenderer`, :func:`render`): a :class:`~pmg_dali.MotionProgram` from pmg_dali's
+  own sampler enters through ``fn.external_source``, so the DALI and torch backends render identical
+  programs (the loader's ``backend="dali"``).
+
+Either way the clips follow the torch backend's contract: ``config.layout``, ``config.dtype`` and
+ImageNet normalisation (DALI has no bfloat16: it renders float32 and torch casts).
+
+Corrupt files (:func:`folder_pipeline`): DALI's decoder cannot skip a sample -- a file it cannot
+decode stops the pipeline, and its message does not always name the file. Files are therefore checked
+once, up front, by :func:`list_image_files` and failing ones are left out with one warning naming each:
+``validate="decode"`` (default) runs DALI's own CPU decoder over every file once and catches empty,
+non-image, truncated and garbled files; ``validate="header"`` (PIL parses each header, ~0.1 ms a file)
+is the cheap option for trusted data -- it misses corrupt data behind a valid header. Keep the checked
+list and pass it as ``files=`` to skip the check on later runs.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_color, box_mask,  # noqa: F401
+                         corner_forward, dali_dtype, format_clips, mix_clips, paste_patches,
+                         pseudo_motion, render_motion, sample_motion, warp_frames)
+from .config import PMGConfig
+from .geometry import dali_inverse_map
+from .program import MotionProgram
+from .render import check_images
+
+from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
+
+__all__ = ["ProgramRenderer", "render", "to_torch", "list_image_files", "folder_pipeline", "source_pipeline",
+           "IMAGE_EXTENSIONS",
+           # graph helpers (pmg_dali.dali_graph), for your own @pipeline_def
+           "pseudo_motion", "sample_motion", "render_motion", "GraphMotion", "InGraphSample",
+           "IN_GRAPH_TRANSFORMS", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
+           "format_clips", "corner_forward", "dali_dtype"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+_TORCH = {types.UINT8: torch.uint8, types.FLOAT: torch.float32, types.FLOAT16: torch.float16,
+          types.INT32: torch.int32, types.INT64: torch.int64, types.BOOL: torch.bool}
+
+
+def _check_device(device: str, device_id) -> int | None:
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"`device` must be 'cpu' or 'gpu', but got {device!r}")
+    if device == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        raise RuntimeError("`device='gpu'` needs a CUDA device, but torch.cuda.is_available() is False")
+    return torch.cuda.current_device() if device_id is None else int(device_id)
+
+
+def to_torch(output) -> torch.Tensor:
+    """A dense DALI ``TensorListCPU`` / ``TensorListGPU`` -> a new torch tensor on the same device."""
+    if hasattr(output, "as_array"):                       # TensorListCPU: as_array copies
+        return torch.from_numpy(output.as_array())
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+    tensor = output.as_tensor()
+    out = torch.empty(tensor.shape(), dtype=_TORCH[output.dtype], device=torch.device("cuda", output.device_id()))
+    feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream(out.device))
+    return out
+
+
+class ProgramRenderer:
+    """Renders :class:`~pmg_dali.MotionProgram` s with DALI operators, exactly the torch backend's contract.
+
+    Each pipeline variant (uint8 or float images, resize or not, affine or perspective warp, colour,
+    cutmix paste, Mixup / VideoMix) is built on first use and reused; batches of up to
+    ``batch_size`` clips are fed through ``fn.external_source``.
+
+    Example::
+
+        renderer = ProgramRenderer(cfg, batch_size=64, device="gpu")
+        program = sample_program(cfg, 64, generator=g)        # the same program the torch backend gets
+        clips = renderer(images, program)                     # torch tensor, cfg.layout / cfg.dtype
+
+    Args:
+        config: the :class:`~pmg_dali.PMGConfig` (``recursion="composed"``).
+        batch_size: the largest batch a call renders.
+        device: ``"gpu"`` (clips come back on ``cuda:device_id``) or ``"cpu"`` (DALI CPU operators).
+        device_id: CUDA device (default: the current one); ignored on ``"cpu"``.
+        num_threads: DALI CPU worker threads.
+    """
+
+    def __init__(self, config: PMGConfig, batch_size: int, device: str = "gpu", device_id: int | None = None,
+                 num_threads: int = 2):
+        if not isinstance(config, PMGConfig):
+            raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
+        if config.recursion != "composed":
+            raise ValueError(f"`config.recursion` must be 'composed' for the DALI backend, but got "
+                             f"{config.recursion!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int, but got {batch_size!r}")
+        self.config, self.batch_size, self.device = config, batch_size, device
+        self.device_id = _check_device(device, device_id)
+        self.num_threads = num_threads
+        self._pipelines: dict[tuple, object] = {}
+
+    def __repr__(self) -> str:
+        return f"ProgramRenderer(batch_size={self.batch_size}, device={self.device!r}, device_id={self.device_id})"
+
+    def __call__(self, images: torch.Tensor, program: MotionProgram) -> torch.Tensor:
+        """Render ``program`` from ``images`` (B, 3, H, W), uint8 0-255 or float in [0, 1], any H, W.
+
+        Returns clips on ``cuda:device_id`` (gpu) or the CPU in ``config.layout`` / ``config.dtype``.
+        """
+        check_images(images)
+        if not isinstance(program, MotionProgram):
+            raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+        b, cfg = program.batch_size, self.config
+        if images.shape[0] != b:
+            raise ValueError(f"`images` must have one image per clip of the program, but got "
+                             f"{images.shape[0]} images for {b} clips")
+        if b > self.batch_size:
+            raise ValueError(f"`program` must have at most batch_size={self.batch_size} clips, but got {b}")
+        if program.num_frames != cfg.num_frames:
+            raise ValueError(f"`program` must have {cfg.num_frames} frames (config.num_frames), "
+                             f"but got {program.num_frames}")
+        if b == 0:
+            return self._empty()
+        key, inputs = self._inputs(images, program)
+        pipe = self._pipelines.get(key)
+        if pipe is None:
+            pipe = self._pipelines[key] = self._build(*key)
+        stream = {}
+        if self.device == "gpu":
+            stream = {"cuda_stream": torch.cuda.current_stream(self.device_id).cuda_stream}
+        for name, value in inputs.items():
+            pipe.feed_input(name, value, **(stream if name == "images" else {}))
+        (clips,) = pipe.run()
+        clips = to_torch(clips)
+        return clips.to(cfg.dtype) if clips.dtype != cfg.dtype else clips
+
+    def _empty(self) -> torch.Tensor:
+        t, (h, w) = self.config.num_frames, self.config.size
+        shape = (0, 3, t, h, w) if self.config.layout == "BCTHW" else (0, t, 3, h, w)
+        device = "cpu" if self.device == "cpu" else torch.device("cuda", self.device_id)
+        return torch.zeros(shape, dtype=self.config.dtype, device=device)
+
+    def _inputs(self, images: torch.Tensor, program: MotionProgram) -> tuple[tuple, dict]:
+        """The pipeline variant for this call and the arrays to feed it."""
+        cfg, b, t = self.config, program.batch_size, program.num_frames
+        prog = program.to("cpu")
+        unit = 255.0 if images.dtype == torch.uint8 else 1.0
+        hwc = images.permute(0, 2, 3, 1)
+        hwc = (hwc if images.dtype == torch.uint8 else hwc.float()).contiguous()
+        if self.device == "gpu":
+            hwc = hwc.to(torch.device("cuda", self.device_id), non_blocking=True)
+        inputs = {"images": hwc if self.device == "gpu" else hwc.cpu().numpy()}
+        maps = [prog.homography] + ([prog.paste_homography] if prog.paste_index is not None else [])
+        perspective = cfg.padding_mode == "reflection" or any(bool((m[..., 2, :2] != 0).any()) for m in maps)
+        rows = 3 if perspective else 2
+        as_array = lambda x, dtype=np.float32: np.ascontiguousarray(x.numpy(), dtype=dtype)  # noqa: E731
+        inputs["matrices"] = as_array(dali_inverse_map(prog.homography)[..., :rows, :])
+        has_color = not torch.equal(prog.color, torch.eye(3, 4).expand_as(prog.color))
+        if has_color:
+            inputs["color"] = as_array(prog.color)
+        box = prog.paste_box
+        has_paste = box is not None and bool(((box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])).any())
+        if has_paste:
+            inputs.update(paste_index=as_array(prog.paste_index, np.int32), paste_box=as_array(box),
+                          paste_matrices=as_array(dali_inverse_map(prog.paste_homography)[..., :rows, :]))
+        mix = None
+        if prog.mix_index is not None:
+            inputs["mix_index"] = as_array(prog.mix_index, np.int32)
+            if prog.mix_box is not None:
+                mix, inputs["mix_box"] = "box", as_array(prog.mix_box)
+            else:
+                lam = prog.mix_lambda
+                mix = "frame" if lam.ndim == 2 else "clip"
+                inputs["mix_lambda"] = as_array(lam.reshape(b, t, 1, 1, 1) if lam.ndim == 2 else lam.reshape(b, 1))
+        resize = tuple(images.shape[-2:]) != tuple(cfg.size)
+        return (unit, resize, perspective, has_color, has_paste, mix), inputs
+
+    def _build(self, unit, resize, perspective, has_color, has_paste, mix):
+        cfg, dev = self.config, self.device
+
+        @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
+                      prefetch_queue_depth=1)
+        def graph():
+            source = lambda name: fn.external_source(name=name)  # noqa: E731 (CPU: per-sample arguments)
+            images = fn.external_source(name="images", device=dev, layout="HWC",
+                                        dtype=types.UINT8 if unit == 255 else types.FLOAT)
+            if resize:
+                images = fn.resize(images, resize_x=cfg.size[1], resize_y=cfg.size[0], antialias=True,
+                                   dtype=types.FLOAT)
+            paste = [source(n) for n in ("paste_index", "paste_matrices", "paste_box")] if has_paste else [None] * 3
+            motion = GraphMotion(cfg.num_frames, source("matrices"), inverse_map=True, perspective=perspective,
+                                 color=source("color") if has_color else None,
+                                 paste_index=paste[0], paste_matrices=paste[1], paste_box=paste[2],
+                                 mix_index=source("mix_index") if mix else None,
+                                 mix_lambda=source("mix_lambda") if mix in ("clip", "frame") else None,
+                                 mix_box=source("mix_box") if mix == "box" else None)
+            return render_motion(images, motion, cfg, unit)
+
+        pipe = graph()
+        pipe.build()
+        return pipe
+
+
+@functools.lru_cache(maxsize=4)
+def _renderer(config: PMGConfig, batch_size: int, device: str, device_id) -> ProgramRenderer:
+    return ProgramRenderer(config, batch_size, device=device, device_id=device_id)
+
+
+def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device: str = "cpu",
+           device_id: int | None = None) -> torch.Tensor:
+    """Render ``program`` from ``images`` (B, 3, H, W) with DALI operators on ``device`` ("cpu" or
+    "gpu"): the same tensor contract (layout, dtype, normalisation) as :func:`pmg_dali.render.render`.
+
+    Keeps the last few :class:`ProgramRenderer` s (pipelines) in a small cache; hold your own
+    renderer to control its lifetime.
+    """
+    if not isinstance(program, MotionProgram):
+        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    if not isinstance(cfg, PMGConfig):
+        raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
+    return _renderer(cfg, max(program.batch_size, 1), device, _check_device(device, device_id))(images, program)
+
+
+# ---- image files ------------------------------------------------------------------------------------
+
+def _header_error(path: str) -> str | None:
+    """Why ``path`` does not open as an image (PIL reads the header only), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file"
+        with Image.open(path) as im:
+            if min(im.size) < 1:
+                return f"size {im.size}"
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class _DecodeProbe:
+    """Decodes batches of files with DALI's CPU decoder (the pipelines' decoder); a failure makes
+    DALI drop the pipeline, so a fresh one is built for the next batch."""
+
+    def __init__(self, batch_size: int, num_threads: int):
+        self.batch_size, self.num_threads, self.pipe = batch_size, num_threads, None
+
+    def ok(self, paths: list[str]) -> bool:
+        if self.pipe is None:
+            @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=None,
+                          prefetch_queue_depth=1)
+            def probe():
+                return fn.decoders.image(fn.external_source(name="encoded"), device="cpu").shape()
+            self.pipe = probe()
+            self.pipe.build()
+        self.pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
+        try:
+            self.pipe.run()
+            return True
+        except RuntimeError:
+            self.pipe = None
+            return False
+
+    def failures(self, paths: list[str]) -> list[str]:
+        """The files of ``paths`` that do not decode: batches that fail are bisected."""
+        if self.ok(paths):
+            return []
+        if len(paths) == 1:
+            return list(paths)
+        mid = len(paths) // 2
+        return self.failures(paths[:mid]) + self.failures(paths[mid:])
+
+
+def list_image_files(root: str, validate: str = "decode", num_threads: int = 2) -> list[str]:
+    """Every image file under ``root`` (recursively, sorted; extensions :data:`IMAGE_EXTENSIONS`,
+    any case), checked once so that a corrupt file cannot stop a DALI pipeline mid-epoch.
+
+    Args:
+        root: a folder.
+        validate: ``"decode"`` (default: PIL parses each header, then DALI's own CPU decoder decodes
+            every file once, in batches -- catches truncated and garbled data too, at the cost of one
+            CPU decode of the data set; keep the list and pass it as ``files=``), ``"header"`` (the
+            header check only: empty files, non-images, unknown formats; ~0.1 ms a file) or ``"none"``.
+        num_threads: DALI threads for ``"decode"``.
+    Returns:
+        The paths that passed; each left-out file is named, with the reason, in one warning.
+    """
+    if validate not in ("header", "decode", "none"):
+        raise ValueError(f"`validate` must be 'header', 'decode' or 'none', but got {validate!r}")
+    if not isinstance(root, (str, os.PathLike)) or not os.path.isdir(root):
+        raise ValueError(f"`root` must be an existing folder, but got {root!r}")
+    files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(root, followlinks=True)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    bad: dict[str, str] = {}
+    if validate != "none":
+        bad = {path: why for path in files if (why := _header_error(path)) is not None}
+    if validate == "decode":
+        probe, good = _DecodeProbe(64, num_threads), [p for p in files if p not in bad]
+        for start in range(0, len(good), 64):
+            for path in probe.failures(good[start:start + 64]):
+                bad[path] = "DALI's decoder failed"
+    if bad:
+        warnings.warn(f"pmg_dali.dali: leaving out {len(bad)} unreadable image file(s) under {root!r}: "
+                      + "; ".join(f"{p} ({why})" for p, why in bad.items()), RuntimeWarning, stacklevel=2)
+    files = [p for p in files if p not in bad]
+    if not files:
+        raise ValueError(f"`root` must contain readable image files {IMAGE_EXTENSIONS}, but {root!r} has none")
+    return files
+
+
+# ---- pipelines --------------------------------------------------------------------------------------
+
+def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device_id: int | None = 0,
+                    seed: int = 0, shard_id: int = 0, num_shards: int = 1, *, files: list[str] | None = None,
+                    validate: str = "decode", random_area: tuple[float, float] = (0.25, 1.0),
+                    random_aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3), shuffle: bool = True,
+                    num_threads: int = 4, reader_name: str = "Reader", **pipeline_kwargs):
+    """A DALI pipeline: image files -> decode + random-resized crop -> in-graph pseudo-motion clips.
+
+    ``fn.readers.file`` (sharded and shuffled as every DALI reader: ``shard_id`` of ``num_shards``)
+    -> ``fn.decoders.image_random_crop`` (nvJPEG, ``device="mixed"``, when ``device_id`` is a GPU;
+    the CPU decoder when None) -> ``fn.resize`` to ``config.size`` -> :func:`pseudo_motion`.
+    Outputs ``(video, index)``: clips as ``config`` describes (bfloat16 comes out as float32) and
+    each clip's index (int32, shape (1,)) into the file list. Iterate it with
+    ``nvidia.dali.plugin.pytorch.DALIGenericIterator(pipe, ["video", "index"], reader_name="Reader")``.
+
+    Args:
+        root: folder of images (listed recursively by :func:`list_image_files` with ``validate``);
+            ignored when ``files`` is given.
+        files: an already checked list of paths (e.g. from ``list_image_files(root, "decode")``).
+        random_area, random_aspect_ratio: the random-resized crop (fraction of the area, w / h).
+        pipeline_kwargs: more ``Pipeline`` arguments (``prefetch_queue_depth``, ...).
+    Returns:
+        The (unbuilt) ``nvidia.dali.Pipeline``.
+    """
+    if files is None:
+        files = list_image_files(root, validate=validate, num_threads=num_threads)
+    files = [os.fspath(f) for f in files]
+    h, w = config.size
+    decoder = "cpu" if device_id is None else "mixed"
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
+                  **pipeline_kwargs)
+    def pipe():
+        encoded, index = fn.readers.file(files=files, labels=list(range(len(files))), shard_id=shard_id,
+                                         num_shards=num_shards, random_shuffle=shuffle, name=reader_name)
+        images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
+                                               random_area=list(random_area),
+                                               random_aspect_ratio=list(random_aspect_ratio))
+        images = fn.resize(images, resize_x=w, resize_y=h, antialias=True)
+        return pseudo_motion(images, config), index
+
+    return pipe()
+
+
+class _SourceFeed:
+    """``fn.external_source`` callback: batch ``info.iteration`` of epoch ``info.epoch_idx`` of an
+    image source, in a (seed, epoch)-dependent permutation split across shards (DistributedSampler
+    order, the incomplete last batch dropped)."""
+
+    def __init__(self, source, size, batch_size: int, seed: int, shard_id: int, num_shards: int, device):
+        self.source, self.size, self.batch_size = source, size, batch_size
+        self.seed, self.shard_id, self.num_shards, self.device = seed, shard_id, num_shards, device
+        self.batches = len(source) // num_shards // batch_size
+        self._alive: list = []   # GPU batches handed to DALI stay referenced while it copies them
+        if self.batches == 0:
+            raise ValueError(f"`source` must hold at least batch_size * num_shards = "
+                             f"{batch_size * num_shards} images, but has {len(source)}")
+
+    def _generator(self, *key: int) -> torch.Generator:
+        state = np.random.SeedSequence([self.seed, *key]).generate_state(2, dtype=np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+    def __call__(self, info):
+        if info.iteration >= self.batches:
+            raise StopIteration
+        n = len(self.source)
+        order = torch.randperm(n, generator=self._generator(info.epoch_idx))
+        mine = order[:n - n % self.num_shards][self.shard_id::self.num_shards]
+        index = mine[info.iteration * self.batch_size:(info.iteration + 1) * self.batch_size]
+        generator = self._generator(info.epoch_idx, self.shard_id, info.iteration)
+        images = self.source.load(index, self.size, self.device, generator=generator)
+        images = images.permute(0, 2, 3, 1).contiguous()
+        index = index.to(torch.int32).reshape(-1, 1)
+        if self.device == "cpu":
+            return images.cpu().numpy(), index.numpy()
+        torch.cuda.current_stream(self.device).synchronize()
+        batch = (images, index.to(self.device))
+        self._alive = (self._alive + [batch])[-4:]
+        return batch
+
+
+def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int | None = 0, seed: int = 0,
+                    shard_id: int = 0, num_shards: int = 1, *, num_threads: int = 2, **pipeline_kwargs):
+    """A DALI pipeline over a pmg_dali image source (``SyntheticImages``, ``TensorImages``, ...):
+    ``source.load`` through ``fn.external_source`` -> in-graph pseudo-motion clips.
+
+    Each epoch visits a (seed, epoch)-dependent permutation of the source, shard ``shard_id`` taking
+    every ``num_shards``-th index; ``len(source) // num_shards // batch_size`` batches per epoch.
+    Outputs ``(video, index)`` as :func:`folder_pipeline`; iterate with
+    ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration).
+    """
+    device = "cpu" if device_id is None else torch.device("cuda", device_id)
+    feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
+                  **pipeline_kwargs)
+    def pipe():
+        images, index = fn.external_source(source=feed, num_outputs=2, batch=True, batch_info=True,
+                                           layout=["HWC", ""], device="cpu" if device_id is None else "gpu")
+        return pseudo_motion(images, config), index
+
+    return pipe()
