@@ -54,7 +54,7 @@ def make_renderer(backend: str, config: PMGConfig, device: torch.device, batch_s
     ``config.layout`` / ``config.dtype`` on ``device``, for batches of up to ``batch_size`` clips."""
     if backend == "torch":
         module = PseudoMotion(config)
-        return lambda images, program: module(images, program=to_device(program, device))
+        return lambda images, program: module(images, program=program)   # renderers move it
     from .dali import ProgramRenderer    # ImportError with the install command without the extra
     kind = "gpu" if device.type == "cuda" else "cpu"
     return ProgramRenderer(config, batch_size, device=kind, device_id=device.index)

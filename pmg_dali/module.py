@@ -1,6 +1,8 @@
 """`PseudoMotion`: the torch module users call -- sample a motion program, render it."""
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import nn
 
@@ -9,7 +11,13 @@ from .config import PMGConfig
 from .program import MotionProgram
 from .sampling import sample_program
 
-__all__ = ["PseudoMotion"]
+__all__ = ["PseudoMotion", "RENDERERS"]
+
+RENDERERS = ("auto", "reference", "fused", "cpu")
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+# "auto" on CPU: the per-frame CPU renderer pays ~50 us of Python per frame, so it wins from ~48^2
+# pixels up (5x at 224^2), and it is measured and tuned for one thread (DataLoader workers).
+_CPU_MIN_PIXELS = 48 * 48
 
 
 class PseudoMotion(nn.Module):
@@ -23,20 +31,29 @@ class PseudoMotion(nn.Module):
 
     Args:
         config: a :class:`PMGConfig` (default: ``PMGConfig()``).
+        renderer: ``"auto"`` (default: the fused Triton kernel for CUDA images when Triton is
+            installed; the fast CPU renderer for CPU images when torch runs one thread, as in
+            DataLoader workers, and frames have at least 48^2 pixels; else the reference), ``"reference"``
+            (:func:`pmg_dali.render.render`, the specification), ``"fused"``
+            (:func:`pmg_dali.fused.render_fused`) or ``"cpu"`` (:func:`pmg_dali.cpu_render.render_cpu`).
+            All draw the same clips (to float rounding).
     """
 
-    def __init__(self, config: PMGConfig | None = None):
+    def __init__(self, config: PMGConfig | None = None, renderer: str = "auto"):
         super().__init__()
         if config is None:
             config = PMGConfig()
         if not isinstance(config, PMGConfig):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
+        if renderer not in RENDERERS:
+            raise ValueError(f"`renderer` must be one of {RENDERERS}, but got {renderer!r}")
         self.config = config
+        self.renderer = renderer
 
     def extra_repr(self) -> str:
         c = self.config
         return (f"transforms={c.transforms}, num_frames={c.num_frames}, size={c.size}, mixup={c.mixup}, "
-                f"recursion={c.recursion!r}, layout={c.layout!r}, dtype={c.dtype}")
+                f"recursion={c.recursion!r}, layout={c.layout!r}, dtype={c.dtype}, renderer={self.renderer!r}")
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None, device=None) -> MotionProgram:
         """Draw a :class:`MotionProgram` for ``batch_size`` clips (no images needed).
@@ -61,4 +78,20 @@ class PseudoMotion(nn.Module):
         if program.num_frames != self.config.num_frames:
             raise ValueError(f"`program` must have {self.config.num_frames} frames (config.num_frames), "
                              f"but got {program.num_frames}")
-        return reference.render(images, program.to(images.device), self.config)
+        return self.render_function(images.device)(images, program, self.config)
+
+    def render_function(self, device: torch.device):
+        """The function ``(images, program, config) -> clips`` that ``forward`` uses on ``device``."""
+        name = self.renderer
+        if name == "auto":
+            h, w = self.config.size
+            one_thread_cpu = device.type == "cpu" and torch.get_num_threads() == 1
+            name = ("fused" if device.type == "cuda" and _HAS_TRITON
+                    else "cpu" if one_thread_cpu and h * w >= _CPU_MIN_PIXELS else "reference")
+        if name == "fused":
+            from .fused import render_fused
+            return render_fused
+        if name == "cpu":
+            from .cpu_render import render_cpu
+            return render_cpu
+        return lambda images, program, cfg: reference.render(images, program.to(images.device), cfg)

@@ -1,0 +1,252 @@
+"""Renderer speed: the reference torch renderer, the fused Triton kernel and the fast CPU path, with
+the classic PIL per-frame loop as the CPU baseline.
+
+    python benchmarks/bench_render.py                          # CUDA when present (else CPU)
+    python benchmarks/bench_render.py --device cpu --batch-size 8 --repeats 7
+    python benchmarks/bench_render.py --tune                   # CUDA: also sweep block / num_warps
+    python benchmarks/bench_render.py --quick                  # tiny CPU run, for tests
+
+The program is the default of issue 8: zoom + affine, frame Mixup, ImageNet-normalised, BCTHW,
+16 x 224^2 (batch 64 on CUDA, 8 on CPU), the same MotionProgram and uint8 images for every path.
+
+CPU (``--threads``, default 1): "pil_recursive" is the classic loader -- per clip, PIL warps frame
+t-1 into frame t (``Image.transform`` AFFINE/PERSPECTIVE, bilinear, uint8) with the clip's per-step
+map, then frame Mixup and normalisation in NumPy, float32 (B, C, T, H, W) -- against "reference"
+(:func:`pmg_dali.render.render`) and "cpu" (:func:`pmg_dali.cpu_render.render_cpu`), float32 (NumPy
+has no bfloat16) and bfloat16, and "cpu_out" writing into a reused output buffer (no first-touch
+page faults of a fresh output; every other path allocates its output per batch).
+
+CUDA (output ``--dtype``, default bfloat16): "reference", "fused" (:func:`render_fused` end to end:
+program on the host, tables built and copied, source packed, kernel) and "fused kernel" (the launch
+alone, inputs prepared). "write floor" is the output size over the measured device-to-device copy
+bandwidth (bytes read + written per second); ``floor`` = floor time / measured time. "ViT-S share"
+= render time / the time of a ViT-S VideoMAE step on the same batch at ``--vit-s`` clips/s (577 on
+an H100, ``../shared/DESIGN.md`` section 5; not measured here).
+
+Each timed run is ``--steps`` batches between two synchronisations; the paths take turns and the
+table shows the median of ``--repeats`` runs after ``--warmup`` batches. Prints a markdown table,
+writes JSON (``--json``) and the table (``--markdown``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+
+import pmg_dali
+from bench_loader import timed   # median seconds per batch, the paths taking turns
+from pmg_dali.cpu_render import render_cpu
+from pmg_dali.render import render
+
+
+def _pil_transform(inverse: np.ndarray) -> tuple:
+    """PIL ``Image.transform`` method and data for a frame -> source map in the package convention
+    (PIL puts pixel centres at +0.5)."""
+    shift = np.eye(3)
+    shift[:2, 2] = 0.5
+    m = shift @ inverse @ np.linalg.inv(shift)
+    m = m / m[2, 2]
+    if np.allclose(m[2, :2], 0, atol=1e-12):
+        return Image.Transform.AFFINE, tuple(m[:2].ravel())
+    return Image.Transform.PERSPECTIVE, tuple(m.ravel()[:8])
+
+
+def pil_recursive(images: torch.Tensor, program: pmg_dali.MotionProgram, cfg: pmg_dali.PMGConfig):
+    """The classic CPU loop: per clip, frame t = PIL warp of frame t-1 by the per-step map (uint8,
+    bilinear); then frame Mixup and normalisation in NumPy. Returns a function of n batches."""
+    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).numpy())
+    hom = program.homography.double().numpy()
+    b, t, (h, w) = hwc.shape[0], cfg.num_frames, cfg.size
+    first = [None if np.allclose(hom[i, 0], np.eye(3)) else _pil_transform(np.linalg.inv(hom[i, 0]))
+             for i in range(b)]
+    step = [_pil_transform(np.linalg.inv(hom[i, min(1, t - 1)] @ np.linalg.inv(hom[i, 0]))) for i in range(b)]
+    lam = program.mix_lambda.numpy().reshape(b, -1, 1, 1, 1).astype(np.float32)
+    partner = program.mix_index.numpy()
+    mean, std = np.float32(cfg.mean), np.float32(cfg.std)
+
+    def batch() -> np.ndarray:
+        clips = np.empty((b, t, h, w, 3), np.uint8)
+        for i in range(b):
+            frame = Image.fromarray(hwc[i])
+            if first[i] is not None:
+                frame = frame.transform((w, h), *first[i], resample=Image.Resampling.BILINEAR)
+            clips[i, 0] = np.asarray(frame)
+            for k in range(1, t):
+                frame = frame.transform((w, h), *step[i], resample=Image.Resampling.BILINEAR)
+                clips[i, k] = np.asarray(frame)
+        x = clips.astype(np.float32)
+        x *= np.float32(1 / 255)
+        x = x * lam + x[partner] * (1 - lam)
+        x -= mean
+        x /= std
+        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
+
+    return lambda n: [batch() for _ in range(n)]
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 10) -> float:
+    """Device-to-device copy bandwidth in bytes (read + written) per second, median of ``repeats``."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * nbytes / float(np.median(times))
+
+
+def repeat(fn, *args, **kw):
+    """A path: ``n -> n`` calls of ``fn(*args, **kw)``."""
+    return lambda n: [fn(*args, **kw) for _ in range(n)]
+
+
+def cpu_paths(images, program, cfg) -> dict:
+    f32, bf16 = cfg.replace(dtype=torch.float32), cfg.replace(dtype=torch.bfloat16)
+    out = render_cpu(images, program, f32)
+    return {"pil_recursive": ("PIL recursive per frame + NumPy mixup (float32)", pil_recursive(images, program, f32)),
+            "reference": ("reference renderer (float32)", repeat(render, images, program, f32)),
+            "cpu": ("fast CPU renderer (float32)", repeat(render_cpu, images, program, f32)),
+            "cpu_bf16": ("fast CPU renderer (bfloat16)", repeat(render_cpu, images, program, bf16)),
+            "cpu_out": ("fast CPU renderer (float32), output buffer reused",
+                        repeat(render_cpu, images, program, f32, out=out))}
+
+
+def cuda_paths(images, program, cfg, tune: bool) -> dict:
+    from pmg_dali import fused
+
+    shape = (images.shape[0], 3, cfg.num_frames, *cfg.size)
+    out = torch.empty(shape if cfg.layout == "BCTHW" else (shape[0], shape[2], 3, *cfg.size),
+                      dtype=cfg.dtype, device=images.device)
+    params, index = (x.to(images.device) for x in fused.parameter_tables(program))
+    mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
+
+    def kernel(block=(16, 32), warps=4, pack=True):
+        src, kind, scale = fused.prepare_source(images, cfg.size, pack)
+
+        def run(n):
+            for _ in range(n):
+                fused.launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None,
+                             mix, block, warps)
+        return run
+
+    paths = {"reference": ("reference renderer (program moved per batch)",
+                           lambda n: [render(images, program.to(images.device), cfg) for _ in range(n)]),
+             "fused": ("fused kernel, end to end (host program)", repeat(fused.render_fused, images, program, cfg)),
+             "fused_kernel": ("fused kernel launch alone", kernel()),
+             "fused_kernel_planes": ("fused kernel launch alone, uint8 planes", kernel(pack=False))}
+    if tune:
+        for block in ((8, 32), (16, 32), (32, 32), (8, 64), (16, 64), (4, 128), (2, 256)):
+            for warps in (2, 4, 8):
+                paths[f"fused_kernel_{block[0]}x{block[1]}_w{warps}"] = (
+                    f"fused kernel, {block[0]} x {block[1]} tile, {warps} warps", kernel(block, warps))
+    return paths
+
+
+def environment(device: torch.device) -> dict:
+    env = {"date": datetime.date.today().isoformat(), "python": platform.python_version(),
+           "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
+           "pmg_dali": pmg_dali.__version__, "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        import triton
+        env.update(device=torch.cuda.get_device_name(device), triton=triton.__version__, cuda=torch.version.cuda)
+    else:
+        env["device"] = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} thread(s) used)"
+    return env
+
+
+def table(result: dict) -> str:
+    """The markdown table of ``result`` (x PIL on CPU; floor fraction and ViT-S share on CUDA)."""
+    cuda = result["device_type"] == "cuda"
+    cols = ["x_reference", "floor_fraction", "vit_s_share"] if cuda else ["x_pil", "x_reference"]
+    names = {"x_pil": "x PIL", "x_reference": "x reference", "floor_fraction": "floor", "vit_s_share": "ViT-S share"}
+    lines = ["| path | what | clips/s | ms / batch | " + " | ".join(names[c] for c in cols) + " |",
+             "|---" * (4 + len(cols)) + "|"]
+    for row in result["rows"]:
+        formats = {"vit_s_share": "{:.2%}", "floor_fraction": "{:.3f}"}
+        cells = [formats.get(c, "{:.2f}").format(row[c]) if c in row else "" for c in cols]
+        lines.append(f"| {row['path']} | {row['what']} | {row['clips_per_s']:,.1f} | "
+                     f"{1000 * row['seconds_per_batch']:.2f} | " + " | ".join(cells) + " |")
+    e = result["environment"]
+    return (f"{e['device']}, {e['date']}, torch {e['torch']}" + (f", triton {e['triton']}" if cuda else "")
+            + f"; batch {result['batch_size']}, {result['num_frames']} x {result['size']}^2, "
+            f"median of {result['repeats']} runs of {result['steps']} batches\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cuda when present, else cpu (cpu with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny run: batch 2, 4 x 32^2, 1 step, 2 repeats")
+    parser.add_argument("--batch-size", type=int, default=None, help="64 on CUDA, 8 on CPU")
+    parser.add_argument("--frames", type=int, default=None, help="16")
+    parser.add_argument("--size", type=int, default=None, help="224")
+    parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"],
+                        help="CUDA output dtype (CPU rows state theirs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
+    parser.add_argument("--steps", type=int, default=None, help="batches per timed run (CUDA 10, CPU 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="7 (2 with --quick)")
+    parser.add_argument("--warmup", type=int, default=None, help="3 on CUDA, 1 on CPU")
+    parser.add_argument("--tune", action="store_true", help="CUDA: sweep the kernel's block and num_warps")
+    parser.add_argument("--vit-s", type=float, default=577.0, help="ViT-S step clips/s for the share column")
+    parser.add_argument("--json", default="benchmarks/results/bench_render.json")
+    parser.add_argument("--markdown", default="benchmarks/results/bench_render.md")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device or ("cpu" if args.quick or not torch.cuda.is_available() else "cuda"))
+    cuda = device.type == "cuda"
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    batch = args.batch_size or (2 if args.quick else 64 if cuda else 8)
+    frames, size = args.frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
+    steps = args.steps or (10 if cuda and not args.quick else 1)
+    repeats, warmup = args.repeats or (2 if args.quick else 7), args.warmup or (3 if cuda else 1)
+    cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, transforms=("zoom", "affine"), mixup="frame",
+                             dtype=getattr(torch, args.dtype))
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+    program = pmg_dali.PseudoMotion(cfg).sample(batch, generator=g)
+    paths = cuda_paths(images.to(device), program, cfg, args.tune) if cuda else cpu_paths(images, program, cfg)
+    seconds = timed({name: run for name, (_, run) in paths.items()}, device, steps, repeats, warmup)
+    rows = [{"path": name, "what": paths[name][0], "seconds_per_batch": s, "clips_per_s": batch / s}
+            for name, s in seconds.items()]
+    by_name = {row["path"]: row for row in rows}
+    for row in rows:
+        if "pil_recursive" in by_name:
+            row["x_pil"] = row["clips_per_s"] / by_name["pil_recursive"]["clips_per_s"]
+        row["x_reference"] = row["clips_per_s"] / by_name["reference"]["clips_per_s"]
+    if cuda:
+        bandwidth = copy_bandwidth(device)
+        floor = batch * 3 * frames * size * size * cfg.dtype.itemsize / bandwidth
+        for row in rows:
+            row["floor_fraction"] = floor / row["seconds_per_batch"]
+            row["vit_s_share"] = row["seconds_per_batch"] / (batch / args.vit_s)
+        rows.insert(0, {"path": "write_floor", "what": f"output bytes / copy bandwidth ({bandwidth / 1e12:.2f} TB/s)",
+                        "seconds_per_batch": floor, "clips_per_s": batch / floor, "floor_fraction": 1.0})
+    result = {"environment": environment(device), "device_type": device.type, "batch_size": batch,
+              "num_frames": frames, "size": size, "dtype": args.dtype if cuda else "float32 / bfloat16 (per row)",
+              "program": "zoom+affine, frame mixup, normalised, BCTHW", "steps": steps, "repeats": repeats,
+              "warmup": warmup, "rows": rows}
+    text = table(result)
+    print(text)
+    for path, content in ((args.json, json.dumps(result, indent=2)), (args.markdown, text)):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(content)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The fused GPU renderer: a whole motion program drawn in one Triton pass.
+
+For every output pixel of frame t of clip b, one kernel computes the source coordinate from the
+frame's inverse homography, samples the source bilinearly (all three channels together, from a
+packed RGBx uint8 word per pixel or from float planes), pastes the cutmix patch, applies the colour
+matrix, recomputes the mixup partner's pixel the same way (no intermediate clip in memory), mixes,
+normalises and writes ``cfg.dtype`` in ``cfg.layout`` once. No sampling grid, no float clip, no
+partner copy: the output is the only large memory traffic.
+
+The reference renderer (:mod:`pmg_dali.render`) is the specification; the only work outside the
+kernel is the antialiased resize (when the input size differs from ``cfg.size``, done exactly as the
+reference does, giving a float source) and two tiny per-frame tables (inverse 3x3 maps, colour,
+boxes, lambda; built where the program lives, usually the host). ``recursion="iterative"`` is
+delegated to the reference.
+
+Convention: ``homography[b, t]`` maps source pixels to frame pixels, pixel centres at integers,
+origin at the top-left pixel centre (:mod:`pmg_dali.geometry`); the kernel samples the source at
+``inv(homography[b, t]) @ (x, y, 1)`` with ``grid_sample``'s ``align_corners=True`` bilinear rules for
+``zeros`` / ``border`` / ``reflection`` padding.
+
+Speed (the output, ~308 MB of bf16 per default batch, is the floor): one program draws a 16 x 32
+tile of one frame, all channels, and writes each channel row-contiguous; a uint8 source is read as
+one packed RGBx int32 word per tap (4 gathers per sample instead of 12; the 12.8 MB of words of a
+batch stay in L2); there are no int <-> float conversion instructions (1/8 of the FMA rate on
+sm_80/sm_90): bytes enter the float mantissa directly and floor/round use the 1.5 * 2^23 trick; the
+colour matrix is skipped by a uniform branch when it is the identity; offsets are int32 with an
+int64 base per (clip, frame). Offline ``triton.compile`` for sm_90 of the default program: 72
+registers, no spills.
+
+On CPU tensors the kernel runs through Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
+Triton is imported (slow; meant for tests on tiny sizes).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import render as reference
+from .config import PMGConfig
+from .cpu_render import output_buffer
+from .program import MotionProgram
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as exc:  # pragma: no cover - torch's CUDA wheels ship Triton
+    raise ImportError("pmg_dali.fused needs Triton: pip install triton") from exc
+
+__all__ = ["render_fused", "parameter_tables", "prepare_source", "launch", "NUM_PARAMS"]
+
+# Per-(b, t) float parameter row: inverse map (9), colour (12), paste inverse map (9), paste box (4),
+# mixup lambda (1), VideoMix box (4), 1.0 where the colour matrix is the identity (1).
+NUM_PARAMS = 40
+_ROW = tl.constexpr(NUM_PARAMS)
+_COLOR = tl.constexpr(9)
+_PASTE_INV = tl.constexpr(21)
+_PASTE_BOX = tl.constexpr(30)
+_LAMBDA = tl.constexpr(34)
+_MIX_BOX = tl.constexpr(35)
+_PLAIN_COLOR = tl.constexpr(39)
+_PADDING = {"zeros": 0, "border": 1, "reflection": 2}
+_PASTE_PADDING = tl.constexpr(1)   # "border", as pmg_dali.render.paste_patches
+
+
+@triton.jit
+def _fold(v, n, PAD: tl.constexpr):
+    """A source coordinate along an axis of ``n`` pixels after the padding rule: zeros leaves it,
+    border clips it to [0, n - 1], reflection mirrors it about the centres 0 and n - 1, then clips."""
+    hi = (n - 1).to(tl.float32)
+    if PAD == 2:
+        v = tl.abs(v)
+        flips = tl.floor(v * (1.0 / hi))
+        extra = v - flips * hi
+        odd = (flips - 2.0 * tl.floor(flips * 0.5)) > 0.5
+        v = tl.where(odd, hi - extra, extra)
+    if PAD >= 1:
+        v = tl.minimum(tl.maximum(v, 0.0), hi)
+    return v
+
+
+@triton.jit
+def _units(r, g, b):
+    """int32 bytes (the low byte of ``r``, bits 8-15 of ``g``, bits 16-23 of ``b``) as the float32s
+    ``1 + byte / 256``, placed straight into the mantissa: no int -> float conversion instruction
+    (those run at 1/8 of the FMA rate)."""
+    one = 0x3F800000
+    return (((r << 15) & 0x7F8000) | one).to(tl.float32, bitcast=True), \
+        (((g << 7) & 0x7F8000) | one).to(tl.float32, bitcast=True), \
+        (((b >> 1) & 0x7F8000) | one).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _tap(src_ptr, base, offset, plane, ok, weight, r, g, b, SOURCE: tl.constexpr):
+    """Add ``weight`` x the source pixel at ``offset`` to the running (r, g, b). uint8 sources add
+    ``weight * (1 + byte / 256)`` for every tap (0 where ``ok`` is False), so (r, g, b) end as
+    ``sum(weight) + value / 256``: :func:`_bilinear` removes the sum once."""
+    if SOURCE == 2:     # float planes
+        r += weight * tl.load(src_ptr + base + offset, mask=ok, other=0).to(tl.float32)
+        g += weight * tl.load(src_ptr + base + plane + offset, mask=ok, other=0).to(tl.float32)
+        b += weight * tl.load(src_ptr + base + 2 * plane + offset, mask=ok, other=0).to(tl.float32)
+    else:
+        if SOURCE == 0:     # packed RGBx words
+            word = tl.load(src_ptr + base + offset, mask=ok, other=0)
+            ur, ug, ub = _units(word, word, word)
+        else:               # uint8 planes
+            ur, ug, ub = _units(tl.load(src_ptr + base + offset, mask=ok, other=0).to(tl.int32),
+                                tl.load(src_ptr + base + plane + offset, mask=ok, other=0).to(tl.int32) << 8,
+                                tl.load(src_ptr + base + 2 * plane + offset, mask=ok, other=0).to(tl.int32) << 16)
+        r += weight * ur
+        g += weight * ug
+        b += weight * ub
+    return r, g, b
+
+
+@triton.jit
+def _split(v, n):
+    """Integer part (int32 and float) and fraction of the coordinate ``v`` along an axis of ``n``
+    pixels, without float <-> int conversions: adding 1.5 * 2^23 rounds ``v - 0.5`` to an integer
+    (at an exact integer ``v`` either neighbour may come out, with fraction 1 or 0: the same
+    bilinear value). ``v`` is first clamped to [-2, n + 1], where every tap beyond is outside."""
+    v = tl.minimum(tl.maximum(v, -2.0), n.to(tl.float32) + 1.0)
+    t = (v - 0.5) + 12582912.0
+    whole = t - 12582912.0
+    return t.to(tl.int32, bitcast=True) - 0x4B400000, whole, v - whole
+
+
+@triton.jit
+def _bilinear(src_ptr, img, img_stride, H, W, sx, sy, lane, SOURCE: tl.constexpr):
+    """(r, g, b) of source image ``img`` sampled bilinearly at (sx, sy); taps outside are zero."""
+    x0, x0f, wx = _split(sx, W)
+    y0, y0f, ny = _split(sy, H)
+    ex = (x0f + 1.0) - sx
+    sy_ = (y0f + 1.0) - sy
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x0 >= -1) & (x0 < W - 1)
+    in_y0 = lane & (y0 >= 0) & (y0 < H)
+    in_y1 = lane & (y0 >= -1) & (y0 < H - 1)
+    base = img.to(tl.int64) * img_stride
+    plane = H * W
+    offset = y0 * W + x0
+    w00, w01, w10, w11 = sy_ * ex, sy_ * wx, ny * ex, ny * wx
+    zero = tl.zeros_like(sx)
+    r, g, b = _tap(src_ptr, base, offset, plane, in_y0 & in_x0, w00, zero, zero, zero, SOURCE)
+    r, g, b = _tap(src_ptr, base, offset + 1, plane, in_y0 & in_x1, w01, r, g, b, SOURCE)
+    r, g, b = _tap(src_ptr, base, offset + W, plane, in_y1 & in_x0, w10, r, g, b, SOURCE)
+    r, g, b = _tap(src_ptr, base, offset + W + 1, plane, in_y1 & in_x1, w11, r, g, b, SOURCE)
+    if SOURCE != 2:   # uint8: remove the 1 each tap carried (the caller scales by 256 / 255)
+        total = (w00 + w01) + (w10 + w11)
+        r -= total
+        g -= total
+        b -= total
+    return r, g, b
+
+
+@triton.jit
+def _warp(src_ptr, row, img, img_stride, H, W, xf, yf, lane, PAD: tl.constexpr, SOURCE: tl.constexpr):
+    """Sample image ``img`` at ``inv @ (x, y, 1)``, ``inv`` the 3x3 map at ``row``."""
+    rden = 1.0 / (tl.load(row + 6) * xf + tl.load(row + 7) * yf + tl.load(row + 8))
+    sx = (tl.load(row + 0) * xf + tl.load(row + 1) * yf + tl.load(row + 2)) * rden
+    sy = (tl.load(row + 3) * xf + tl.load(row + 4) * yf + tl.load(row + 5)) * rden
+    return _bilinear(src_ptr, img, img_stride, H, W, _fold(sx, W, PAD), _fold(sy, H, PAD), lane, SOURCE)
+
+
+@triton.jit
+def _inside(row, xf, yf):
+    """Pixel centres inside the box ``(x0, y0, x1, y1)`` at ``row``: x0 <= x < x1, y0 <= y < y1."""
+    return ((xf >= tl.load(row + 0)) & (xf < tl.load(row + 2))
+            & (yf >= tl.load(row + 1)) & (yf < tl.load(row + 3)))
+
+
+@triton.jit
+def _frame(src_ptr, par_ptr, idx_ptr, clip, t, T, img_stride, H, W, xf, yf, lane, scale,
+           PAD: tl.constexpr, SOURCE: tl.constexpr, HAS_PASTE: tl.constexpr):
+    """Frame t of ``clip`` before mixing at the pixels (xf, yf): warp, paste, colour, clamp."""
+    row = par_ptr + (clip * T + t) * _ROW
+    if HAS_PASTE:
+        inside = _inside(row + _PASTE_BOX, xf, yf)
+        r, g, b = _warp(src_ptr, row + 0, clip, img_stride, H, W, xf, yf, lane & (inside == 0),
+                        PAD, SOURCE)
+        partner = tl.load(idx_ptr + clip * 2)
+        pr, pg, pb = _warp(src_ptr, row + _PASTE_INV, partner, img_stride, H, W, xf, yf,
+                           lane & inside, _PASTE_PADDING, SOURCE)
+        r = tl.where(inside, pr, r)
+        g = tl.where(inside, pg, g)
+        b = tl.where(inside, pb, b)
+    else:
+        r, g, b = _warp(src_ptr, row + 0, clip, img_stride, H, W, xf, yf, lane, PAD, SOURCE)
+    r = r * scale
+    g = g * scale
+    b = b * scale
+    if tl.load(row + _PLAIN_COLOR) == 0.0:   # the frame has a colour matrix (a uniform branch)
+        c = row + _COLOR
+        nr = tl.load(c + 0) * r + tl.load(c + 1) * g + tl.load(c + 2) * b + tl.load(c + 3)
+        ng = tl.load(c + 4) * r + tl.load(c + 5) * g + tl.load(c + 6) * b + tl.load(c + 7)
+        nb = tl.load(c + 8) * r + tl.load(c + 9) * g + tl.load(c + 10) * b + tl.load(c + 11)
+    else:
+        nr = r
+        ng = g
+        nb = b
+    nr = tl.minimum(tl.maximum(nr, 0.0), 1.0)
+    ng = tl.minimum(tl.maximum(ng, 0.0), 1.0)
+    nb = tl.minimum(tl.maximum(nb, 0.0), 1.0)
+    return nr, ng, nb
+
+
+@triton.jit
+def _store(ptr, p, v, lane, gain, shift, OUT_U8: tl.constexpr, NORMALIZE: tl.constexpr):
+    """Write one channel: uint8 ``round(255 v)``, or the normalised ``v * gain + shift`` (gain =
+    1 / std, shift = -mean / std) cast to the output's dtype. Adding 2^23 rounds to an integer
+    half to even, as ``torch.round``, without a conversion instruction."""
+    if OUT_U8:
+        v = tl.minimum(tl.maximum(v * 255.0, 0.0), 255.0)
+        v = (v + 8388608.0) - 8388608.0
+    elif NORMALIZE:
+        v = v * gain + shift
+    tl.store(ptr + p, v.to(ptr.dtype.element_ty), mask=lane)
+
+
+@triton.jit
+def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, scale,
+                   out_sb, out_sc, out_st, gain0, gain1, gain2, shift0, shift1, shift2,
+                   PAD: tl.constexpr, SOURCE: tl.constexpr, HAS_PASTE: tl.constexpr, MIX: tl.constexpr,
+                   OUT_U8: tl.constexpr, NORMALIZE: tl.constexpr, BLOCK_H: tl.constexpr,
+                   BLOCK_W: tl.constexpr):
+    """One program: a BLOCK_H x BLOCK_W tile of frame t of clip b, all channels."""
+    t = tl.program_id(1)
+    b = tl.program_id(2)
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    y = (tl.program_id(0) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
+    x = (tl.program_id(0) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
+    lane = (y < H) & (x < W)
+    p = y * W + x
+    xf = x.to(tl.float32)
+    yf = y.to(tl.float32)
+    own = lane
+    if MIX == 2:
+        in_box = _inside(par_ptr + (b * T + t) * _ROW + _MIX_BOX, xf, yf)
+        own = lane & (in_box == 0)
+    r, g, bl = _frame(src_ptr, par_ptr, idx_ptr, b, t, T, img_stride, H, W, xf, yf, own, scale,
+                      PAD, SOURCE, HAS_PASTE)
+    if MIX != 0:
+        partner = tl.load(idx_ptr + b * 2 + 1)
+        if MIX == 1:
+            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, H, W, xf, yf,
+                                lane, scale, PAD, SOURCE, HAS_PASTE)
+            lam = tl.load(par_ptr + (b * T + t) * _ROW + _LAMBDA)
+            r = pr + lam * (r - pr)
+            g = pg + lam * (g - pg)
+            bl = pb + lam * (bl - pb)
+        else:
+            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, H, W, xf, yf,
+                                lane & in_box, scale, PAD, SOURCE, HAS_PASTE)
+            r = tl.where(in_box, pr, r)
+            g = tl.where(in_box, pg, g)
+            bl = tl.where(in_box, pb, bl)
+    base = out_ptr + b.to(tl.int64) * out_sb + t.to(tl.int64) * out_st
+    _store(base, p, r, lane, gain0, shift0, OUT_U8, NORMALIZE)
+    _store(base + out_sc, p, g, lane, gain1, shift1, OUT_U8, NORMALIZE)
+    _store(base + 2 * out_sc, p, bl, lane, gain2, shift2, OUT_U8, NORMALIZE)
+
+
+def _inverse(h: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) float64 inverses of source -> frame maps (no host sync on CUDA)."""
+    return torch.linalg.inv_ex(h.to(torch.float64))[0]
+
+
+def parameter_tables(program: MotionProgram) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's inputs, built where the program lives (a handful of small ops).
+
+    Returns:
+        params: (B, T, NUM_PARAMS) float32 rows ``[inv(homography) (9), color (12), inv(paste map)
+            (9), paste box (4), mix lambda (1), VideoMix box (4), colour is identity (1)]``, the
+            inverses computed in float64; absent parts are zero.
+        index: (B, 2) int32 ``[paste_index, mix_index]`` (0 when absent).
+    """
+    b, t, device = program.batch_size, program.num_frames, program.device
+    params = torch.zeros(b, t, NUM_PARAMS, device=device)
+    params[..., :9] = _inverse(program.homography).flatten(2)
+    params[..., 9:21] = program.color.flatten(2)
+    index = torch.zeros(b, 2, dtype=torch.int32, device=device)
+    if program.paste_index is not None:
+        params[..., 21:30] = _inverse(program.paste_homography).flatten(2)
+        params[..., 30:34] = program.paste_box
+        index[:, 0] = program.paste_index
+    if program.mix_index is not None:
+        params[..., 34] = program.mix_lambda.view(b, -1)
+        index[:, 1] = program.mix_index
+    if program.mix_box is not None:
+        params[..., 35:39] = program.mix_box[:, None]
+    params[..., 39] = (program.color == torch.eye(3, 4, device=device)).flatten(2).all(-1)
+    return params, index
+
+
+def prepare_source(images: torch.Tensor, size: tuple[int, int], pack: bool) -> tuple[torch.Tensor, int, float]:
+    """The kernel's source, its kind and scale: uint8 at ``size`` -> packed RGBx int32 words
+    (B, H, W), kind 0 (``pack=False``: the uint8 planes, kind 1), scale 256/255 (the kernel reads
+    bytes as byte / 256); else float32 planes
+    (B, 3, H, W), kind 2, scale 1, resized exactly as the reference does when the size differs."""
+    if tuple(images.shape[-2:]) != tuple(size) or images.dtype != torch.uint8:
+        return reference.to_float_images(images, size).contiguous(), 2, 1.0
+    if not pack:
+        return images.contiguous(), 1, 256 / 255
+    b, _, h, w = images.shape
+    words = torch.empty(b, h, w, 4, dtype=torch.uint8, device=images.device)
+    words[..., :3] = images.permute(0, 2, 3, 1)   # byte 3 is never read
+    return words.view(torch.int32).view(b, h, w), 0, 256 / 255
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if x.device == device:
+        return x.contiguous()
+    if x.device.type == "cpu" and device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device).contiguous()
+
+
+def _check_device(device: torch.device) -> None:
+    if device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
+        return
+    raise RuntimeError(f"`render_fused` needs CUDA images (or TRITON_INTERPRET=1 set before Triton is "
+                       f"imported, to run the kernel on CPU through Triton's interpreter), but the "
+                       f"images are on {device}")
+
+
+def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *,
+                 out: torch.Tensor | None = None, block: tuple[int, int] = (16, 32), num_warps: int = 4,
+                 pack: bool = True) -> torch.Tensor:
+    """Render ``program`` from ``images`` like :func:`pmg_dali.render.render`, in one kernel.
+
+    Args:
+        images: (B, 3, H, W) uint8 (0-255) or float in [0, 1] on CUDA, any H, W (resized to
+            ``cfg.size`` first, antialiased, exactly as the reference).
+        program: the :class:`MotionProgram` of the B clips, on any device (keep it on the host:
+            its small tables are built there and copied once).
+        cfg: the configuration (size, padding, mixing, layout, dtype, normalisation).
+        out: optional contiguous tensor of the output's shape, dtype and device to write into.
+        block: (rows, columns) of the output tile one program draws, powers of two;
+            num_warps: warps per program.
+        pack: read uint8 sources as one RGBx word per pixel (else three byte planes).
+    Returns:
+        (B, 3, T, H, W) or (B, T, 3, H, W) clips in ``cfg.dtype`` on the images' device.
+    """
+    reference.check_images(images)
+    if not isinstance(program, MotionProgram):
+        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    if (not isinstance(block, tuple) or len(block) != 2
+            or not all(isinstance(n, int) and 1 <= n <= 1024 and not n & (n - 1) for n in block)):
+        raise ValueError(f"`block` must be (rows, columns), powers of two up to 1024, but got {block!r}")
+    device, b, t, (h, w) = images.device, images.shape[0], cfg.num_frames, cfg.size
+    if b != program.batch_size:
+        raise ValueError(f"`images` must have one image per clip of the program, but got "
+                         f"{b} images for {program.batch_size} clips")
+    if program.num_frames != t:
+        raise ValueError(f"`program` must have {t} frames (config.num_frames), but got {program.num_frames}")
+    out = output_buffer(out, cfg, b, device)
+    if cfg.recursion == "iterative":
+        return out.copy_(reference.render(images, program.to(device), cfg))
+    _check_device(device)
+    if b == 0:
+        return out
+    src, kind, scale = prepare_source(images, cfg.size, pack)
+    params, index = (_to_device(x, device) for x in parameter_tables(program))
+    mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
+    launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None, mix, block, num_warps)
+    return out
+
+
+def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params: torch.Tensor,
+           index: torch.Tensor, cfg: PMGConfig, has_paste: bool, mix: int, block: tuple[int, int],
+           num_warps: int) -> None:
+    """Launch the kernel on prepared inputs (what :func:`render_fused` does after its checks; the
+    benchmark times it alone). ``mix``: 0 none, 1 frame Mixup, 2 VideoMix."""
+    b, t, h, w = params.shape[0], params.shape[1], *cfg.size
+    sc, st = (out.stride(1), out.stride(2)) if cfg.layout == "BCTHW" else (out.stride(2), out.stride(1))
+    gain = [1 / s for s in cfg.std]
+    shift = [-m / s for m, s in zip(cfg.mean, cfg.std)]
+    _render_kernel[(triton.cdiv(h, block[0]) * triton.cdiv(w, block[1]), t, b)](
+        out, src, params, index, t, h, w, src[0].numel(), scale, out.stride(0), sc, st, *gain, *shift,
+        PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix,
+        OUT_U8=cfg.dtype == torch.uint8, NORMALIZE=cfg.normalize, BLOCK_H=block[0], BLOCK_W=block[1],
+        num_warps=num_warps)
