@@ -1,13 +1,26 @@
 """Image sources: anything with ``len(source)`` and
-``source.load(indices, size, device, generator=None) -> uint8 (B, 3, H, W)``."""
+``source.load(indices, size, device, generator=None) -> uint8 (B, 3, H, W)``.
+
+``TensorImages`` (in-memory tensors) and ``ImageFolder`` (image files, decoded with nvJPEG on CUDA
+or PIL on the CPU) live here; ``SyntheticImages`` (data-free) in :mod:`pmg_dali.synthetic`.
+"""
 from __future__ import annotations
 
+import io
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .config import parse_size
 
-__all__ = ["TensorImages", "check_indices"]
+__all__ = ["TensorImages", "ImageFolder", "IMG_EXTENSIONS", "check_indices", "check_generator", "scan_images",
+           "crop_box", "resized_crop", "pil_to_rgb", "decode_pil"]
 
 
 def check_indices(indices, length: int) -> torch.Tensor:
@@ -21,6 +34,11 @@ def check_indices(indices, length: int) -> torch.Tensor:
         raise ValueError(f"`indices` must lie in [0, {length}), but got values from "
                          f"{int(idx.min())} to {int(idx.max())}")
     return idx
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
 
 
 class TensorImages:
@@ -58,3 +76,289 @@ class TensorImages:
             out = F.interpolate(out.float(), size=size, mode="bilinear", antialias=True,
                                 align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
         return out
+
+
+# ----------------------------------------------------------------------------------------------
+# ImageFolder
+# ----------------------------------------------------------------------------------------------
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+_CROP_ATTEMPTS = 10
+
+
+def scan_images(root: str, extensions=IMG_EXTENSIONS) -> list[str]:
+    """Sorted paths, relative to ``root``, of the files under it (recursively) whose extension is in
+    ``extensions`` (any case). An ``os.scandir`` walk: no ``stat`` per file on common file
+    systems, symlinked folders are not followed (like ``os.walk``), unreadable folders are skipped."""
+    exts = tuple(e.lower() for e in extensions)
+    found, stack = [], [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+                for entry in entries:
+                    path = os.path.join(rel, entry.name) if rel else entry.name
+                    if entry.name.lower().endswith(exts):
+                        if entry.is_file():
+                            found.append(path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        stack.append(path)
+        except OSError:
+            continue
+    found.sort()
+    return found
+
+
+def crop_box(height: int, width: int, size: tuple[int, int], noise: torch.Tensor | None = None,
+             scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of the region of a ``height`` x ``width`` image that is resized to ``size``.
+
+    noise None: the largest centred box of the output aspect (= resize the shorter side, centre crop).
+    noise (10, 4) uniform numbers: torchvision's random-resized-crop rule -- per attempt, area fraction
+    in ``scale``, log-uniform aspect in ``ratio``, then the position; the first attempt that fits,
+    else the centred box.
+    """
+    if noise is not None:
+        log_r = (math.log(ratio[0]), math.log(ratio[1]))
+        for area_u, ratio_u, y_u, x_u in noise.tolist():
+            area = height * width * (scale[0] + area_u * (scale[1] - scale[0]))
+            aspect = math.exp(log_r[0] + ratio_u * (log_r[1] - log_r[0]))
+            w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                return int(y_u * (height - h + 1)), int(x_u * (width - w + 1)), h, w
+    aspect = size[1] / size[0]
+    if width / height >= aspect:
+        h, w = height, max(1, min(width, round(height * aspect)))
+    else:
+        h, w = max(1, min(height, round(width / aspect))), width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_crop(image: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (3, h, w) -> uint8 (3, H, W): the ``box`` (top, left, h, w) region, resized with
+    antialiased bilinear interpolation (``align_corners=False``, like PIL's resize). On the CPU
+    torch's uint8 kernel (SIMD, channels-last) is used, on CUDA the float one; they agree to +-1."""
+    top, left, h, w = box
+    crop = image[:, top:top + h, left:left + w]
+    if (h, w) == tuple(size):
+        return crop.contiguous()
+    if crop.device.type == "cpu":
+        return F.interpolate(crop[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    out = F.interpolate(crop[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pil_to_rgb(image) -> np.ndarray:
+    """A PIL image of any mode -> (H, W, 3) uint8 RGB. 16-bit and 32-bit grey ("I;16*", "I") are
+    scaled by 1/257 (0-65535 -> 0-255); alpha is dropped (like torchvision's ``pil_loader``);
+    palette, grey, CMYK and YCbCr go through ``Image.convert``."""
+    if image.mode.startswith("I"):
+        grey = np.asarray(image, dtype=np.float64) / 257.0
+        return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.array(image.convert("RGB"))           # a writable copy, for torch.from_numpy
+
+
+def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = None,
+               scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """Decode one file with PIL and return its resized crop, uint8 (3, H, W) on the CPU.
+
+    JPEGs whose crop is at least four times the output size are decoded at 1/2, 1/4 or 1/8 scale by
+    libjpeg (``Image.draft``, DCT scaling: much faster), leaving at least a 2x antialiased resize.
+    PIL's decompression-bomb guard stays on: a bomb raises like any undecodable file.
+    """
+    with Image.open(path) as im:
+        width, height = im.size
+        top, left, h, w = crop_box(height, width, size, noise, scale, ratio)
+        reduce = min(h / size[0], w / size[1])
+        if im.format == "JPEG" and reduce >= 4:                     # keep >= 2x for the antialiased resize
+            k = 8 if reduce >= 16 else 4 if reduce >= 8 else 2
+            im.draft(None, (width // k, height // k))
+            fy, fx = im.size[1] / height, im.size[0] / width
+            top, left = int(top * fy), int(left * fx)
+            h, w = max(1, min(round(h * fy), im.size[1] - top)), max(1, min(round(w * fx), im.size[0] - left))
+        array = pil_to_rgb(im)
+    return resized_crop(torch.from_numpy(array).permute(2, 0, 1), (top, left, h, w), size)
+
+
+def _decode_jpegs_cuda(datas: list, device) -> list:
+    """nvJPEG decode of JPEG byte strings to uint8 (3, h, w) tensors on ``device``, one batched
+    call; if it fails, one call per image, None for those that still fail (PIL then tries them)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # torchvision 0.29 deprecates its decoders
+        try:
+            return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
+        except Exception:  # noqa: BLE001 -- find the culprit(s) one by one
+            out = []
+            for t in tensors:
+                try:
+                    out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
+                except Exception:  # noqa: BLE001
+                    out.append(None)
+            return out
+
+
+class ImageFolder:
+    """Every image file under ``root`` (jpg, jpeg, png, webp, bmp; any case; recursive; sorted).
+
+    Construction only lists the files (an ``os.scandir`` walk; nothing is opened). ``load`` decodes:
+
+    - on CUDA, JPEGs (RGB / grey) in one batch with nvJPEG (``torchvision.io.decode_jpeg(...,
+      device="cuda")``), crop and resize on the GPU; other formats (and CMYK JPEGs) with PIL;
+    - on the CPU, with PIL (in ``num_workers`` threads when > 0), JPEGs reduced by libjpeg's DCT
+      scaling where the crop is at least four times the output.
+
+    Every image becomes RGB uint8 (grey, palette, alpha, 16-bit and CMYK converted, see
+    :func:`pil_to_rgb`), then:
+
+    - ``generator=None``: the largest centred box of the output aspect, resized (= resize the
+      shorter side and centre-crop; the aspect ratio is kept);
+    - with a ``generator``: a random-resized crop (area fraction ``scale`` = (0.35, 1), aspect
+      ``ratio`` = (3/4, 4/3), torchvision's rule; 40 numbers per image drawn from the generator
+      before decoding, so its stream does not depend on the files), then the resize;
+
+    both antialiased bilinear. A file that cannot be decoded (corrupt, truncated, unsupported, a
+    decompression bomb: PIL's ``Image.MAX_IMAGE_PIXELS`` guard stays on) is warned about once,
+    naming it, recorded in ``bad_files`` and replaced by the next decodable file in sorted order,
+    with the same crop numbers -- never an exception mid-epoch; only when no file decodes at all
+    is a ``RuntimeError`` raised.
+
+    Args:
+        root: the folder.
+        num_workers: CPU decoding threads (0: decode in the calling thread).
+        scale, ratio: random-resized-crop ranges.
+
+    Attributes: ``root``, ``files`` (sorted paths relative to ``root``), ``bad_files`` (set of paths).
+    """
+
+    def __init__(self, root, num_workers: int = 0, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"`root` must be a str or os.PathLike, but got {type(root).__name__}")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError(f"`num_workers` must be an int >= 0, but got {num_workers!r}")
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ValueError(f"`scale` must be (min, max) with 0 < min <= max <= 1, but got {scale!r}")
+        if not (isinstance(ratio, (tuple, list)) and len(ratio) == 2 and 0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"`ratio` must be (min, max) with 0 < min <= max, but got {ratio!r}")
+        self.root = os.fspath(root)
+        if not os.path.isdir(self.root):
+            raise ValueError(f"`root` must be an existing folder, but {self.root!r} "
+                             f"{'is not a folder' if os.path.exists(self.root) else 'does not exist'}")
+        self.files = scan_images(self.root)
+        if not self.files:
+            raise ValueError(f"`root` holds no image files ({', '.join(IMG_EXTENSIONS)}, any case, "
+                             f"recursively): {self.root!r}")
+        self.num_workers, self.scale, self.ratio = num_workers, tuple(scale), tuple(ratio)
+        self.bad_files: set[str] = set()
+        self._pool = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return f"ImageFolder(root={self.root!r}, num_images={len(self)}, num_workers={self.num_workers})"
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pool"] = None                       # threads do not pickle (DataLoader workers)
+        return state
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.root, self.files[index])
+
+    def _map(self, fn, items: list) -> list:
+        if self.num_workers == 0 or len(items) < 2:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="ImageFolder")
+        return list(self._pool.map(fn, items))
+
+    def _decode_or_error(self, item):
+        index, noise, size = item
+        path = self.path(index)
+        if path in self.bad_files:
+            return None
+        try:
+            return decode_pil(path, size, noise, self.scale, self.ratio)
+        except Exception as err:  # noqa: BLE001 -- any decoder failure means "undecodable"
+            return err
+
+    def _record_bad(self, index: int, err: Exception) -> None:
+        path = self.path(index)
+        if path not in self.bad_files:
+            self.bad_files.add(path)
+            warnings.warn(f"ImageFolder: cannot decode {path} ({type(err).__name__}: {err}); it is "
+                          "replaced by the next decodable image", RuntimeWarning, stacklevel=4)
+
+    def _replace(self, index: int, noise, size, err) -> torch.Tensor:
+        """The image shown for ``index`` whose own file failed with ``err`` (None: known bad): the
+        next decodable file in sorted order, with the same crop numbers."""
+        if err is not None:
+            self._record_bad(index, err)
+        for k in range(1, len(self)):
+            other = (index + k) % len(self)
+            result = self._decode_or_error((other, noise, size))
+            if isinstance(result, torch.Tensor):
+                return result
+            if result is not None:
+                self._record_bad(other, result)
+        raise RuntimeError(f"ImageFolder: no image under {self.root!r} could be decoded "
+                           f"({len(self.bad_files)} undecodable files)")
+
+    def _read_jpeg(self, index: int):
+        """Bytes of a baseline RGB / grey JPEG for nvJPEG, False for anything else PIL should
+        decode, None for a known bad file, or the exception (header unreadable, bomb)."""
+        path = self.path(index)
+        if path in self.bad_files:
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            with Image.open(io.BytesIO(data)) as im:            # header only; the bomb check runs here
+                return data if im.format == "JPEG" and im.mode in ("RGB", "L") else False
+        except Exception as err:  # noqa: BLE001
+            return err
+
+    def _load_cuda(self, idx: list, noise: list, size, device) -> list:
+        """nvJPEG for the JPEGs of the batch (one batched call), PIL for the rest; crops on the GPU."""
+        read = self._map(self._read_jpeg, idx)
+        rows = [r for r, data in enumerate(read) if isinstance(data, bytes)]
+        full = dict(zip(rows, _decode_jpegs_cuda([read[r] for r in rows], device))) if rows else {}
+        out = [None] * len(idx)
+        for r, image in full.items():
+            if image is not None:
+                box = crop_box(image.shape[1], image.shape[2], size, noise[r], self.scale, self.ratio)
+                out[r] = resized_crop(image, box, size)
+        cpu_rows = [r for r in range(len(idx)) if out[r] is None and not isinstance(read[r], Exception)]
+        decoded = self._map(self._decode_or_error, [(idx[r], noise[r], size) for r in cpu_rows])
+        for r, result in zip(cpu_rows, decoded):
+            ok = isinstance(result, torch.Tensor)
+            out[r] = result if ok else self._replace(idx[r], noise[r], size, result)
+        for r in range(len(idx)):
+            if out[r] is None:                                   # header failed
+                out[r] = self._replace(idx[r], noise[r], size, read[r])
+        return [image.to(device) for image in out]
+
+    def load(self, indices, size, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 (B, 3, H, W) images ``indices`` at ``size`` on ``device`` (default CPU); a
+        random-resized crop from ``generator`` when given, else the centred crop."""
+        idx = check_indices(indices, len(self)).tolist()
+        size = parse_size(size)
+        check_generator(generator)
+        device = torch.device("cpu" if device is None else device)
+        noise = [None] * len(idx)
+        if generator is not None:
+            noise = list(torch.rand(len(idx), _CROP_ATTEMPTS, 4, generator=generator,
+                                    device=generator.device).cpu().unbind(0))
+        if not idx:
+            return torch.empty(0, 3, *size, dtype=torch.uint8, device=device)
+        if device.type == "cuda":
+            images = self._load_cuda(idx, noise, size, device)
+        else:
+            images = self._map(self._decode_or_error, [(i, n, size) for i, n in zip(idx, noise)])
+            images = [im if isinstance(im, torch.Tensor) else self._replace(i, n, size, im)
+                      for i, n, im in zip(idx, noise, images)]
+        return torch.stack(images).to(device)
