@@ -27,6 +27,11 @@ colour matrix is skipped by a uniform branch when it is the identity; offsets ar
 int64 base per (clip, frame). Offline ``triton.compile`` for sm_90 of the default program: 72
 registers, no spills.
 
+Real clips (:func:`augment_fused`, :func:`pmg_dali.render.augment`): the source is a video, frame t
+of a clip sampled from the clip's own frame t. The kernel only adds ``t`` x a frame stride to the
+source offset (a compile-time switch: the still-image kernel is unchanged), so both draw through the
+same code.
+
 On CPU tensors the kernel runs through Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
 Triton is imported (slow; meant for tests on tiny sizes).
 """
@@ -47,7 +52,7 @@ try:
 except ImportError as exc:  # pragma: no cover - torch's CUDA wheels ship Triton
     raise ImportError("pmg_dali.fused needs Triton: pip install triton") from exc
 
-__all__ = ["render_fused", "parameter_tables", "prepare_source", "launch", "NUM_PARAMS"]
+__all__ = ["render_fused", "augment_fused", "parameter_tables", "prepare_source", "launch", "NUM_PARAMS"]
 
 # Per-(b, t) float parameter row: inverse map (9), colour (12), paste inverse map (9), paste box (4),
 # mixup lambda (1), VideoMix box (4), 1.0 where the colour matrix is the identity (1).
@@ -126,8 +131,9 @@ def _split(v, n):
 
 
 @triton.jit
-def _bilinear(src_ptr, img, img_stride, H, W, sx, sy, lane, SOURCE: tl.constexpr):
-    """(r, g, b) of source image ``img`` sampled bilinearly at (sx, sy); taps outside are zero."""
+def _bilinear(src_ptr, base, H, W, sx, sy, lane, SOURCE: tl.constexpr):
+    """(r, g, b) of the source image at element offset ``base`` (int64) sampled bilinearly at
+    (sx, sy); taps outside are zero."""
     x0, x0f, wx = _split(sx, W)
     y0, y0f, ny = _split(sy, H)
     ex = (x0f + 1.0) - sx
@@ -136,7 +142,6 @@ def _bilinear(src_ptr, img, img_stride, H, W, sx, sy, lane, SOURCE: tl.constexpr
     in_x1 = (x0 >= -1) & (x0 < W - 1)
     in_y0 = lane & (y0 >= 0) & (y0 < H)
     in_y1 = lane & (y0 >= -1) & (y0 < H - 1)
-    base = img.to(tl.int64) * img_stride
     plane = H * W
     offset = y0 * W + x0
     w00, w01, w10, w11 = sy_ * ex, sy_ * wx, ny * ex, ny * wx
@@ -154,12 +159,12 @@ def _bilinear(src_ptr, img, img_stride, H, W, sx, sy, lane, SOURCE: tl.constexpr
 
 
 @triton.jit
-def _warp(src_ptr, row, img, img_stride, H, W, xf, yf, lane, PAD: tl.constexpr, SOURCE: tl.constexpr):
-    """Sample image ``img`` at ``inv @ (x, y, 1)``, ``inv`` the 3x3 map at ``row``."""
+def _warp(src_ptr, row, base, H, W, xf, yf, lane, PAD: tl.constexpr, SOURCE: tl.constexpr):
+    """Sample the source image at offset ``base`` at ``inv @ (x, y, 1)``, ``inv`` the 3x3 map at ``row``."""
     rden = 1.0 / (tl.load(row + 6) * xf + tl.load(row + 7) * yf + tl.load(row + 8))
     sx = (tl.load(row + 0) * xf + tl.load(row + 1) * yf + tl.load(row + 2)) * rden
     sy = (tl.load(row + 3) * xf + tl.load(row + 4) * yf + tl.load(row + 5)) * rden
-    return _bilinear(src_ptr, img, img_stride, H, W, _fold(sx, W, PAD), _fold(sy, H, PAD), lane, SOURCE)
+    return _bilinear(src_ptr, base, H, W, _fold(sx, W, PAD), _fold(sy, H, PAD), lane, SOURCE)
 
 
 @triton.jit
@@ -170,22 +175,26 @@ def _inside(row, xf, yf):
 
 
 @triton.jit
-def _frame(src_ptr, par_ptr, idx_ptr, clip, t, T, img_stride, H, W, xf, yf, lane, scale,
-           PAD: tl.constexpr, SOURCE: tl.constexpr, HAS_PASTE: tl.constexpr):
-    """Frame t of ``clip`` before mixing at the pixels (xf, yf): warp, paste, colour, clamp."""
+def _frame(src_ptr, par_ptr, idx_ptr, clip, t, T, img_stride, frame_stride, H, W, xf, yf, lane, scale,
+           PAD: tl.constexpr, SOURCE: tl.constexpr, HAS_PASTE: tl.constexpr, PER_FRAME: tl.constexpr):
+    """Frame t of ``clip`` before mixing at the pixels (xf, yf): warp, paste, colour, clamp. The
+    source of clip k starts at ``k * img_stride``, plus ``t * frame_stride`` for video sources
+    (``PER_FRAME``; a constant so that the still-image kernel compiles as without it)."""
     row = par_ptr + (clip * T + t) * _ROW
+    frame_base = t.to(tl.int64) * frame_stride if PER_FRAME else 0
     if HAS_PASTE:
         inside = _inside(row + _PASTE_BOX, xf, yf)
-        r, g, b = _warp(src_ptr, row + 0, clip, img_stride, H, W, xf, yf, lane & (inside == 0),
-                        PAD, SOURCE)
+        r, g, b = _warp(src_ptr, row + 0, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf,
+                        lane & (inside == 0), PAD, SOURCE)
         partner = tl.load(idx_ptr + clip * 2)
-        pr, pg, pb = _warp(src_ptr, row + _PASTE_INV, partner, img_stride, H, W, xf, yf,
-                           lane & inside, _PASTE_PADDING, SOURCE)
+        pr, pg, pb = _warp(src_ptr, row + _PASTE_INV, partner.to(tl.int64) * img_stride + frame_base, H, W,
+                           xf, yf, lane & inside, _PASTE_PADDING, SOURCE)
         r = tl.where(inside, pr, r)
         g = tl.where(inside, pg, g)
         b = tl.where(inside, pb, b)
     else:
-        r, g, b = _warp(src_ptr, row + 0, clip, img_stride, H, W, xf, yf, lane, PAD, SOURCE)
+        r, g, b = _warp(src_ptr, row + 0, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf, lane,
+                        PAD, SOURCE)
     r = r * scale
     g = g * scale
     b = b * scale
@@ -218,10 +227,10 @@ def _store(ptr, p, v, lane, gain, shift, OUT_U8: tl.constexpr, NORMALIZE: tl.con
 
 
 @triton.jit
-def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, scale,
+def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, frame_stride, scale,
                    out_sb, out_sc, out_st, gain0, gain1, gain2, shift0, shift1, shift2,
                    PAD: tl.constexpr, SOURCE: tl.constexpr, HAS_PASTE: tl.constexpr, MIX: tl.constexpr,
-                   OUT_U8: tl.constexpr, NORMALIZE: tl.constexpr, BLOCK_H: tl.constexpr,
+                   PER_FRAME: tl.constexpr, OUT_U8: tl.constexpr, NORMALIZE: tl.constexpr, BLOCK_H: tl.constexpr,
                    BLOCK_W: tl.constexpr):
     """One program: a BLOCK_H x BLOCK_W tile of frame t of clip b, all channels."""
     t = tl.program_id(1)
@@ -237,20 +246,20 @@ def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, scal
     if MIX == 2:
         in_box = _inside(par_ptr + (b * T + t) * _ROW + _MIX_BOX, xf, yf)
         own = lane & (in_box == 0)
-    r, g, bl = _frame(src_ptr, par_ptr, idx_ptr, b, t, T, img_stride, H, W, xf, yf, own, scale,
-                      PAD, SOURCE, HAS_PASTE)
+    r, g, bl = _frame(src_ptr, par_ptr, idx_ptr, b, t, T, img_stride, frame_stride, H, W, xf, yf, own, scale,
+                      PAD, SOURCE, HAS_PASTE, PER_FRAME)
     if MIX != 0:
         partner = tl.load(idx_ptr + b * 2 + 1)
         if MIX == 1:
-            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, H, W, xf, yf,
-                                lane, scale, PAD, SOURCE, HAS_PASTE)
+            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, frame_stride, H, W,
+                                xf, yf, lane, scale, PAD, SOURCE, HAS_PASTE, PER_FRAME)
             lam = tl.load(par_ptr + (b * T + t) * _ROW + _LAMBDA)
             r = pr + lam * (r - pr)
             g = pg + lam * (g - pg)
             bl = pb + lam * (bl - pb)
         else:
-            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, H, W, xf, yf,
-                                lane & in_box, scale, PAD, SOURCE, HAS_PASTE)
+            pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, frame_stride, H, W,
+                                xf, yf, lane & in_box, scale, PAD, SOURCE, HAS_PASTE, PER_FRAME)
             r = tl.where(in_box, pr, r)
             g = tl.where(in_box, pg, g)
             bl = tl.where(in_box, pb, bl)
@@ -342,41 +351,70 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
         (B, 3, T, H, W) or (B, T, 3, H, W) clips in ``cfg.dtype`` on the images' device.
     """
     reference.check_images(images)
+    _check_call(program, cfg, block)
+    if images.shape[0] != program.batch_size:
+        raise ValueError(f"`images` must have one image per clip of the program, but got "
+                         f"{images.shape[0]} images for {program.batch_size} clips")
+    out = output_buffer(out, cfg, images.shape[0], images.device)
+    if cfg.recursion == "iterative":
+        return out.copy_(reference.render(images, program.to(images.device), cfg))
+    return _draw(images, 0, program, cfg, out, block, num_warps, pack)
+
+
+def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *,
+                  out: torch.Tensor | None = None, block: tuple[int, int] = (16, 32), num_warps: int = 4,
+                  pack: bool = True) -> torch.Tensor:
+    """Pseudo-motion on real clips like :func:`pmg_dali.render.augment`, in one kernel: frame t of
+    clip b is drawn from ``video[b, :, t]``. ``video``: (B, 3, T, H, W) uint8 (0-255) or float in
+    [0, 1] on CUDA, T = ``program.num_frames``; the other arguments as :func:`render_fused`."""
+    _check_call(program, cfg, block)
+    reference.check_video_program(video, program)
+    reference.check_augment_config(cfg)
+    b, c, t, h, w = video.shape
+    out = output_buffer(out, cfg, b, video.device)
+    return _draw(video.transpose(1, 2).reshape(b * t, c, h, w), t, program, cfg, out, block, num_warps, pack)
+
+
+def _check_call(program: MotionProgram, cfg: PMGConfig, block) -> None:
     if not isinstance(program, MotionProgram):
         raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
     if (not isinstance(block, tuple) or len(block) != 2
             or not all(isinstance(n, int) and 1 <= n <= 1024 and not n & (n - 1) for n in block)):
         raise ValueError(f"`block` must be (rows, columns), powers of two up to 1024, but got {block!r}")
-    device, b, t, (h, w) = images.device, images.shape[0], cfg.num_frames, cfg.size
-    if b != program.batch_size:
-        raise ValueError(f"`images` must have one image per clip of the program, but got "
-                         f"{b} images for {program.batch_size} clips")
-    if program.num_frames != t:
-        raise ValueError(f"`program` must have {t} frames (config.num_frames), but got {program.num_frames}")
-    out = output_buffer(out, cfg, b, device)
-    if cfg.recursion == "iterative":
-        return out.copy_(reference.render(images, program.to(device), cfg))
-    _check_device(device)
-    if b == 0:
+    if program.num_frames != cfg.num_frames:
+        raise ValueError(f"`program` must have {cfg.num_frames} frames (config.num_frames), "
+                         f"but got {program.num_frames}")
+
+
+def _draw(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGConfig, out: torch.Tensor,
+          block: tuple[int, int], num_warps: int, pack: bool) -> torch.Tensor:
+    """Prepare the source and tables and launch into ``out``. ``images``: (B, 3, H, W) still images
+    (``frames`` 0) or the (B * T, 3, H, W) frames of B clips (``frames`` = T)."""
+    _check_device(images.device)
+    if program.batch_size == 0:
         return out
     src, kind, scale = prepare_source(images, cfg.size, pack)
-    params, index = (_to_device(x, device) for x in parameter_tables(program))
+    params, index = (_to_device(x, images.device) for x in parameter_tables(program))
     mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
-    launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None, mix, block, num_warps)
+    launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None, mix, block, num_warps,
+           frames=frames)
     return out
 
 
 def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params: torch.Tensor,
            index: torch.Tensor, cfg: PMGConfig, has_paste: bool, mix: int, block: tuple[int, int],
-           num_warps: int) -> None:
+           num_warps: int, frames: int = 0) -> None:
     """Launch the kernel on prepared inputs (what :func:`render_fused` does after its checks; the
-    benchmark times it alone). ``mix``: 0 none, 1 frame Mixup, 2 VideoMix."""
+    benchmark times it alone). ``mix``: 0 none, 1 frame Mixup, 2 VideoMix. ``frames``: 0 when ``src``
+    holds one image per clip, T when it holds the T frames of each clip one after the other."""
     b, t, h, w = params.shape[0], params.shape[1], *cfg.size
     sc, st = (out.stride(1), out.stride(2)) if cfg.layout == "BCTHW" else (out.stride(2), out.stride(1))
     gain = [1 / s for s in cfg.std]
     shift = [-m / s for m, s in zip(cfg.mean, cfg.std)]
+    per_image = src[0].numel()
     _render_kernel[(triton.cdiv(h, block[0]) * triton.cdiv(w, block[1]), t, b)](
-        out, src, params, index, t, h, w, src[0].numel(), scale, out.stride(0), sc, st, *gain, *shift,
-        PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix,
+        out, src, params, index, t, h, w, per_image * max(frames, 1), per_image if frames else 0, scale,
+        out.stride(0), sc, st, *gain, *shift,
+        PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix, PER_FRAME=frames > 0,
         OUT_U8=cfg.dtype == torch.uint8, NORMALIZE=cfg.normalize, BLOCK_H=block[0], BLOCK_W=block[1],
         num_warps=num_warps)

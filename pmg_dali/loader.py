@@ -5,6 +5,9 @@ epoch's permutation (``torch.utils.data.DistributedSampler`` itself, so the orde
 PyTorch's), and its random numbers from CPU generators seeded by
 ``numpy.random.SeedSequence([seed, epoch, rank, step])``. Nothing depends on what ran before, so
 resuming is restoring ``(epoch, step)`` and nothing else.
+
+With ``videos=`` the loader mixes real clips with pseudo-motion clips (:mod:`pmg_dali.mixed`: the
+epoch, the ratio and the order of random draws are documented there).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from torch.utils.data import DistributedSampler, IterableDataset, get_worker_inf
 
 from .config import PMGConfig
 from .masks import check_int, check_mask_ratio, tube_mask, tube_mask_shape
+from .mixed import RealVideos, plan_epoch, plan_generator
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
@@ -25,7 +29,7 @@ from .sampling import sample_program
 __all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer"]
 
 BACKENDS = ("torch", "dali")
-BATCH_KEYS = ("video", "mask", "index")
+BATCH_KEYS = ("video", "mask", "index", "is_real")
 Renderer = Callable[[torch.Tensor, MotionProgram], torch.Tensor]
 
 
@@ -81,6 +85,12 @@ def resolve_rank(rank, world_size) -> tuple[int, int]:
     return rank, world_size
 
 
+def _sampler_order(sampler: DistributedSampler, epoch: int) -> torch.Tensor:
+    """(S,) long: the sampler's indices of ``epoch``."""
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
 class PseudoMotionLoader:
     """Pseudo-motion clips of ``source`` images, batch by batch, like a ``DataLoader`` over a
     ``DistributedSampler``. One iteration is one epoch of this rank's share.
@@ -92,6 +102,10 @@ class PseudoMotionLoader:
             loader.set_epoch(epoch)
             for batch in loader:       # {"video": clips, "mask": (B, N) bool, "index": (B,) long}
                 ...
+
+        # mixed pre-training: half the clips real (moved by pseudo-motion), half pseudo-motion clips
+        loader = PseudoMotionLoader(images, videos=VideoFolder(root, num_frames=16), pmg_ratio=0.5, ...)
+        batch["is_real"]                   # (B,) bool: which entries of batch["index"] index the videos
 
     Randomness: batch ``step`` of ``epoch`` on ``rank`` draws only from
     :func:`batch_generators` ``(seed, epoch, rank, step)`` -- CPU generators for the program, the
@@ -122,12 +136,22 @@ class PseudoMotionLoader:
             set -- for the torch backend a peak of about four float32 clip batches (2.5 GB at
             64 x 16 x 224^2; measured on CPU) -- now overlaps the training step's own peak
             instead of coming before it.
+        videos: real videos to mix in (``len(videos)``, ``videos.load(indices, size, device,
+            generator)`` -> uint8 (B, 3, T, H, W), e.g. :class:`pmg_dali.VideoFolder`); None: images only.
+            Batches then carry ``"is_real"`` (B,) bool. Real clips are always drawn with torch
+            (:meth:`pmg_dali.PseudoMotion.augment`), also when ``backend="dali"`` renders the images.
+        pmg_ratio: with ``videos``, the fraction in [0, 1] of clips that are pseudo-motion (default
+            0.5; exact over an epoch, see :mod:`pmg_dali.mixed`); must be None without videos.
+        mix_per: ``"sample"`` (each clip drawn real or pseudo on its own) or ``"batch"`` (whole batches).
+        augment_videos: apply pseudo-motion to the real clips (PMG as augmentation, needs
+            ``config.recursion="composed"``) or pass them through unchanged.
     """
 
     def __init__(self, source, batch_size: int = 32, config: PMGConfig | None = None, device="cuda",
                  backend: str = "torch", seed: int = 0, mask_ratio: float | None = 0.75,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = True, *,
-                 shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False):
+                 shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False,
+                 videos=None, pmg_ratio: float | None = None, mix_per: str = "sample", augment_videos: bool = True):
         if not (hasattr(source, "__len__") and callable(getattr(source, "load", None))):
             raise TypeError(f"`source` must have len(source) and source.load(indices, size, device, "
                             f"generator), but got {type(source).__name__}")
@@ -156,10 +180,13 @@ class PseudoMotionLoader:
             raise ValueError(f"`backend` must be one of {BACKENDS}, but got {backend!r}")
         self.backend = backend
         self.source = source
-        self.sampler = DistributedSampler(source, num_replicas=self.world_size, rank=self.rank,
-                                          shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last)
+        share = dict(num_replicas=self.world_size, rank=self.rank, shuffle=self.shuffle, seed=self.seed,
+                     drop_last=self.drop_last)
+        self.sampler = DistributedSampler(source, **share)
+        self.real = self._real_videos(videos, pmg_ratio, mix_per, augment_videos, share)
         if len(self) == 0:
-            raise ValueError(f"`batch_size` must be at most the {self.sampler.num_samples} images each "
+            what = "images" if self.real is None else "clips"
+            raise ValueError(f"`batch_size` must be at most the {self.num_slots} {what} each "
                              f"rank gets per epoch with drop_last=True, but got {self.batch_size}")
         self._render = make_renderer(backend, self.config, self.device, self.batch_size)
         self.epoch = 0
@@ -167,13 +194,30 @@ class PseudoMotionLoader:
         self._resume = None     # first step of the next pass, set by load_state_dict
         self._order = (None, None)
 
+    def _real_videos(self, videos, pmg_ratio, mix_per, augment_videos, share: dict) -> RealVideos | None:
+        if videos is None:
+            if pmg_ratio is not None or mix_per != "sample" or augment_videos is not True:
+                raise ValueError(f"`pmg_ratio`, `mix_per` and `augment_videos` need `videos` to mix with, but "
+                                 f"got pmg_ratio={pmg_ratio!r}, mix_per={mix_per!r}, "
+                                 f"augment_videos={augment_videos!r} and videos=None")
+            return None
+        return RealVideos(videos, self.config, 0.5 if pmg_ratio is None else pmg_ratio, mix_per,
+                          augment_videos, **share)
+
+    @property
+    def num_slots(self) -> int:
+        """Clips per epoch on this rank: the image share, or with ``videos`` the mixed epoch's slots."""
+        images = self.sampler.num_samples
+        return images if self.real is None else self.real.num_slots(images)
+
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
-        samples = self.sampler.num_samples
-        return samples // self.batch_size if self.drop_last else math.ceil(samples / self.batch_size)
+        slots = self.num_slots
+        return slots // self.batch_size if self.drop_last else math.ceil(slots / self.batch_size)
 
     def __repr__(self) -> str:
-        return (f"PseudoMotionLoader(num_images={len(self.source)}, batch_size={self.batch_size}, "
+        real = "" if self.real is None else f"real={self.real!r}, "
+        return (f"PseudoMotionLoader(num_images={len(self.source)}, {real}batch_size={self.batch_size}, "
                 f"backend={self.backend!r}, device={str(self.device)!r}, seed={self.seed}, "
                 f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")
@@ -187,32 +231,52 @@ class PseudoMotionLoader:
         self.epoch = epoch
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
-        """(S,) long: this rank's source indices of ``epoch`` (default: the current one), in order."""
+        """(S,) long: this rank's source indices of ``epoch`` (default: the current one), in order;
+        with ``videos``, per slot, into the videos where :meth:`is_real` else into the images."""
+        return self._plan(epoch)[0]
+
+    def is_real(self, epoch: int | None = None) -> torch.Tensor:
+        """(S,) bool: which slots of ``epoch`` (default: the current one) are real clips."""
+        return self._plan(epoch)[1]
+
+    def _plan(self, epoch: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         if self._order[0] != epoch:
-            self.sampler.set_epoch(epoch)
-            self._order = (epoch, torch.tensor(list(self.sampler), dtype=torch.long))
+            images = _sampler_order(self.sampler, epoch)
+            if self.real is None:
+                plan = images, torch.zeros(len(images), dtype=torch.bool)
+            else:
+                real = self.real
+                plan = plan_epoch(images, _sampler_order(real.sampler, epoch), self.num_slots, self.batch_size,
+                                  real.pmg_ratio, real.mix_per, plan_generator(self.seed, epoch, self.rank))
+            self._order = (epoch, plan)
         return self._order[1]
 
     def batch(self, step: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``step`` of ``epoch`` (default: the current one) on this rank, made afresh: a pure
         function of (seed, epoch, rank, step). Keys ``"video"``, ``"mask"`` (unless mask_ratio is
-        None) and ``"index"``, every tensor on ``device``."""
+        None), ``"index"`` and, with ``videos``, ``"is_real"``, every tensor on ``device``."""
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         step = check_int("step", step, 0)
         if step >= len(self):
             raise ValueError(f"`step` must be < {len(self)} (batches per epoch), but got {step}")
-        index = self.indices(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
+        slots = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        index, is_real = (x[slots] for x in self._plan(epoch))
         gens = batch_generators(self.seed, epoch, self.rank, step)
         cfg = self.config
-        images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
-        program = sample_program(cfg, len(index), generator=gens["program"])
-        batch = {"video": self._render(images, program)}
+        if self.real is None:
+            images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
+            program = sample_program(cfg, len(index), generator=gens["program"])
+            batch = {"video": self._render(images, program)}
+        else:
+            batch = {"video": self.real.draw(self.source, index, is_real, gens, self._render, self.device)}
         if self.mask_ratio is not None:
             mask = tube_mask(len(index), cfg.num_frames, cfg.size, self.patch_size, self.tubelet_size,
                              self.mask_ratio, generator=gens["mask"])
             batch["mask"] = to_device(mask, self.device)
         batch["index"] = to_device(index, self.device)
+        if self.real is not None:
+            batch["is_real"] = to_device(is_real, self.device)
         return batch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -247,9 +311,14 @@ class PseudoMotionLoader:
         """``{"epoch", "step", ...}``: ``step`` batches of ``epoch`` have been yielded. The same on
         every rank, so rank 0's state can be loaded everywhere."""
         step = self._step if self._resume is None else self._resume
+        real = self.real
         return {"epoch": self.epoch, "step": step, "seed": self.seed, "batch_size": self.batch_size,
                 "world_size": self.world_size, "num_images": len(self.source),
-                "drop_last": self.drop_last, "shuffle": self.shuffle}
+                "drop_last": self.drop_last, "shuffle": self.shuffle,
+                "num_videos": 0 if real is None else len(real.videos),
+                "pmg_ratio": 1.0 if real is None else real.pmg_ratio,
+                "mix_per": None if real is None else real.mix_per,
+                "augment_videos": None if real is None else real.augment_videos}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`: the next pass starts at batch ``step`` of ``epoch``, so it
@@ -297,6 +366,8 @@ class PseudoMotionDataset(IterableDataset):
                 raise ValueError(f"`keys` must be a dict whose keys are among {BATCH_KEYS}, but got {keys!r}")
             if "mask" in keys and loader.mask_ratio is None:
                 raise ValueError("`keys` names 'mask', but the loader has mask_ratio=None (no mask)")
+            if "is_real" in keys and loader.real is None:
+                raise ValueError("`keys` names 'is_real', but the loader has no `videos` (images only)")
         self.loader, self.keys = loader, keys
 
     def __len__(self) -> int:

@@ -1,4 +1,5 @@
-"""`PseudoMotion`: the torch module users call -- sample a motion program, render it."""
+"""`PseudoMotion`: the torch module users call -- sample a motion program, render it (from still
+images, or on real clips with :meth:`PseudoMotion.augment`)."""
 from __future__ import annotations
 
 import importlib.util
@@ -71,14 +72,35 @@ class PseudoMotion(nn.Module):
         Returns clips on the images' device in ``config.layout`` and ``config.dtype``.
         """
         reference.check_images(images)
+        program = self._program(images.shape[0], program, generator)
+        return self.render_function(images.device)(images, program, self.config)
+
+    def augment(self, video: torch.Tensor, program: MotionProgram | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pseudo-motion on real clips ``video`` (B, 3, T, H, W), uint8 0-255 or float in [0, 1], any
+        H, W (resized to ``config.size``), T = ``config.num_frames``.
+
+        Frame t of clip b is ``video[b, :, t]`` warped by ``program.homography[b, t]`` and coloured by
+        ``program.color[b, t]`` (the program's motion composed with the video's own); cutmix pastes
+        from frame t of the partner clip, Mixup / VideoMix mixes with the partner's augmented clip.
+        Frame t equals ``forward`` of the image ``video[:, :, t]`` under the program's frame t. Needs
+        ``config.recursion="composed"`` (ValueError otherwise: see :func:`pmg_dali.render.augment`).
+        Returns clips on the video's device in ``config.layout`` and ``config.dtype``.
+        """
+        reference.check_video(video)
+        program = self._program(video.shape[0], program, generator)
+        return self.augment_function(video.device)(video, program, self.config)
+
+    def _program(self, batch_size: int, program: MotionProgram | None, generator) -> MotionProgram:
+        """``program`` checked against the config, or one sampled from ``generator``."""
         if program is None:
-            program = self.sample(images.shape[0], generator=generator)
-        elif not isinstance(program, MotionProgram):
+            return self.sample(batch_size, generator=generator)
+        if not isinstance(program, MotionProgram):
             raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
         if program.num_frames != self.config.num_frames:
             raise ValueError(f"`program` must have {self.config.num_frames} frames (config.num_frames), "
                              f"but got {program.num_frames}")
-        return self.render_function(images.device)(images, program, self.config)
+        return program
 
     def render_function(self, device: torch.device):
         """The function ``(images, program, config) -> clips`` that ``forward`` uses on ``device``."""
@@ -95,3 +117,13 @@ class PseudoMotion(nn.Module):
             from .cpu_render import render_cpu
             return render_cpu
         return lambda images, program, cfg: reference.render(images, program.to(images.device), cfg)
+
+    def augment_function(self, device: torch.device):
+        """The function ``(video, program, config) -> clips`` that ``augment`` uses on ``device``:
+        ``"fused"`` (and ``"auto"`` for CUDA clips with Triton) -> :func:`pmg_dali.fused.augment_fused`,
+        else :func:`pmg_dali.render.augment` (the CPU renderer draws from still images only)."""
+        auto_fused = self.renderer == "auto" and device.type == "cuda" and _HAS_TRITON
+        if self.renderer == "fused" or auto_fused:
+            from .fused import augment_fused
+            return augment_fused
+        return lambda video, program, cfg: reference.augment(video, program.to(video.device), cfg)

@@ -4,6 +4,11 @@ This is the specification every other renderer (fused GPU, fast CPU, DALI) is te
 default path makes one sampling grid for the whole (B, T) batch and one ``grid_sample`` call that
 reads each source image once: the T frames of a clip are stacked along the height of one tall
 output, so the source is never repeated T times.
+
+Real clips (:func:`augment`): the same program applied to a video (B, 3, T, H, W), frame t warped and
+coloured from the video's own frame t instead of the one still image -- pseudo-motion composed with the
+real motion. Only the warp's source changes (:func:`warp_frames` takes either), so images and videos
+share every other step.
 """
 from __future__ import annotations
 
@@ -14,17 +19,26 @@ from .config import PMGConfig
 from .geometry import normalized_inverse
 from .program import MotionProgram
 
-__all__ = ["to_float_images", "warp_frames", "paste_patches", "apply_color", "mix_clips",
-           "format_clips", "render_clips", "render"]
+__all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", "apply_color", "mix_clips",
+           "format_clips", "render_clips", "render", "augment_clips", "augment"]
 
 
 def check_images(images, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor, but got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"`{name}` must have shape (B, 3, H, W), but got {tuple(images.shape)}")
-    if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"`{name}` must be uint8 or floating point, but got {images.dtype}")
+    _check_rgb(images, name, "(B, 3, H, W)")
+
+
+def check_video(video, name: str = "video") -> None:
+    _check_rgb(video, name, "(B, 3, T, H, W)")
+
+
+def _check_rgb(x, name: str, shape: str) -> None:
+    """``x``: a uint8 or float tensor of ``shape`` (written out, e.g. "(B, 3, H, W)")."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, but got {type(x).__name__}")
+    if x.ndim != shape.count(",") + 1 or x.shape[1] != 3:
+        raise ValueError(f"`{name}` must have shape {shape}, but got {tuple(x.shape)}")
+    if x.dtype != torch.uint8 and not x.is_floating_point():
+        raise TypeError(f"`{name}` must be uint8 or floating point, but got {x.dtype}")
 
 
 def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -39,6 +53,15 @@ def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
     return x
+
+
+def to_float_video(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, T, H, W) uint8 (0-255) or float ([0, 1]) -> float32 in [0, 1] at ``size``, every frame
+    converted exactly as :func:`to_float_images` converts an image."""
+    check_video(video)
+    b, c, t, h, w = video.shape
+    frames = to_float_images(video.transpose(1, 2).reshape(b * t, c, h, w), size)
+    return frames.reshape(b, t, c, *size).transpose(1, 2)
 
 
 def _grid(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -57,23 +80,29 @@ def _grid(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def warp_frames(images: torch.Tensor, homography: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Frame t of clip b = ``images[b]`` warped by ``homography[b, t]`` (bilinear).
+    """Frame t of clip b = ``images[b]`` (a still image) or ``images[b, :, t]`` (a video's frame t)
+    warped by ``homography[b, t]`` (bilinear).
 
     Convention: ``homography`` maps source pixel coordinates to frame pixel coordinates, pixel centres
     at integers, origin at the top-left pixel centre (``cv2.warpPerspective(src, H, (W, H))``).
 
     Args:
-        images: (B, C, H, W) float.
+        images: (B, C, H, W) float, one source per clip, or (B, C, T, H, W) float, one per frame.
         homography: (B, T, 3, 3).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` (about the edge pixel centres).
     Returns:
         (B, C, T, H, W) float.
     """
-    b, c, h, w = images.shape
+    b, c, h, w = images.shape[0], images.shape[1], *images.shape[-2:]
     t = homography.shape[1]
     if b == 0:
         return images.new_zeros(0, c, t, h, w)
-    grid = _grid(homography.to(images.device), (h, w)).to(images.dtype)
+    grid = _grid(homography.to(images.device), (h, w)).to(images.dtype)        # (B, T*H, W, 2)
+    if images.ndim == 5:   # one grid_sample over the B*T frames, each with its own map
+        frames = images.transpose(1, 2).reshape(b * t, c, h, w)
+        out = F.grid_sample(frames, grid.view(b * t, h, w, 2), mode="bilinear", padding_mode=padding_mode,
+                            align_corners=True)
+        return out.view(b, t, c, h, w).transpose(1, 2)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
     return out.view(b, c, t, h, w)
 
@@ -89,8 +118,9 @@ def box_mask(box: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def paste_patches(frames: torch.Tensor, images: torch.Tensor, program: MotionProgram) -> torch.Tensor:
-    """Cutmix: inside ``paste_box[b, t]``, frame t of clip b shows ``images[paste_index[b]]`` warped by
-    ``paste_homography[b, t]``. frames: (B, C, T, H, W) float; returns a new tensor."""
+    """Cutmix: inside ``paste_box[b, t]``, frame t of clip b shows ``images[paste_index[b]]`` (for a
+    video source (B, C, T, H, W): its frame t) warped by ``paste_homography[b, t]``.
+    frames: (B, C, T, H, W) float; returns a new tensor."""
     if program.paste_index is None or frames.shape[0] == 0:
         return frames
     size = tuple(frames.shape[-2:])
@@ -174,6 +204,12 @@ def render_clips(images: torch.Tensor, program: MotionProgram, size: tuple[int, 
             inside = box_mask(program.paste_box.to(src.device), size)[:, None]
             clips = torch.where(inside, pasted, clips)
         return clips
+    return _compose(src, program, padding_mode)
+
+
+def _compose(src: torch.Tensor, program: MotionProgram, padding_mode: str) -> torch.Tensor:
+    """The closed form: frame t = colour t of (paste t over warp t of the source), src (B, 3, H, W)
+    or per frame (B, 3, T, H, W). Unmixed clips (B, 3, T, H, W)."""
     frames = warp_frames(src, program.homography, padding_mode)
     frames = paste_patches(frames, src, program)
     return apply_color(frames, program.color)
@@ -183,3 +219,44 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torc
     """The full reference pipeline: warp + paste + colour -> mix -> normalise, dtype and layout."""
     clips = render_clips(images, program, cfg.size, cfg.padding_mode, cfg.recursion)
     return format_clips(mix_clips(clips, program), cfg)
+
+
+def augment_clips(video: torch.Tensor, program: MotionProgram, size: tuple[int, int],
+                  padding_mode: str = "zeros") -> torch.Tensor:
+    """Pseudo-motion on real clips, unmixed: frame t of clip b is ``video[b, :, t]`` (resized to
+    ``size`` like an image) warped by ``homography[b, t]``, cutmix-pasted from frame t of clip
+    ``paste_index[b]`` and coloured by ``color[b, t]`` -- :func:`render_clips` with the source
+    varying over t, so the program's motion is composed with the video's own.
+
+    video: (B, 3, T, H, W) uint8 (0-255) or float in [0, 1] with T = ``program.num_frames``.
+    Returns (B, 3, T, H, W) float32 in [0, 1].
+    """
+    check_video_program(video, program)
+    return _compose(to_float_video(video, size), program, padding_mode)
+
+
+def augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    """The full reference pipeline on real clips: :func:`augment_clips` -> mix (Mixup / VideoMix
+    with the partner's augmented clip) -> normalise, dtype and layout, as :func:`render`.
+
+    Only ``cfg.recursion="composed"``: the literal recursion ``I_{t+1} = f(I_t)`` resamples the
+    previous *output* frame, which would discard every real frame after the first, so for real clips
+    it has no meaning and raises ``ValueError`` (the composed form is also the exact one).
+    """
+    check_augment_config(cfg)
+    clips = augment_clips(video, program, cfg.size, cfg.padding_mode)
+    return format_clips(mix_clips(clips, program), cfg)
+
+
+def check_video_program(video, program: MotionProgram) -> None:
+    """``video`` is a clip tensor with one clip per clip of ``program`` and its number of frames."""
+    check_video(video)
+    if video.shape[0] != program.batch_size or video.shape[2] != program.num_frames:
+        raise ValueError(f"`video` must have shape (B, 3, T, H, W) with B = {program.batch_size} clips "
+                         f"and T = {program.num_frames} frames (the program's), but got {tuple(video.shape)}")
+
+
+def check_augment_config(cfg: PMGConfig) -> None:
+    if cfg.recursion != "composed":
+        raise ValueError(f"`config.recursion` must be 'composed' to augment real clips (the literal "
+                         f"recursion would replace frames 1.. by resampled frame 0), but got {cfg.recursion!r}")

@@ -18,8 +18,8 @@ import torch
 triton = pytest.importorskip("triton")
 
 from pmg_dali import TRANSFORMS, PMGConfig, PseudoMotion  # noqa: E402
-from pmg_dali.fused import NUM_PARAMS, parameter_tables, render_fused  # noqa: E402
-from pmg_dali.render import render  # noqa: E402
+from pmg_dali.fused import NUM_PARAMS, augment_fused, parameter_tables, render_fused  # noqa: E402
+from pmg_dali.render import augment, render  # noqa: E402
 from test_cpu_render import CASES, WILD, random_images  # noqa: E402  (shared cases, same folder)
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -35,11 +35,13 @@ def images_for(b, size=SIZE, dtype=torch.uint8, seed=0):
 
 
 def check_parity(cfg, images, seed=0, **kw):
-    """Fused (poisoned output buffer) vs reference on CPU, on one random program of ``cfg``."""
+    """Fused (poisoned output buffer) vs reference on CPU, on one random program of ``cfg``; images
+    (B, 3, H, W) through render, real clips (B, 3, T, H, W) through augment."""
+    reference, fused = (augment, augment_fused) if images.ndim == 5 else (render, render_fused)
     program = PseudoMotion(cfg).sample(images.shape[0], generator=torch.Generator().manual_seed(seed))
-    expect = render(images, program, cfg)
+    expect = reference(images, program, cfg)
     poison = torch.full_like(expect, 123 if cfg.dtype == torch.uint8 else float("nan"), device=DEVICE)
-    out = render_fused(images.to(DEVICE), program, cfg, out=poison, block=kw.pop("block", BLOCK), **kw)
+    out = fused(images.to(DEVICE), program, cfg, out=poison, block=kw.pop("block", BLOCK), **kw)
     assert out is poison and out.dtype == cfg.dtype and out.shape == expect.shape
     out = out.cpu()
     if cfg.dtype == torch.uint8:
@@ -103,6 +105,26 @@ def test_parity_larger_batch():
     check_parity(config(TRANSFORMS, mixup="frame", dtype=torch.bfloat16, **WILD), images_for(b), seed=2)
 
 
+VIDEO_CASES = [  # real clips: source kind, clip size and dtype, config
+    ("packed words", SIZE, torch.uint8, dict(mixup="frame", mixup_per_frame=True, layout="BTCHW",
+                                              dtype=torch.bfloat16)),
+    ("uint8 planes", SIZE, torch.uint8, dict(mixup="videomix", dtype=torch.uint8, padding_mode="border", **WILD)),
+    ("float resized", (SIZE[0] + 5, SIZE[1] + 2), torch.float32, dict(mixup="frame", padding_mode="reflection",
+                                                                       normalize=False, **WILD)),
+]
+
+
+@parity
+@pytest.mark.parametrize("source,size,dtype,options", VIDEO_CASES, ids=[c[0] for c in VIDEO_CASES])
+def test_parity_augment_real_clips(source, size, dtype, options):
+    """augment_fused vs the reference augment: every frame sampled from the clip's own frame t (a
+    different random frame per t), cutmix from the partner's frame t, mixing with its clip."""
+    g = torch.Generator().manual_seed(3)
+    video = torch.randint(0, 256, (B, 3, T, *size), dtype=torch.uint8, generator=g)
+    video = video if dtype == torch.uint8 else video.to(dtype) / 255
+    check_parity(config(TRANSFORMS, **options), video, seed=4, pack=source != "uint8 planes")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(INTERPRET, reason="2.2 GB output: GPU only")
 def test_output_beyond_int32_offsets():
@@ -146,15 +168,16 @@ def test_parity_suite_runs_in_the_interpreter():
                           str(Path(__file__).resolve())], cwd=root, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    expected = len(CASES) + 4 + 3 + 4 + 2
+    expected = len(CASES) + 4 + 3 + 4 + 2 + len(VIDEO_CASES)
     assert f"{expected} passed" in run.stdout, run.stdout[-2000:]
 
 
 @pytest.mark.skipif(INTERPRET, reason="compiles for the GPU")
 @pytest.mark.parametrize("out_type,constants", [
-    ("bf16", dict(PAD=0, SOURCE=0, HAS_PASTE=False, MIX=1, OUT_U8=False, NORMALIZE=True)),     # default
-    ("u8", dict(PAD=2, SOURCE=1, HAS_PASTE=True, MIX=2, OUT_U8=True, NORMALIZE=False)),
-    ("fp16", dict(PAD=1, SOURCE=2, HAS_PASTE=True, MIX=0, OUT_U8=False, NORMALIZE=False))])
+    ("bf16", dict(PAD=0, SOURCE=0, HAS_PASTE=False, MIX=1, PER_FRAME=False, OUT_U8=False, NORMALIZE=True)),  # default
+    ("u8", dict(PAD=2, SOURCE=1, HAS_PASTE=True, MIX=2, PER_FRAME=False, OUT_U8=True, NORMALIZE=False)),
+    ("fp16", dict(PAD=1, SOURCE=2, HAS_PASTE=True, MIX=0, PER_FRAME=False, OUT_U8=False, NORMALIZE=False)),
+    ("bf16", dict(PAD=0, SOURCE=0, HAS_PASTE=True, MIX=1, PER_FRAME=True, OUT_U8=False, NORMALIZE=True))])   # video
 def test_kernel_compiles_for_h100_without_a_gpu(out_type, constants):
     """What the interpreter cannot check: Triton lowers the kernel to PTX and ptxas to sm_90 SASS."""
     from pmg_dali.fused import _render_kernel

@@ -1,8 +1,9 @@
-"""VideoMAE pre-training on pseudo-motion clips made on the fly by pmg_dali (no videos anywhere).
+"""VideoMAE pre-training on pseudo-motion clips made on the fly by pmg_dali (no videos needed).
 
     python examples/videomae/pretrain.py                                    # ViT-S, 16 x 224², synthetic images
     python examples/videomae/pretrain.py --demo=True                        # short demo (tiny on CPU)
     python examples/videomae/pretrain.py --source=folder:/data/images --model=vit_base
+    python examples/videomae/pretrain.py --source=videos:/data/ucf101/train --pmg_ratio=0.5   # mixed, below
     torchrun --standalone --nproc_per_node=8 examples/videomae/pretrain.py --batch_size=32
     python examples/videomae/pretrain.py --out_dir=out/videomae --resume=True   # continue a run exactly
 
@@ -10,7 +11,14 @@ Config values below can be overridden as ``--key=value``. Every ``ckpt_every`` i
 the end) ``out_dir/ckpt.pt`` holds the model, the optimiser, the iteration (the lr schedule is a
 function of it), the loader state and the RNG state; ``--resume=True`` continues bit-exactly. Also
 written: ``log.csv`` (+ TensorBoard with ``--tensorboard=True``), ``recon_<iter>.png`` (original /
-masked / reconstructed frames) and ``clips.gif`` (the first batch of pseudo-motion clips).
+masked / reconstructed frames) and ``clips.gif`` (the first batch of clips).
+
+Mixed pre-training on real videos (the paper's PMG-as-augmentation result): ``--source=videos:<path>``
+(a folder of videos or a VideoMAE list file, decoded by ``pmg_dali.VideoFolder`` in this process)
+mixes real clips with pseudo-motion clips of ``--pmg_source`` images (``synthetic:<kind>`` or
+``folder:<path>``); ``--pmg_ratio`` is the fraction of pseudo-motion clips (0: real clips only),
+``--augment_videos`` whether the real clips get pseudo-motion too. An epoch is one pass over the
+source the ratio exhausts first (see ``pmg_dali.mixed``); resume stays exact.
 """
 import csv
 import math
@@ -42,8 +50,11 @@ resume = False               # continue from out_dir/ckpt.pt
 tensorboard = False          # also log to out_dir/tb (needs `pip install tensorboard`)
 demo = False                 # short demo: fills in every key not given on the command line (see DEMO)
 # data
-source = "synthetic:mixed"   # synthetic:<shader|fractal|atom|mixed> or folder:<path of images>
+source = "synthetic:mixed"   # synthetic:<shader|fractal|atom|mixed>, folder:<path of images> or videos:<path>
 num_images = 100_000         # synthetic images per epoch
+pmg_source = "synthetic:mixed"   # with --source=videos:<path>: the images of the pseudo-motion clips
+pmg_ratio = 0.5              # with --source=videos:<path>: fraction of clips that are pseudo-motion
+augment_videos = True        # with --source=videos:<path>: apply pseudo-motion to the real clips too
 transforms = ("zoom", "affine")   # PMG transforms (the paper's best pair)
 mixup = "frame"              # None | "frame" | "videomix"
 backend = "torch"            # loader backend: torch | dali
@@ -109,13 +120,26 @@ def setup_distributed(device: str):
     return True, rank, dist.get_world_size(), device
 
 
-def make_source(spec: str):
+def make_images(spec: str, flag: str = "--source"):
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":
         return pmg_dali.SyntheticImages(arg or "mixed", num_images=num_images, seed=seed)
     if kind == "folder" and arg:
         return pmg_dali.ImageFolder(arg)
-    raise SystemExit(f"--source must be synthetic:<kind> or folder:<path>, but got {spec!r}")
+    raise SystemExit(f"{flag} must be synthetic:<kind> or folder:<path>"
+                     f"{', or videos:<path>' if flag == '--source' else ''}, but got {spec!r}")
+
+
+def make_sources() -> tuple[object, dict]:
+    """The loader's image source and, for --source=videos:<path>, its mixing keywords."""
+    kind, _, arg = source.partition(":")
+    if kind != "videos":
+        return make_images(source), {}
+    if not arg:
+        raise SystemExit(f"--source=videos:<path> needs a path, but got {source!r}")
+    videos = pmg_dali.VideoFolder(arg, num_frames=num_frames)
+    return make_images(pmg_source, "--pmg_source"), dict(videos=videos, pmg_ratio=pmg_ratio,
+                                                          augment_videos=augment_videos)
 
 
 def get_lr(it: int, peak: float, low: float, warmup: int, decay_iters: int) -> float:
@@ -217,9 +241,10 @@ def main() -> None:
 
     # data: every rank makes its own clips (the loader takes rank / world size from torch.distributed)
     pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
-    loader = pmg_dali.PseudoMotionLoader(make_source(source), batch_size=batch_size, config=pmg, device=dev,
+    images, mixing = make_sources()
+    loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
                                          backend=backend, seed=seed, mask_ratio=mask_ratio,
-                                         patch_size=patch_size, tubelet_size=tubelet_size)
+                                         patch_size=patch_size, tubelet_size=tubelet_size, **mixing)
     mean = torch.tensor(pmg.mean, device=dev).view(1, 3, 1, 1, 1)
     std = torch.tensor(pmg.std, device=dev).view(1, 3, 1, 1, 1)
 
@@ -259,6 +284,9 @@ def main() -> None:
         print(f"{model} {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M params | "
               f"{num_frames}x{img_size}² clips, {model_args.num_patches} tokens, mask {mask_ratio} | "
               f"batch {total_batch} ({world_size} rank(s)) | lr {lr:.2e} | {max_iters} iters on {dev}")
+        if mixing:
+            print(f"data: {len(mixing['videos'])} videos from {source[len('videos:'):]}, "
+                  f"{pmg_ratio:.0%} pseudo-motion clips of {pmg_source}, {len(loader)} batches per epoch")
 
     sync = torch.cuda.synchronize if (sync_timing and device_type == "cuda") else (lambda: None)
     stream = batches(loader)
