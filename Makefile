@@ -1,5 +1,6 @@
 # make test : create .venv if missing, install the project with its test and dali extras, run pytest
-# make demo : the main job, python -m pmg_dali demo
+# make demo : the main job: a preview GIF of every transform + clips/s (python -m pmg_dali demo),
+#             then a short data-free VideoMAE pre-training (examples/videomae/pretrain.py --demo=True)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,6 @@ $(BIN)/python:
 
 # torch 2.14.1 + torchvision 0.29.1 come from local disk on our CI machines; elsewhere any torch>=2.5.
 $(STAMP): setup.py | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 || $(BIN)/pip install -q "torch>=2.5" torchvision
 	$(BIN)/pip install -q -e ".[test,dali]"
 	touch $(STAMP)
@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	$(BIN)/python -m pmg_dali demo
+	$(BIN)/python -m pmg_dali demo --out_dir=out/demo
+	$(BIN)/python examples/videomae/pretrain.py --demo=True --out_dir=out/demo
 
 bench: $(STAMP)
 	$(BIN)/python -m pmg_dali bench
