@@ -34,35 +34,7 @@ import numpy as np
 import torch
 
 import pmg_dali
-from bench_loader import timed   # median seconds per batch, the paths taking turns (same script folder)
-from pmg_dali.sampling import sample_program
-
-
-def _pipeline_path(pipe, cast=None):
-    """A path that runs a built DALI pipeline and converts its first output to torch."""
-    from pmg_dali.dali import to_torch
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            out = to_torch(pipe.run()[0])
-            if cast is not None:
-                out.to(cast)
-    return run
-
-
-def _image_pipeline(body, images_hwc, batch: int, device_id, threads: int):
-    """A built pipeline feeding the same HWC image batch every iteration into ``body(images)``."""
-    from nvidia.dali import fn, pipeline_def
-
-    @pipeline_def(batch_size=batch, num_threads=threads, device_id=device_id, seed=0)
-    def pipe():
-        images = fn.external_source(source=lambda: images_hwc, batch=True, layout="HWC",
-                                    device="cpu" if device_id is None else "gpu")
-        return body(images)
-
-    p = pipe()
-    p.build()
-    return p
+from pmg_dali.bench import dali_image_pipeline, dali_pipeline_run, sampled, timed
 
 
 def _warp_bodies(cfg, batch: int):
@@ -115,8 +87,8 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
     decode.build()
     full = dali.folder_pipeline(None, cfg, batch, device_id=device_id, files=paths, num_threads=threads)
     full.build()
-    return {"dali folder: decode + crop + resize only (images/s)": _pipeline_path(decode),
-            "dali folder: full folder_pipeline": _pipeline_path(full)}, root
+    return {"dali folder: decode + crop + resize only (images/s)": dali_pipeline_run(decode),
+            "dali folder: full folder_pipeline": dali_pipeline_run(full)}, root
 
 
 def main(argv=None) -> dict:
@@ -155,29 +127,24 @@ def main(argv=None) -> dict:
     native = cfg.replace(dtype=torch.float32) if dtype == torch.bfloat16 else cfg
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)
-    hwc = images.permute(0, 2, 3, 1).contiguous()
-    hwc = hwc if gpu else hwc.numpy()
     gen, renderer = pmg_dali.PseudoMotion(cfg), dali.ProgramRenderer(cfg, batch, device="gpu" if gpu else "cpu")
 
-    def programs(render):
-        def run(n: int) -> None:
-            for step in range(n):
-                render(images, sample_program(cfg, batch, generator=torch.Generator().manual_seed(step)))
-        return run
+    programs = lambda render: sampled(lambda x, p, c: render(x, p), images, cfg)  # noqa: E731
 
     paths = {"torch (sample + reference render)": programs(lambda x, p: gen(x, program=p.to(device))),
              "dali program-fed (ProgramRenderer)": programs(renderer)}
-    ingraph = lambda c: _image_pipeline(lambda x: dali.pseudo_motion(x, c), hwc, batch, device_id, threads)  # noqa: E731
+    ingraph = lambda c: dali_image_pipeline(  # noqa: E731
+        lambda x: dali.pseudo_motion(x, c), images, device_id, threads)
     if dtype == torch.bfloat16:
-        paths["dali in-graph, float16 (native half)"] = _pipeline_path(ingraph(cfg.replace(dtype=torch.float16)))
-        paths["dali in-graph, bf16 via torch cast"] = _pipeline_path(ingraph(native), cast=torch.bfloat16)
+        paths["dali in-graph, float16 (native half)"] = dali_pipeline_run(ingraph(cfg.replace(dtype=torch.float16)))
+        paths["dali in-graph, bf16 via torch cast"] = dali_pipeline_run(ingraph(native), cast=torch.bfloat16)
     else:
-        paths[f"dali in-graph, {args.dtype}"] = _pipeline_path(ingraph(cfg))
+        paths[f"dali in-graph, {args.dtype}"] = dali_pipeline_run(ingraph(cfg))
     rearrange, stacked = _warp_bodies(cfg, batch)
-    paths["dali warp only: rearrange + per-frame warp_affine, uint8"] = _pipeline_path(
-        _image_pipeline(rearrange, hwc, batch, device_id, threads))
-    paths["dali warp only: T warp_affine + stack, uint8"] = _pipeline_path(
-        _image_pipeline(stacked, hwc, batch, device_id, threads))
+    paths["dali warp only: rearrange + per-frame warp_affine, uint8"] = dali_pipeline_run(
+        dali_image_pipeline(rearrange, images, device_id, threads))
+    paths["dali warp only: T warp_affine + stack, uint8"] = dali_pipeline_run(
+        dali_image_pipeline(stacked, images, device_id, threads))
     root = None
     if args.folder if args.folder is not None else gpu:
         folder, root = _folder_paths(cfg, batch, device_id, threads, args.files)

@@ -19,34 +19,11 @@ import datetime
 import json
 import os
 import platform
-import statistics
-import time
 
 import torch
 
 import pmg_dali
-from pmg_dali.sampling import sample_program
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(paths: dict, device: torch.device, steps: int, repeats: int, warmup: int) -> dict:
-    """Median seconds per batch of each ``paths[name](n)`` (which makes n batches). The paths take
-    turns within each repeat, so a drift in machine load hits them alike."""
-    for run in paths.values():
-        run(warmup)
-    sync(device)
-    times = {name: [] for name in paths}
-    for _ in range(repeats):
-        for name, run in paths.items():
-            start = time.perf_counter()
-            run(steps)
-            sync(device)
-            times[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(t) for name, t in times.items()}
+from pmg_dali.bench import sampled, timed   # the paths take turns; median seconds per batch
 
 
 def main(argv=None) -> dict:
@@ -76,10 +53,7 @@ def main(argv=None) -> dict:
     images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=g).to(device)
     gen = pmg_dali.PseudoMotion(cfg)
 
-    def bare(n: int) -> None:
-        for step in range(n):
-            program = sample_program(cfg, batch, generator=torch.Generator().manual_seed(step))
-            gen(images[:batch], program=program)
+    bare = sampled(lambda x, p, c: gen(x, program=p), images[:batch], cfg)
 
     def loader_run(**extra):
         loader = pmg_dali.PseudoMotionLoader(pmg_dali.TensorImages(images), batch_size=batch, config=cfg,

@@ -14,7 +14,8 @@ t-1 into frame t (``Image.transform`` AFFINE/PERSPECTIVE, bilinear, uint8) with 
 map, then frame Mixup and normalisation in NumPy, float32 (B, C, T, H, W) -- against "reference"
 (:func:`pmg_dali.render.render`) and "cpu" (:func:`pmg_dali.cpu_render.render_cpu`), float32 (NumPy
 has no bfloat16) and bfloat16, and "cpu_out" writing into a reused output buffer (no first-touch
-page faults of a fresh output; every other path allocates its output per batch).
+page faults of a fresh output; every other path allocates its output per batch). The PIL loop
+(:func:`pmg_dali.bench.pil_render`), the timing and the bandwidth helpers live in :mod:`pmg_dali.bench`.
 
 CUDA (output ``--dtype``, default bfloat16): "reference", "fused" (:func:`render_fused` end to end:
 program on the host, tables built and copied, source packed, kernel) and "fused kernel" (the launch
@@ -30,81 +31,15 @@ writes JSON (``--json``) and the table (``--markdown``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 
-import numpy as np
-import PIL
 import torch
-from PIL import Image
 
 import pmg_dali
-from bench_loader import timed   # median seconds per batch, the paths taking turns
+from pmg_dali.bench import copy_bandwidth, environment, pil_render, timed
 from pmg_dali.cpu_render import render_cpu
 from pmg_dali.render import render
-
-
-def _pil_transform(inverse: np.ndarray) -> tuple:
-    """PIL ``Image.transform`` method and data for a frame -> source map in the package convention
-    (PIL puts pixel centres at +0.5)."""
-    shift = np.eye(3)
-    shift[:2, 2] = 0.5
-    m = shift @ inverse @ np.linalg.inv(shift)
-    m = m / m[2, 2]
-    if np.allclose(m[2, :2], 0, atol=1e-12):
-        return Image.Transform.AFFINE, tuple(m[:2].ravel())
-    return Image.Transform.PERSPECTIVE, tuple(m.ravel()[:8])
-
-
-def pil_recursive(images: torch.Tensor, program: pmg_dali.MotionProgram, cfg: pmg_dali.PMGConfig):
-    """The classic CPU loop: per clip, frame t = PIL warp of frame t-1 by the per-step map (uint8,
-    bilinear); then frame Mixup and normalisation in NumPy. Returns a function of n batches."""
-    hwc = np.ascontiguousarray(images.permute(0, 2, 3, 1).numpy())
-    hom = program.homography.double().numpy()
-    b, t, (h, w) = hwc.shape[0], cfg.num_frames, cfg.size
-    first = [None if np.allclose(hom[i, 0], np.eye(3)) else _pil_transform(np.linalg.inv(hom[i, 0]))
-             for i in range(b)]
-    step = [_pil_transform(np.linalg.inv(hom[i, min(1, t - 1)] @ np.linalg.inv(hom[i, 0]))) for i in range(b)]
-    lam = program.mix_lambda.numpy().reshape(b, -1, 1, 1, 1).astype(np.float32)
-    partner = program.mix_index.numpy()
-    mean, std = np.float32(cfg.mean), np.float32(cfg.std)
-
-    def batch() -> np.ndarray:
-        clips = np.empty((b, t, h, w, 3), np.uint8)
-        for i in range(b):
-            frame = Image.fromarray(hwc[i])
-            if first[i] is not None:
-                frame = frame.transform((w, h), *first[i], resample=Image.Resampling.BILINEAR)
-            clips[i, 0] = np.asarray(frame)
-            for k in range(1, t):
-                frame = frame.transform((w, h), *step[i], resample=Image.Resampling.BILINEAR)
-                clips[i, k] = np.asarray(frame)
-        x = clips.astype(np.float32)
-        x *= np.float32(1 / 255)
-        x = x * lam + x[partner] * (1 - lam)
-        x -= mean
-        x /= std
-        return np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))
-
-    return lambda n: [batch() for _ in range(n)]
-
-
-def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 10) -> float:
-    """Device-to-device copy bandwidth in bytes (read + written) per second, median of ``repeats``."""
-    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        dst.copy_(src)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1000)
-    return 2 * nbytes / float(np.median(times))
 
 
 def repeat(fn, *args, **kw):
@@ -115,7 +50,8 @@ def repeat(fn, *args, **kw):
 def cpu_paths(images, program, cfg) -> dict:
     f32, bf16 = cfg.replace(dtype=torch.float32), cfg.replace(dtype=torch.bfloat16)
     out = render_cpu(images, program, f32)
-    return {"pil_recursive": ("PIL recursive per frame + NumPy mixup (float32)", pil_recursive(images, program, f32)),
+    return {"pil_recursive": ("PIL recursive per frame + NumPy mixup (float32)",
+                              repeat(pil_render, images, program, f32)),
             "reference": ("reference renderer (float32)", repeat(render, images, program, f32)),
             "cpu": ("fast CPU renderer (float32)", repeat(render_cpu, images, program, f32)),
             "cpu_bf16": ("fast CPU renderer (bfloat16)", repeat(render_cpu, images, program, bf16)),
@@ -152,19 +88,6 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
                 paths[f"fused_kernel_{block[0]}x{block[1]}_w{warps}"] = (
                     f"fused kernel, {block[0]} x {block[1]} tile, {warps} warps", kernel(block, warps))
     return paths
-
-
-def environment(device: torch.device) -> dict:
-    env = {"date": datetime.date.today().isoformat(), "python": platform.python_version(),
-           "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
-           "pmg_dali": pmg_dali.__version__, "threads": torch.get_num_threads(),
-           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
-    if device.type == "cuda":
-        import triton
-        env.update(device=torch.cuda.get_device_name(device), triton=triton.__version__, cuda=torch.version.cuda)
-    else:
-        env["device"] = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} thread(s) used)"
-    return env
 
 
 def table(result: dict) -> str:

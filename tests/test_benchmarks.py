@@ -1,0 +1,156 @@
+"""The benchmark kit (pmg_dali.bench) and the scripts in benchmarks/: baselines do the same work as
+the renderers they are compared with, and every script runs end to end in its --quick CPU mode and
+writes what the docs read. No assertion on a timing."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pmg_dali
+from pmg_dali import bench
+from pmg_dali.render import render
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_KEYS = {"device", "date", "torch", "kornia", "dali", "triton", "cpu_count", "cpu_affinity"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """``python *args`` in the repository root, importing this tree's pmg_dali (scripts in
+    benchmarks/ would otherwise import whatever pmg_dali is installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture
+def smooth_images(generator):
+    """(4, 3, 40, 40) uint8: smooth colour fields, so that bilinear resampling error stays small."""
+    low = torch.rand(4, 3, 5, 5, generator=generator)
+    return (F.interpolate(low, size=(40, 40), mode="bicubic", align_corners=False).clamp(0, 1) * 255).round().byte()
+
+
+def geometric_program(cfg, generator):
+    return pmg_dali.PseudoMotion(cfg).sample(4, generator=generator)
+
+
+@pytest.mark.parametrize("layout, dtype", [("BCTHW", torch.float32), ("BTCHW", torch.float32), ("BCTHW", torch.uint8)])
+def test_kornia_baseline_renders_the_reference_clips(smooth_images, generator, layout, dtype):
+    cfg = pmg_dali.PMGConfig(num_frames=5, size=40, layout=layout, dtype=dtype)
+    program = geometric_program(cfg, generator)
+    out = bench.kornia_render(smooth_images, program, cfg)
+    expected = render(smooth_images, program, cfg)
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    torch.testing.assert_close(out.float(), expected.float(), atol=1e-4 if dtype == torch.float32 else 1, rtol=0)
+
+
+def test_pil_baseline_is_the_literal_recursion_of_the_same_program(smooth_images, generator):
+    """PIL warps frame t-1 by the per-step map in uint8: frame 1 equals the reference within
+    interpolation rounding; later frames drift only by the accumulated rounding and blur."""
+    cfg = pmg_dali.PMGConfig(num_frames=5, size=40, normalize=False, mixup=None)
+    program = geometric_program(cfg, generator)
+    out = bench.pil_render(smooth_images, program, cfg)
+    expected = render(smooth_images, program, cfg.replace(recursion="iterative"))
+    assert out.shape == expected.shape == (4, 3, 5, 40, 40) and out.dtype == torch.float32
+    inner = (slice(None),) * 3 + (slice(8, -8), slice(8, -8))
+    diff = (out - expected).abs()[inner]
+    assert diff[:, :, :2].max() <= 3 / 255        # one or two uint8 roundings
+    assert diff.mean() <= 2 / 255
+    other = bench.pil_render(smooth_images, geometric_program(cfg, generator), cfg)
+    assert (other - expected).abs()[inner].mean() > 4 * diff.mean()     # a different program differs
+
+
+def test_pil_baseline_mixes_and_normalises_like_the_reference(smooth_images, generator):
+    cfg = pmg_dali.PMGConfig(num_frames=2, size=40, dtype=torch.bfloat16)
+    program = geometric_program(cfg, generator)
+    out = bench.pil_render(smooth_images, program, cfg)
+    expected = render(smooth_images, program, cfg.replace(recursion="iterative"))
+    unmixed = render(smooth_images, dataclasses.replace(program, mix_index=None, mix_lambda=None), cfg)
+    assert out.dtype == torch.bfloat16 and out.shape == expected.shape
+    error = lambda x: (out.float() - x.float()).abs()[..., 8:-8, 8:-8].max()  # noqa: E731
+    assert error(expected) <= 0.07          # ~3 uint8 levels / std, plus bf16 rounding
+    assert error(unmixed) > 0.3
+
+
+def test_timed_takes_turns_and_reports_medians():
+    calls = []
+    paths = {name: (lambda n, name=name: calls.append((name, n))) for name in ("a", "b")}
+    seconds = bench.timed(paths, torch.device("cpu"), steps=3, repeats=2, warmup=1)
+    assert calls == [("a", 1), ("b", 1), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+
+
+def test_clip_batches_are_pure_functions_of_the_batch_index(generator):
+    cfg = pmg_dali.PMGConfig(num_frames=4, size=32)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    data = bench.ClipBatches(images, cfg, render, batch_size=3, seed=1, mask_ratio=0.75)
+    a, b, c = data[2], data[2], data[3]
+    assert a["video"].shape == (3, 3, 4, 32, 32) and a["mask"].shape == (3, 8)
+    assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+    assert not torch.equal(a["video"], c["video"])
+    assert (a["mask"].sum(1) == 6).all()                 # 2 time positions x int(0.75 * 4)
+    next_batch, close = bench.cpu_dataloader(images, cfg, render, 3, "cpu", workers=0, seed=1, mask_ratio=0.75)
+    first = next_batch()
+    close()
+    assert torch.equal(first["video"], data[0]["video"])
+
+
+def test_bench_generate_quick_writes_json_markdown_and_png(tmp_path):
+    run("benchmarks/bench_generate.py", "--quick", "--out_dir", str(tmp_path))
+    result = json.loads((tmp_path / "generate_cpu.json").read_text())
+    assert ENV_KEYS <= result["environment"].keys()
+    assert {"batch_size", "num_frames", "size", "dtype", "steps", "repeats", "warmup", "program"} <= \
+        result["settings"].keys()
+    rows = {r["path"]: r for r in result["rows"]}
+    expected = {"floor", "auto", "auto_render_only", "reference", "cpu", "loader", "iterative", "kornia",
+                "cpu_baseline", "cpu_renderer_dataloader", "dali_in_graph", "dali_program_fed"}
+    expected |= {f"transform:{name}" for name in pmg_dali.TRANSFORMS}
+    assert expected <= rows.keys()
+    assert "fused" in result["skipped"]
+    for r in rows.values():
+        assert {"group", "what", "clips_per_s", "seconds_per_batch", "floor_fraction", "x_cpu_baseline"} <= r.keys()
+        assert r["clips_per_s"] > 0
+    assert rows["cpu_baseline"]["x_cpu_baseline"] == pytest.approx(1.0)
+    assert "| cpu_baseline |" in (tmp_path / "generate_cpu.md").read_text()
+    assert (tmp_path / "generate_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_overhead_quick_writes_shares_and_speedups(tmp_path):
+    run("benchmarks/bench_overhead.py", "--quick", "--out_dir", str(tmp_path))
+    result = json.loads((tmp_path / "overhead_cpu.json").read_text())
+    assert ENV_KEYS <= result["environment"].keys() and "prefetch" in result["skipped"]
+    rows = result["rows"]
+    assert {(r["model"], r["size"], r["mask_ratio"]) for r in rows} == {
+        (m, s, k) for m in ("example", "hf") for s in ("vit_small", "vit_base") for k in (0.75, 0.9)}
+    for r in rows:
+        assert {"static_clips_per_s", "loader_clips_per_s", "cpu_dataloader_clips_per_s", "loader_share",
+                "cpu_dataloader_share", "loader_speedup_vs_cpu"} <= r.keys()
+        assert r["loader_share"] < 1 and r["static_clips_per_s"] > 0
+    assert "| hf | vit_base | 0.9 |" in (tmp_path / "overhead_cpu.md").read_text()
+
+
+def test_python_m_pmg_dali_bench_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run("-m", "pmg_dali", "bench", "--quick", "--json", str(out))
+    assert "| auto |" in proc.stdout and "| cpu_baseline |" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["settings"]["device"] == "cpu" and {r["path"] for r in result["rows"]} >= {"floor", "auto"}
+
+
+@pytest.mark.parametrize("script, args", [
+    ("bench_loader.py", ["--quick", "--device", "cpu", "--batch-size", "2", "--frames", "4", "--size", "32"]),
+    ("bench_dali.py", ["--quick"]),
+])
+def test_refactored_scripts_still_run(tmp_path, script, args):
+    if script == "bench_dali.py":
+        pytest.importorskip("nvidia.dali")
+    run(os.path.join("benchmarks", script), *args, "--json", str(tmp_path / "out.json"))
+    assert json.loads((tmp_path / "out.json").read_text())["rows"]
