@@ -16,6 +16,7 @@ setup(
     extras_require={
         # On CUDA 12 drivers install nvidia-dali-cuda120 instead (same version).
         "dali": ["nvidia-dali-cuda130==2.4.0"],
+        "video": ["av"],                       # VideoFolder, examples/videomae/finetune.py
         "test": ["pytest", "opencv-python-headless", "pillow", "av", "transformers", "matplotlib"],
     },
     entry_points={"console_scripts": ["pmg-dali=pmg_dali.__main__:main"]},

@@ -13,4 +13,5 @@ from .synthetic import SyntheticImages
 from .video import VideoFolder
 
 __version__ = "0.1.0"
-__all__ = ["PseudoMotionLoader", "tube_mask", "TRANSFORMS", "PMGConfig", "PseudoMotion", "MotionProgram", "TensorImages", "SyntheticImages", "ImageFolder", "VideoFolder"]
+__all__ = ["TRANSFORMS", "PMGConfig", "PseudoMotion", "MotionProgram", "tube_mask", "PseudoMotionLoader",
+           "SyntheticImages", "ImageFolder", "TensorImages", "VideoFolder"]

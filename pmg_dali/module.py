@@ -17,7 +17,8 @@ __all__ = ["PseudoMotion", "RENDERERS"]
 RENDERERS = ("auto", "reference", "fused", "cpu")
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
 # "auto" on CPU: the per-frame CPU renderer pays ~50 us of Python per frame, so it wins from ~48^2
-# pixels up (5x at 224^2), and it is measured and tuned for one thread (DataLoader workers).
+# pixels up: at 16 x 224^2 it measured 6.3x the reference on one thread and 3.1x on two (2-core CPU,
+# benchmarks/results/generate_cpu*.md). It is fastest on one thread per process (DataLoader workers).
 _CPU_MIN_PIXELS = 48 * 48
 
 
@@ -33,8 +34,9 @@ class PseudoMotion(nn.Module):
     Args:
         config: a :class:`PMGConfig` (default: ``PMGConfig()``).
         renderer: ``"auto"`` (default: the fused Triton kernel for CUDA images when Triton is
-            installed; the fast CPU renderer for CPU images when torch runs one thread, as in
-            DataLoader workers, and frames have at least 48^2 pixels; else the reference), ``"reference"``
+            installed; the fast CPU renderer for CPU images when frames have at least 48^2 pixels
+            (fastest with one torch thread per process, as in DataLoader workers); else the
+            reference), ``"reference"``
             (:func:`pmg_dali.render.render`, the specification), ``"fused"``
             (:func:`pmg_dali.fused.render_fused`) or ``"cpu"`` (:func:`pmg_dali.cpu_render.render_cpu`).
             All draw the same clips (to float rounding).
@@ -107,9 +109,8 @@ class PseudoMotion(nn.Module):
         name = self.renderer
         if name == "auto":
             h, w = self.config.size
-            one_thread_cpu = device.type == "cpu" and torch.get_num_threads() == 1
             name = ("fused" if device.type == "cuda" and _HAS_TRITON
-                    else "cpu" if one_thread_cpu and h * w >= _CPU_MIN_PIXELS else "reference")
+                    else "cpu" if device.type == "cpu" and h * w >= _CPU_MIN_PIXELS else "reference")
         if name == "fused":
             from .fused import render_fused
             return render_fused

@@ -25,6 +25,7 @@ This module keeps to PyAV on CPU workers, which reads every container FFmpeg rea
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -86,7 +87,7 @@ def _read_frames(path: str, wanted: Callable[[int], list[int]]) -> list[np.ndarr
     """Decode ``path`` with PyAV; ``wanted(n)`` gives the indices of the frames to keep from n frames.
     Decodes sequentially up to the last wanted frame; a file shorter than its header says repeats
     its last decoded frame."""
-    import av  # the `test` extra / `pip install av`: only real videos need it
+    import av  # the `video` extra (checked by VideoFolder): only real videos need it
 
     n = _count_frames(av, path)
     if n <= 0:
@@ -170,6 +171,8 @@ class VideoFolder:
             raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, but got {scale!r}")
         if not (0 < ratio[0] <= ratio[1]):
             raise ValueError(f"`ratio` must satisfy 0 < min <= max, but got {ratio!r}")
+        if importlib.util.find_spec("av") is None:   # else every video would look unreadable
+            raise ImportError("VideoFolder decodes with PyAV: pip install av (or pip install 'pmg_dali[video]')")
         self.root = Path(root)
         self.num_frames, self.frame_stride, self.scale, self.ratio = num_frames, frame_stride, scale, ratio
         self.classes: list[str] = []

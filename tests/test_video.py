@@ -195,3 +195,12 @@ def test_list_file(folder, tmp_path):
     (tmp_path / "bad.txt").write_text("just_a_path.mp4\n")
     with pytest.raises(ValueError, match="line 1 must be `path label`"):
         VideoFolder(tmp_path / "bad.txt")
+
+
+def test_missing_pyav_is_an_import_error_not_unreadable_videos(folder, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
+    with pytest.raises(ImportError, match="pip install av"):
+        VideoFolder(folder, num_frames=4)
