@@ -22,7 +22,7 @@ program on the host, tables built and copied, source packed, kernel) and "fused 
 alone, inputs prepared). "write floor" is the output size over the measured device-to-device copy
 bandwidth (bytes read + written per second); ``floor`` = floor time / measured time. "ViT-S share"
 = render time / the time of a ViT-S VideoMAE step on the same batch at ``--vit-s`` clips/s (577 on
-an H100, ``../shared/DESIGN.md`` section 5; not measured here).
+an H100, from the project's design notes; not measured here).
 
 Each timed run is ``--steps`` batches between two synchronisations; the paths take turns and the
 table shows the median of ``--repeats`` runs after ``--warmup`` batches. Prints a markdown table,

@@ -269,7 +269,7 @@ def dali_pipeline_run(pipe, cast: torch.dtype | None = None) -> Callable[[int], 
         for _ in range(n):
             out = to_torch(pipe.run()[0])
             if cast is not None and out.dtype != cast:
-                out.to(cast)
+                out = out.to(cast)      # the cast a torch user of DALI's output pays
     return run
 
 

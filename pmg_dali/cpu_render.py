@@ -14,8 +14,8 @@ Every step is the reference's own arithmetic on the same float32 values (the sam
 bit except where a non-identity colour matrix is applied (one matrix product per frame instead of one
 per batch; ~1e-7).
 
-Made for one thread (DataLoader workers): at 224^2 it measured 4.8-5.6x the reference and 2.3-2.8x a
-PIL per-frame recursive loop (``benchmarks/bench_render.py``). Its Python loop costs ~50 us per frame,
+Made for one thread (DataLoader workers): at 16 x 224^2, one thread, it measured 5.3x the reference and
+2.4x a PIL per-frame recursive loop (float32; ``benchmarks/results/bench_render_cpu.md``). Its Python loop costs ~50 us per frame,
 so below ~48^2 pixels the reference is faster, and its many small kernels scale worse than the
 reference's few large ones across threads; ``PseudoMotion(renderer="auto")`` picks it accordingly.
 """

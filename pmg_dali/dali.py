@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 
 from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_color, box_mask,  # noqa: F401
                          corner_forward, dali_dtype, format_clips, mix_clips, paste_patches,
@@ -363,14 +364,17 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
 
 class _SourceFeed:
     """``fn.external_source`` callback: batch ``info.iteration`` of epoch ``info.epoch_idx`` of an
-    image source, in a (seed, epoch)-dependent permutation split across shards (DistributedSampler
-    order, the incomplete last batch dropped)."""
+    image source in ``torch.utils.data.DistributedSampler``'s order for (seed, epoch, shard) -- the
+    order ``PseudoMotionLoader`` uses -- the uneven tail and the incomplete last batch dropped."""
 
     def __init__(self, source, size, batch_size: int, seed: int, shard_id: int, num_shards: int, device):
         self.source, self.size, self.batch_size = source, size, batch_size
         self.seed, self.shard_id, self.num_shards, self.device = seed, shard_id, num_shards, device
         self.batches = len(source) // num_shards // batch_size
         self._alive: list = []   # GPU batches handed to DALI stay referenced while it copies them
+        self._sampler = DistributedSampler(source, num_replicas=num_shards, rank=shard_id, seed=seed,
+                                           drop_last=True)
+        self._order = (None, None)   # (epoch, this shard's indices), made once per epoch
         if self.batches == 0:
             raise ValueError(f"`source` must hold at least batch_size * num_shards = "
                              f"{batch_size * num_shards} images, but has {len(source)}")
@@ -382,10 +386,10 @@ class _SourceFeed:
     def __call__(self, info):
         if info.iteration >= self.batches:
             raise StopIteration
-        n = len(self.source)
-        order = torch.randperm(n, generator=self._generator(info.epoch_idx))
-        mine = order[:n - n % self.num_shards][self.shard_id::self.num_shards]
-        index = mine[info.iteration * self.batch_size:(info.iteration + 1) * self.batch_size]
+        if self._order[0] != info.epoch_idx:
+            self._sampler.set_epoch(info.epoch_idx)
+            self._order = (info.epoch_idx, torch.tensor(list(self._sampler), dtype=torch.long))
+        index = self._order[1][info.iteration * self.batch_size:(info.iteration + 1) * self.batch_size]
         generator = self._generator(info.epoch_idx, self.shard_id, info.iteration)
         images = self.source.load(index, self.size, self.device, generator=generator)
         images = images.permute(0, 2, 3, 1).contiguous()

@@ -122,11 +122,12 @@ def _blend(a, b, weight):
 
 def paste_patches(frames, images, motion: GraphMotion, size: tuple[int, int], exact: bool = True):
     """Cutmix: inside ``paste_box[t]`` frame t shows image ``paste_index`` warped by
-    ``paste_matrices[t]`` (zero padding). frames: FHWC; images: the HWC batch. Returns float."""
+    ``paste_matrices[t]`` (edge pixels replicated, as the torch reference). frames: FHWC; images: the
+    HWC batch. Returns float."""
     if motion.paste_index is None:
         return frames
     partner = fn.permute_batch(images, indices=motion.paste_index)
-    patches = warp_frames(partner, motion.paste_matrices, motion.num_frames, padding_mode="zeros",
+    patches = warp_frames(partner, motion.paste_matrices, motion.num_frames, padding_mode="border",
                           perspective=motion.perspective, inverse_map=motion.inverse_map, exact=exact)
     return _blend(patches, frames, box_mask(motion.paste_box, size, frames, per_frame=True))
 

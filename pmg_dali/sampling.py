@@ -32,9 +32,6 @@ class _Draw:
                        dtype=torch.float64)
         return low + (high - low) * u
 
-    def sign(self) -> torch.Tensor:
-        return torch.where(self.uniform(0, 1) < 0.5, -1.0, 1.0).to(torch.float64)
-
     def shift(self) -> torch.Tensor:
         """(B,) long: a random non-zero cyclic shift per batch, i.e. a partner that is another clip."""
         b = self.batch

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import parse_size
-from .sources import check_indices, crop_box
+from .sources import check_generator, check_indices, crop_box
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipNoise", "VideoFolder", "decode_clip", "sample_clip_noise",
            "temporal_indices"]
@@ -54,8 +54,9 @@ class ClipNoise(NamedTuple):
 def sample_clip_noise(num_frames: int, generator: torch.Generator | None = None) -> ClipNoise:
     """Draw the noise of one clip: always T + 40 numbers, so a stream of clips stays aligned whatever
     the videos turn out to be (length, size, unreadable)."""
-    return ClipNoise(torch.rand(num_frames, generator=generator),
-                     torch.rand(_CROP_ATTEMPTS, 4, generator=generator))
+    device = generator.device if generator is not None else None    # noise drawn there, used on the CPU
+    return ClipNoise(torch.rand(num_frames, generator=generator, device=device).cpu(),
+                     torch.rand(_CROP_ATTEMPTS, 4, generator=generator, device=device).cpu())
 
 
 def temporal_indices(num_video_frames: int, num_frames: int, frame_stride: int | None = None,
@@ -208,6 +209,8 @@ class VideoFolder:
             try:
                 return decode_clip(path, self.num_frames, size, frame_stride=self.frame_stride,
                                    noise=noise, scale=self.scale, ratio=self.ratio)
+            except MemoryError:
+                raise                 # the machine's problem, not the file's
             except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
                 self.bad_files.add(path)
                 warnings.warn(f"VideoFolder: skipping unreadable video {path} ({type(err).__name__}: {err}); "
@@ -218,6 +221,7 @@ class VideoFolder:
         """uint8 (B, 3, T, H, W) clips of videos ``indices`` at ``size`` on ``device``."""
         idx = check_indices(indices, len(self))
         size = parse_size(size)
+        check_generator(generator)
         noise = [sample_clip_noise(self.num_frames, generator) if generator is not None else None
                  for _ in range(len(idx))]
         clips = [self.decode(int(i), size, n) for i, n in zip(idx, noise)]

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pmg_dali import PMGConfig, TensorImages
+from pmg_dali import PMGConfig, PseudoMotionLoader, TensorImages
 from pmg_dali.config import TRANSFORMS
 from pmg_dali.geometry import affine_step_matrix, dali_inverse_map, matrix_powers, scale_matrix, translation_matrix
 from pmg_dali.render import render as reference_render
@@ -117,6 +117,22 @@ def test_parity_per_transform(images, transform):
     assert _max_diff(out, ref) < TOL
     if transform != "identity":   # the program moves something: the clip is not one frame repeated
         assert _max_diff(out[:, :, :1], out[:, :, -1:]) > 10 / 255
+
+
+def test_parity_cutmix_patch_cut_at_the_partner_edge(images):
+    """A patch cut flush with the partner's top-left corner: its edge pixels are replicated (as every
+    renderer does), not blended with black."""
+    import dataclasses
+
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("cutmix",), mixup=None, normalize=False)
+    program = _program(cfg)
+    moved = program.paste_homography.clone()       # partner -> frame is a shift by (box corner - cut)
+    moved[..., :2, 2] = program.paste_box[..., :2] + 0.5                  # the cut at (-0.5, -0.5)
+    program = dataclasses.replace(program, paste_homography=moved)
+    corner = program.paste_box[:, 0, :2] - program.paste_homography[:, 0, :2, 2]
+    torch.testing.assert_close(corner, torch.full_like(corner, -0.5), atol=1e-4, rtol=0)
+    out = _dali().render(images, program, cfg)
+    assert _max_diff(out, reference_render(images, program, cfg)) < TOL
 
 
 @pytest.mark.parametrize("mixup", ["frame", "videomix"])
@@ -434,6 +450,9 @@ def test_source_pipeline_epochs_and_shards():
         a = [i for idx, _ in shard0[e] for i in idx]
         b = [i for idx, _ in shard1[e] for i in idx]
         assert len(a) == len(b) == 4 and not set(a) & set(b)      # 10 // 2 shards // 2 = 2 batches of 2
+        for shard, got in ((0, a), (1, b)):                        # the loader's (DistributedSampler) order
+            loader = PseudoMotionLoader(source, 2, cfg, device="cpu", seed=0, rank=shard, world_size=2)
+            assert got == loader.indices(e)[:4].tolist()
         assert [idx for idx, _ in shard0[e]] == [idx for idx, _ in again[e]]
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(shard0[e], again[e]))
         assert shard0[e][0][1].shape == (2, 3, T, 16, 16)

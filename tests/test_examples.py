@@ -222,6 +222,8 @@ def test_config_overrides():
         configure(dict(namespace), ["--max_iters=ten"])
     with pytest.raises(SystemExit, match="must look like --key=value"):
         configure(dict(namespace), ["max_iters=3"])
+    unset = configure({"mixup": "frame", "lr": 0.1}, ["--mixup=None", "--lr=None"])   # e.g. no Mixup
+    assert unset == {"mixup": None, "lr": None}
 
 
 @pytest.fixture(scope="module")

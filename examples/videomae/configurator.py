@@ -5,7 +5,7 @@
 Only keys that already exist as config variables are accepted (unknown key -> error listing them);
 values are Python literals (``--lr=3e-4``, ``--compile=True``, ``--crop_scale=(0.08,1.0)``); for a
 string default the text is taken as it is (``--device=cuda``). A value must keep the type of the default (an int
-is fine for a float; anything is fine for a default of ``None``).
+is fine for a float; anything is fine for a default of ``None``), or be ``None`` (``--mixup=None``).
 """
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def configure(namespace: dict, argv: list[str]) -> dict:
         if key not in keys:
             raise SystemExit(f"unknown config key {key!r}; known keys: {', '.join(sorted(keys))}")
         default = namespace[key]
-        value = text if isinstance(default, str) else parse_value(text)
-        if default is not None and not isinstance(value, type(default)) \
+        value = (None if text == "None" else text) if isinstance(default, str) else parse_value(text)
+        if value is not None and default is not None and not isinstance(value, type(default)) \
                 and not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
             raise SystemExit(f"--{key} must be a {type(default).__name__} like its default {default!r}, "
                              f"but got {value!r}")
-        namespace[key] = float(value) if isinstance(default, float) else value
+        namespace[key] = float(value) if isinstance(default, float) and value is not None else value
     return {k: namespace[k] for k in keys}
