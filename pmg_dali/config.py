@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._checks import check_bool, check_choice, check_int, check_number, check_range
+
 TRANSFORMS = ("identity", "sliding_window", "zoom", "fade",
               "affine", "perspective", "color_jitter", "cutmix")
 LAYOUTS = ("BCTHW", "BTCHW")
@@ -23,30 +25,6 @@ PADDING_MODES = ("zeros", "border", "reflection")
 DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _check_range(name: str, value, low: float, high: float, *, ordered: bool = True) -> tuple:
-    """`value` must be a pair (a, b) of numbers with low <= a <= b <= high."""
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
-        raise TypeError(f"`{name}` must be a pair of numbers (min, max), but got {value!r}")
-    a, b = float(value[0]), float(value[1])
-    if not (low <= a <= high and low <= b <= high) or (ordered and a > b):
-        raise ValueError(f"`{name}` must satisfy {low} <= min <= max <= {high}, but got {value!r}")
-    return (a, b)
-
-
-def _check_number(name: str, value, low: float, high: float) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a number, but got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"`{name}` must be in [{low}, {high}], but got {value!r}")
-    return float(value)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}, but got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -120,10 +98,7 @@ class PMGConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
-        if not isinstance(self.num_frames, numbers.Integral) or isinstance(self.num_frames, bool):
-            raise TypeError(f"`num_frames` must be an int, but got {self.num_frames!r}")
-        if self.num_frames < 1:
-            raise ValueError(f"`num_frames` must be >= 1, but got {self.num_frames!r}")
+        check_int("num_frames", self.num_frames, 1)
         set_("size", parse_size(self.size))
         transforms = (self.transforms,) if isinstance(self.transforms, str) else self.transforms
         if not isinstance(transforms, (tuple, list)) or len(transforms) == 0:
@@ -136,36 +111,38 @@ class PMGConfig:
         if len(set(transforms)) != len(transforms):
             raise ValueError(f"`transforms` must not repeat a transform, but got {self.transforms!r}")
         set_("transforms", tuple(transforms))
-        _check_choice("mixup", self.mixup, MIXUPS)
-        if _check_number("mixup_alpha", self.mixup_alpha, 0.0, float("inf")) <= 0:
+        check_choice("mixup", self.mixup, MIXUPS)
+        if not check_number("mixup_alpha", self.mixup_alpha) > 0:
             raise ValueError(f"`mixup_alpha` must be > 0, but got {self.mixup_alpha!r}")
-        _check_choice("recursion", self.recursion, RECURSIONS)
-        _check_choice("layout", self.layout, LAYOUTS)
+        check_choice("recursion", self.recursion, RECURSIONS)
+        check_choice("layout", self.layout, LAYOUTS)
         if not isinstance(self.dtype, torch.dtype):
             raise TypeError(f"`dtype` must be a torch.dtype, but got {self.dtype!r}")
-        _check_choice("dtype", self.dtype, DTYPES)
+        check_choice("dtype", self.dtype, DTYPES)
         for flag in ("normalize", "mixup_per_frame"):
-            if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"`{flag}` must be a bool, but got {getattr(self, flag)!r}")
-        _check_choice("padding_mode", self.padding_mode, PADDING_MODES)
-        set_("sliding_window_scale", _check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
-        set_("sliding_window_speed", _check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))
-        set_("zoom_scale", _check_range("zoom_scale", self.zoom_scale, 0.5, 2))
-        _check_number("zoom_center", self.zoom_center, 0, 1)
-        set_("fade_gain", _check_range("fade_gain", self.fade_gain, 1e-3, 1))
-        _check_number("affine_degrees", self.affine_degrees, 0, 180)
-        _check_number("affine_translate", self.affine_translate, 0, 1)
-        set_("affine_scale", _check_range("affine_scale", self.affine_scale, 1e-3, 10))
-        _check_number("affine_shear", self.affine_shear, 0, 45)
-        _check_number("perspective_distortion", self.perspective_distortion, 0, 0.25)
+            check_bool(flag, getattr(self, flag))
+        check_choice("padding_mode", self.padding_mode, PADDING_MODES)
+        set_("sliding_window_scale", check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
+        set_("sliding_window_speed", check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))
+        set_("zoom_scale", check_range("zoom_scale", self.zoom_scale, 0.5, 2))
+        check_number("zoom_center", self.zoom_center, 0, 1)
+        set_("fade_gain", check_range("fade_gain", self.fade_gain, 1e-3, 1))
+        check_number("affine_degrees", self.affine_degrees, 0, 180)
+        check_number("affine_translate", self.affine_translate, 0, 1)
+        set_("affine_scale", check_range("affine_scale", self.affine_scale, 1e-3, 10))
+        check_number("affine_shear", self.affine_shear, 0, 45)
+        check_number("perspective_distortion", self.perspective_distortion, 0, 0.25)
         for name in ("jitter_brightness", "jitter_contrast", "jitter_saturation"):
-            _check_number(name, getattr(self, name), 0, 0.99)
-        _check_number("jitter_hue", self.jitter_hue, 0, 0.5)
-        set_("cutmix_scale", _check_range("cutmix_scale", self.cutmix_scale, 1e-3, 1))
-        set_("cutmix_speed", _check_range("cutmix_speed", self.cutmix_speed, 0, 1))
+            check_number(name, getattr(self, name), 0, 0.99)
+        check_number("jitter_hue", self.jitter_hue, 0, 0.5)
+        set_("cutmix_scale", check_range("cutmix_scale", self.cutmix_scale, 1e-3, 1))
+        set_("cutmix_speed", check_range("cutmix_speed", self.cutmix_speed, 0, 1))
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if not isinstance(value, (tuple, list)) or len(value) != 3:
+            if (not isinstance(value, (tuple, list))
+                    or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+                raise TypeError(f"`{name}` must be 3 numbers (R, G, B), but got {value!r}")
+            if len(value) != 3:
                 raise ValueError(f"`{name}` must be 3 numbers (R, G, B), but got {value!r}")
             set_(name, tuple(float(v) for v in value))
         if min(self.std) <= 0:

@@ -29,7 +29,7 @@ from .config import PMGConfig
 from .geometry import normalized_inverse
 from .program import MotionProgram
 
-__all__ = ["render_cpu", "output_buffer"]
+__all__ = ["render_cpu"]
 
 PASTE_PADDING = "border"   # the cutmix patch's padding in pmg_dali.render.paste_patches
 
@@ -126,22 +126,6 @@ def _write(out: torch.Tensor, frames: list, i: int, t: int, plan: _Frames, tmp: 
         out.copy_(own)
 
 
-def output_buffer(out, cfg: PMGConfig, batch: int, device: torch.device) -> torch.Tensor:
-    """``out`` checked to be a contiguous clip tensor of ``cfg``'s layout and dtype on ``device``,
-    or a new one when None."""
-    h, w = cfg.size
-    shape = (batch, 3, cfg.num_frames, h, w) if cfg.layout == "BCTHW" else (batch, cfg.num_frames, 3, h, w)
-    if out is None:
-        return torch.empty(shape, dtype=cfg.dtype, device=device)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"`out` must be a torch.Tensor or None, but got {type(out).__name__}")
-    if tuple(out.shape) != shape or out.dtype != cfg.dtype or out.device != device or not out.is_contiguous():
-        raise ValueError(f"`out` must be a contiguous {cfg.dtype} tensor of shape {shape} on {device}, but got "
-                         f"{'a contiguous' if out.is_contiguous() else 'a non-contiguous'} {out.dtype} "
-                         f"tensor of shape {tuple(out.shape)} on {out.device}")
-    return out
-
-
 def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
                out: torch.Tensor | None = None) -> torch.Tensor:
     """Render ``program`` from ``images`` like :func:`pmg_dali.render.render`, one frame at a time.
@@ -161,10 +145,8 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     """
     src = reference.to_float_images(images, cfg.size)
     b, t, (h, w) = src.shape[0], cfg.num_frames, cfg.size
-    if b != program.batch_size:
-        raise ValueError(f"`images` must have one image per clip of the program, but got "
-                         f"{b} images for {program.batch_size} clips")
-    out = output_buffer(out, cfg, b, src.device)
+    reference.check_program(program, src, cfg)
+    out = reference.output_buffer(out, cfg, b, src.device)
     if cfg.recursion == "iterative":
         return out.copy_(reference.render(images, program, cfg))
     if b == 0:

@@ -33,10 +33,12 @@ from torch.utils.data import DistributedSampler
 from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_color, box_mask,  # noqa: F401
                          corner_forward, dali_dtype, format_clips, mix_clips, paste_patches,
                          pseudo_motion, render_motion, sample_motion, warp_frames)
+from ._checks import check_choice, check_int, check_rank
 from .config import PMGConfig
 from .geometry import dali_inverse_map
 from .program import MotionProgram
-from .render import check_images
+from .render import check_images, check_program
+from .sources import IMG_EXTENSIONS as IMAGE_EXTENSIONS
 
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
 
@@ -47,7 +49,6 @@ __all__ = ["ProgramRenderer", "render", "to_torch", "list_image_files", "folder_
            "IN_GRAPH_TRANSFORMS", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "corner_forward", "dali_dtype"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _TORCH = {types.UINT8: torch.uint8, types.FLOAT: torch.float32, types.FLOAT16: torch.float16,
           types.INT32: torch.int32, types.INT64: torch.int64, types.BOOL: torch.bool}
 
@@ -101,11 +102,9 @@ class ProgramRenderer:
         if config.recursion != "composed":
             raise ValueError(f"`config.recursion` must be 'composed' for the DALI backend, but got "
                              f"{config.recursion!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, but got {batch_size!r}")
-        self.config, self.batch_size, self.device = config, batch_size, device
+        self.config, self.batch_size, self.device = config, check_int("batch_size", batch_size, 1), device
         self.device_id = _check_device(device, device_id)
-        self.num_threads = num_threads
+        self.num_threads = check_int("num_threads", num_threads, 1)
         self._pipelines: dict[tuple, object] = {}
 
     def __repr__(self) -> str:
@@ -117,17 +116,10 @@ class ProgramRenderer:
         Returns clips on ``cuda:device_id`` (gpu) or the CPU in ``config.layout`` / ``config.dtype``.
         """
         check_images(images)
-        if not isinstance(program, MotionProgram):
-            raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+        check_program(program, images, self.config)
         b, cfg = program.batch_size, self.config
-        if images.shape[0] != b:
-            raise ValueError(f"`images` must have one image per clip of the program, but got "
-                             f"{images.shape[0]} images for {b} clips")
         if b > self.batch_size:
             raise ValueError(f"`program` must have at most batch_size={self.batch_size} clips, but got {b}")
-        if program.num_frames != cfg.num_frames:
-            raise ValueError(f"`program` must have {cfg.num_frames} frames (config.num_frames), "
-                             f"but got {program.num_frames}")
         if b == 0:
             return self._empty()
         key, inputs = self._inputs(images, program)
@@ -223,8 +215,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     Keeps the last few :class:`ProgramRenderer` s (pipelines) in a small cache; hold your own
     renderer to control its lifetime.
     """
-    if not isinstance(program, MotionProgram):
-        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    check_program(program)
     if not isinstance(cfg, PMGConfig):
         raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
     return _renderer(cfg, max(program.batch_size, 1), device, _check_device(device, device_id))(images, program)
@@ -294,8 +285,7 @@ def list_image_files(root: str, validate: str = "decode", num_threads: int = 2) 
     Returns:
         The paths that passed; each left-out file is named, with the reason, in one warning.
     """
-    if validate not in ("header", "decode", "none"):
-        raise ValueError(f"`validate` must be 'header', 'decode' or 'none', but got {validate!r}")
+    check_choice("validate", validate, ("header", "decode", "none"))
     if not isinstance(root, (str, os.PathLike)) or not os.path.isdir(root):
         raise ValueError(f"`root` must be an existing folder, but got {root!r}")
     files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(root, followlinks=True)
@@ -318,6 +308,13 @@ def list_image_files(root: str, validate: str = "decode", num_threads: int = 2) 
 
 
 # ---- pipelines --------------------------------------------------------------------------------------
+
+def _check_shards(batch_size, shard_id, num_shards) -> tuple[int, int, int]:
+    """``batch_size`` >= 1 and shard ``shard_id`` of ``num_shards``, as ints."""
+    num_shards = check_int("num_shards", num_shards, 1)
+    shard_id = check_rank("shard_id", shard_id, "num_shards", num_shards)
+    return check_int("batch_size", batch_size, 1), shard_id, num_shards
+
 
 def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device_id: int | None = 0,
                     seed: int = 0, shard_id: int = 0, num_shards: int = 1, *, files: list[str] | None = None,
@@ -342,6 +339,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     Returns:
         The (unbuilt) ``nvidia.dali.Pipeline``.
     """
+    batch_size, shard_id, num_shards = _check_shards(batch_size, shard_id, num_shards)
     if files is None:
         files = list_image_files(root, validate=validate, num_threads=num_threads)
     files = [os.fspath(f) for f in files]
@@ -412,6 +410,7 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     Outputs ``(video, index)`` as :func:`folder_pipeline`; iterate with
     ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration).
     """
+    batch_size, shard_id, num_shards = _check_shards(batch_size, shard_id, num_shards)
     device = "cpu" if device_id is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
 

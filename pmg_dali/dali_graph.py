@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import torch
 
+from ._checks import check_choice
 from .config import PMGConfig
 
 __all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask", "paste_patches",
@@ -87,8 +88,7 @@ def warp_frames(images, matrices, num_frames: int, *, padding_mode: str = "zeros
     Convention: DALI pixel-corner origin; ``matrices`` map frame -> source when ``inverse_map``,
     source -> frame otherwise (see :func:`pmg_dali.geometry.dali_inverse_map`).
     """
-    if padding_mode not in _BORDERS:
-        raise ValueError(f"`padding_mode` must be one of {tuple(_BORDERS)}, but got {padding_mode!r}")
+    check_choice("padding_mode", padding_mode, tuple(_BORDERS))
     if padding_mode == "reflection" and not perspective:
         raise ValueError("`padding_mode='reflection'` needs 3x3 matrices and perspective=True: "
                          "fn.warp_affine has no reflecting border")

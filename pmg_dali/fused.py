@@ -43,8 +43,8 @@ import torch
 
 from . import render as reference
 from .config import PMGConfig
-from .cpu_render import output_buffer
 from .program import MotionProgram
+from .render import output_buffer
 
 try:
     import triton
@@ -351,10 +351,8 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
         (B, 3, T, H, W) or (B, T, 3, H, W) clips in ``cfg.dtype`` on the images' device.
     """
     reference.check_images(images)
-    _check_call(program, cfg, block)
-    if images.shape[0] != program.batch_size:
-        raise ValueError(f"`images` must have one image per clip of the program, but got "
-                         f"{images.shape[0]} images for {program.batch_size} clips")
+    reference.check_program(program, images, cfg)
+    _check_block(block)
     out = output_buffer(out, cfg, images.shape[0], images.device)
     if cfg.recursion == "iterative":
         return out.copy_(reference.render(images, program.to(images.device), cfg))
@@ -367,7 +365,8 @@ def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     """Pseudo-motion on real clips like :func:`pmg_dali.render.augment`, in one kernel: frame t of
     clip b is drawn from ``video[b, :, t]``. ``video``: (B, 3, T, H, W) uint8 (0-255) or float in
     [0, 1] on CUDA, T = ``program.num_frames``; the other arguments as :func:`render_fused`."""
-    _check_call(program, cfg, block)
+    reference.check_program(program, cfg=cfg)
+    _check_block(block)
     reference.check_video_program(video, program)
     reference.check_augment_config(cfg)
     b, c, t, h, w = video.shape
@@ -375,15 +374,10 @@ def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     return _draw(video.transpose(1, 2).reshape(b * t, c, h, w), t, program, cfg, out, block, num_warps, pack)
 
 
-def _check_call(program: MotionProgram, cfg: PMGConfig, block) -> None:
-    if not isinstance(program, MotionProgram):
-        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+def _check_block(block) -> None:
     if (not isinstance(block, tuple) or len(block) != 2
             or not all(isinstance(n, int) and 1 <= n <= 1024 and not n & (n - 1) for n in block)):
         raise ValueError(f"`block` must be (rows, columns), powers of two up to 1024, but got {block!r}")
-    if program.num_frames != cfg.num_frames:
-        raise ValueError(f"`program` must have {cfg.num_frames} frames (config.num_frames), "
-                         f"but got {program.num_frames}")
 
 
 def _draw(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGConfig, out: torch.Tensor,

@@ -11,7 +11,6 @@ epoch, the ratio and the order of random draws are documented there).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable, Iterator
 
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
 
+from ._checks import check_bool, check_choice, check_int, check_rank
 from .config import PMGConfig
-from .masks import check_int, check_mask_ratio, tube_mask, tube_mask_shape
+from .masks import check_mask_ratio, tube_mask, tube_mask_shape
 from .mixed import RealVideos, plan_epoch, plan_generator
 from .module import PseudoMotion
 from .program import MotionProgram
@@ -43,11 +43,9 @@ def batch_generators(seed: int, epoch: int, rank: int, step: int) -> dict[str, t
             for name, state in zip(("program", "mask", "load"), states)}
 
 
-def to_device(value, device: torch.device):
-    """A CPU tensor or :class:`MotionProgram` on ``device``; through pinned memory and a
-    non-blocking copy on CUDA, so the host never waits for the GPU."""
-    if isinstance(value, MotionProgram):
-        return dataclasses.replace(value, **{k: to_device(v, device) for k, v in value.tensors().items()})
+def to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device``; through pinned memory and a non-blocking copy on CUDA, so the
+    host never waits for the GPU."""
     if device.type == "cuda" and value.device.type == "cpu":
         return value.pin_memory().to(device, non_blocking=True)
     return value.to(device)
@@ -64,12 +62,6 @@ def make_renderer(backend: str, config: PMGConfig, device: torch.device, batch_s
     return ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
 
 
-def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, but got {value!r}")
-    return value
-
-
 def resolve_rank(rank, world_size) -> tuple[int, int]:
     """Explicit ``rank`` / ``world_size``, else ``torch.distributed``'s when initialised, else 0 / 1."""
     dist = torch.distributed
@@ -79,10 +71,7 @@ def resolve_rank(rank, world_size) -> tuple[int, int]:
     if rank is None:
         rank = dist.get_rank() if initialised else 0
     world_size = check_int("world_size", world_size, 1)
-    rank = check_int("rank", rank, 0)
-    if rank >= world_size:
-        raise ValueError(f"`rank` must be in [0, {world_size - 1}] (world_size {world_size}), but got {rank}")
-    return rank, world_size
+    return check_rank("rank", rank, "world_size", world_size), world_size
 
 
 def _sampler_order(sampler: DistributedSampler, epoch: int) -> torch.Tensor:
@@ -163,22 +152,21 @@ class PseudoMotionLoader:
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed = check_int("seed", seed, 0)
         self.mask_ratio = None if mask_ratio is None else check_mask_ratio(mask_ratio)
-        self.patch_size, self.tubelet_size = patch_size, tubelet_size
+        self.patch_size = check_int("patch_size", patch_size, 1)
+        self.tubelet_size = check_int("tubelet_size", tubelet_size, 1)
         if self.mask_ratio is not None:
-            tube_mask_shape(self.config.num_frames, self.config.size, patch_size, tubelet_size)
+            tube_mask_shape(self.config.num_frames, self.config.size, self.patch_size, self.tubelet_size)
         self.rank, self.world_size = resolve_rank(rank, world_size)
-        self.drop_last = _check_flag("drop_last", drop_last)
-        self.shuffle = _check_flag("shuffle", shuffle)
-        self.prefetch = _check_flag("prefetch", prefetch)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.prefetch = check_bool("prefetch", prefetch)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"`device` is {str(self.device)!r} but CUDA is not available; pass device='cpu'")
         if self.prefetch and self.device.type != "cuda":
             raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
                              f"but got device {str(self.device)!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"`backend` must be one of {BACKENDS}, but got {backend!r}")
-        self.backend = backend
+        self.backend = check_choice("backend", backend, BACKENDS)
         self.source = source
         share = dict(num_replicas=self.world_size, rank=self.rank, shuffle=self.shuffle, seed=self.seed,
                      drop_last=self.drop_last)

@@ -1,31 +1,20 @@
 """VideoMAE tube masks: one random spatial pattern per clip, repeated at every temporal position."""
 from __future__ import annotations
 
-import numbers
-
 import torch
 
+from ._checks import check_generator, check_int, check_number
 from .config import parse_size
 
 __all__ = ["tube_mask", "tube_mask_shape"]
 
 
-def check_int(name: str, value, low: int) -> int:
-    """``value`` must be an int (not a bool) >= ``low``."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an int, but got {value!r}")
-    if value < low:
-        raise ValueError(f"`{name}` must be >= {low}, but got {value!r}")
-    return int(value)
-
-
 def check_mask_ratio(mask_ratio) -> float:
     """``mask_ratio`` must be a number in [0, 1)."""
-    if not isinstance(mask_ratio, numbers.Real) or isinstance(mask_ratio, bool):
-        raise TypeError(f"`mask_ratio` must be a number, but got {mask_ratio!r}")
-    if not 0 <= float(mask_ratio) < 1:
+    ratio = check_number("mask_ratio", mask_ratio)
+    if not 0 <= ratio < 1:
         raise ValueError(f"`mask_ratio` must be in [0, 1), but got {mask_ratio!r}")
-    return float(mask_ratio)
+    return ratio
 
 
 def tube_mask_shape(num_frames: int = 16, size=224, patch_size: int = 16,
@@ -77,8 +66,7 @@ def tube_mask(batch_size: int, num_frames: int = 16, size=224, patch_size: int =
     batch_size = check_int("batch_size", batch_size, 0)
     steps, spatial = tube_mask_shape(num_frames, size, patch_size, tubelet_size)
     mask_ratio = check_mask_ratio(mask_ratio)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
+    check_generator(generator)
     device = torch.device(device) if device is not None else None
     if generator is not None:
         draw_device = generator.device

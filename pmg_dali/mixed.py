@@ -31,15 +31,14 @@ scattered back into slot order: ``batch["is_real"]`` (B,) bool says which entrie
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
 from . import render as reference
+from ._checks import check_bool, check_choice, check_number
 from .config import PMGConfig
-from .cpu_render import output_buffer
 from .module import PseudoMotion
 from .sampling import sample_program
 
@@ -117,18 +116,12 @@ class RealVideos:
     def __init__(self, videos, config: PMGConfig, pmg_ratio: float, mix_per: str, augment_videos: bool,
                  **sampler_args):
         _check_videos(videos, config)
-        if not isinstance(pmg_ratio, numbers.Real) or isinstance(pmg_ratio, bool):
-            raise TypeError(f"`pmg_ratio` must be a number, but got {pmg_ratio!r}")
-        if not 0 <= pmg_ratio <= 1:
-            raise ValueError(f"`pmg_ratio` must be in [0, 1], but got {pmg_ratio!r}")
-        if mix_per not in MIX_PER:
-            raise ValueError(f"`mix_per` must be one of {MIX_PER}, but got {mix_per!r}")
-        if not isinstance(augment_videos, bool):
-            raise TypeError(f"`augment_videos` must be a bool, but got {augment_videos!r}")
+        self.pmg_ratio = check_number("pmg_ratio", pmg_ratio, 0, 1)
+        self.mix_per = check_choice("mix_per", mix_per, MIX_PER)
+        self.augment_videos = check_bool("augment_videos", augment_videos)
         if augment_videos:
             reference.check_augment_config(config)
-        self.videos, self.config, self.pmg_ratio = videos, config, float(pmg_ratio)
-        self.mix_per, self.augment_videos = mix_per, augment_videos
+        self.videos, self.config = videos, config
         self.sampler = DistributedSampler(videos, **sampler_args)
         self.module = PseudoMotion(config)
 
@@ -141,7 +134,7 @@ class RealVideos:
         """The clips of one batch in slot order: pseudo-motion clips of ``source`` images through
         ``render(images, program)``, real clips of the videos; ``gens`` from ``batch_generators``."""
         cfg = self.config
-        out = output_buffer(None, cfg, len(index), device)
+        out = reference.output_buffer(None, cfg, len(index), device)
         pseudo, real = (~is_real).nonzero().flatten(), is_real.nonzero().flatten()
         if len(pseudo):
             images = source.load(index[pseudo], cfg.size, device, generator=gens["load"])

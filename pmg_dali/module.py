@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from . import render as reference
+from ._checks import check_choice
 from .config import PMGConfig
 from .program import MotionProgram
 from .sampling import sample_program
@@ -48,10 +49,8 @@ class PseudoMotion(nn.Module):
             config = PMGConfig()
         if not isinstance(config, PMGConfig):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-        if renderer not in RENDERERS:
-            raise ValueError(f"`renderer` must be one of {RENDERERS}, but got {renderer!r}")
         self.config = config
-        self.renderer = renderer
+        self.renderer = check_choice("renderer", renderer, RENDERERS)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -97,11 +96,7 @@ class PseudoMotion(nn.Module):
         """``program`` checked against the config, or one sampled from ``generator``."""
         if program is None:
             return self.sample(batch_size, generator=generator)
-        if not isinstance(program, MotionProgram):
-            raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
-        if program.num_frames != self.config.num_frames:
-            raise ValueError(f"`program` must have {self.config.num_frames} frames (config.num_frames), "
-                             f"but got {program.num_frames}")
+        reference.check_program(program, cfg=self.config)
         return program
 
     def render_function(self, device: torch.device):

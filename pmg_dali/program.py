@@ -49,10 +49,15 @@ class MotionProgram:
     mix_box: torch.Tensor | None = None
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            optional = f.default is None
+            if not isinstance(value, torch.Tensor) and not (optional and value is None):
+                raise TypeError(f"`{f.name}` must be a torch.Tensor{' or None' if optional else ''}, "
+                                f"but got {type(value).__name__}")
         h = self.homography
-        if not isinstance(h, torch.Tensor) or h.ndim != 4 or h.shape[-2:] != (3, 3):
-            raise ValueError(f"`homography` must have shape (B, T, 3, 3), but got "
-                             f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
+        if h.ndim != 4 or h.shape[-2:] != (3, 3):
+            raise ValueError(f"`homography` must have shape (B, T, 3, 3), but got {tuple(h.shape)}")
         b, t = h.shape[:2]
         expected = {"color": (b, t, 3, 4), "transform": (b,), "paste_index": (b,),
                     "paste_homography": (b, t, 3, 3), "paste_box": (b, t, 4), "mix_index": (b,),

@@ -41,6 +41,35 @@ def _check_rgb(x, name: str, shape: str) -> None:
         raise TypeError(f"`{name}` must be uint8 or floating point, but got {x.dtype}")
 
 
+def check_program(program, images: torch.Tensor | None = None, cfg: PMGConfig | None = None) -> None:
+    """``program`` is a :class:`MotionProgram`; with ``images`` (B, ...) it has one clip per image,
+    with ``cfg`` it has ``cfg.num_frames`` frames."""
+    if not isinstance(program, MotionProgram):
+        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    if images is not None and images.shape[0] != program.batch_size:
+        raise ValueError(f"`images` must have one image per clip of the program, but got "
+                         f"{images.shape[0]} images for {program.batch_size} clips")
+    if cfg is not None and program.num_frames != cfg.num_frames:
+        raise ValueError(f"`program` must have {cfg.num_frames} frames (config.num_frames), "
+                         f"but got {program.num_frames}")
+
+
+def output_buffer(out, cfg: PMGConfig, batch: int, device: torch.device) -> torch.Tensor:
+    """``out`` checked to be a contiguous clip tensor of ``cfg``'s layout and dtype on ``device``,
+    or a new one when None."""
+    h, w = cfg.size
+    shape = (batch, 3, cfg.num_frames, h, w) if cfg.layout == "BCTHW" else (batch, cfg.num_frames, 3, h, w)
+    if out is None:
+        return torch.empty(shape, dtype=cfg.dtype, device=device)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"`out` must be a torch.Tensor or None, but got {type(out).__name__}")
+    if tuple(out.shape) != shape or out.dtype != cfg.dtype or out.device != device or not out.is_contiguous():
+        raise ValueError(f"`out` must be a contiguous {cfg.dtype} tensor of shape {shape} on {device}, but got "
+                         f"{'a contiguous' if out.is_contiguous() else 'a non-contiguous'} {out.dtype} "
+                         f"tensor of shape {tuple(out.shape)} on {out.device}")
+    return out
+
+
 def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, 3, H, W) uint8 (0-255) or float ([0, 1]) -> float32 in [0, 1] at ``size``.
 
@@ -194,9 +223,7 @@ def render_clips(images: torch.Tensor, program: MotionProgram, size: tuple[int, 
                  padding_mode: str = "zeros", recursion: str = "composed") -> torch.Tensor:
     """Draw the unmixed clips of ``program`` from ``images``: (B, 3, T, H, W) float32 in [0, 1]."""
     src = to_float_images(images, size)
-    if src.shape[0] != program.batch_size:
-        raise ValueError(f"`images` must have one image per clip of the program, but got "
-                         f"{src.shape[0]} images for {program.batch_size} clips")
+    check_program(program, src)
     if recursion == "iterative":
         clips = _render_iterative(src, program, padding_mode)
         if program.paste_index is not None:   # the patch is composited onto each frame, coloured

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from ._checks import check_generator, check_int
 from .config import PMGConfig
 from .geometry import (affine_step_matrix, color_jitter_matrix, eye, matrix_powers, scale_matrix,
                        translation_matrix)
@@ -206,12 +207,8 @@ def sample_program(cfg: PMGConfig, batch_size: int, generator: torch.Generator |
     the program is moved to ``device`` (default: that device). A CPU generator therefore gives the
     same program for every device and backend.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
-        raise TypeError(f"`batch_size` must be an int, but got {batch_size!r}")
-    if batch_size < 0:
-        raise ValueError(f"`batch_size` must be >= 0, but got {batch_size!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
+    batch_size = check_int("batch_size", batch_size, 0)
+    check_generator(generator)
     draw_device = generator.device if generator is not None else torch.device("cpu")
     draw = _Draw(batch_size, generator, draw_device)
     b, t = batch_size, cfg.num_frames

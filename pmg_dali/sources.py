@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ._checks import check_generator, check_int, check_range
 from .config import parse_size
 
 __all__ = ["TensorImages", "ImageFolder", "IMG_EXTENSIONS", "check_indices", "check_generator", "scan_images",
-           "crop_box", "resized_crop", "pil_to_rgb", "decode_pil"]
+           "check_crop_ranges", "crop_box", "resized_crop", "pil_to_rgb", "decode_pil"]
 
 
 def check_indices(indices, length: int) -> torch.Tensor:
@@ -34,11 +35,6 @@ def check_indices(indices, length: int) -> torch.Tensor:
         raise ValueError(f"`indices` must lie in [0, {length}), but got values from "
                          f"{int(idx.min())} to {int(idx.max())}")
     return idx
-
-
-def check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
 
 
 class TensorImages:
@@ -71,6 +67,7 @@ class TensorImages:
         (the images are deterministic)."""
         idx = check_indices(indices, len(self))
         size = parse_size(size)
+        check_generator(generator)
         out = self.images[idx.to(self.images.device)].to(device)
         if tuple(out.shape[-2:]) != size and out.shape[0]:
             out = F.interpolate(out.float(), size=size, mode="bilinear", antialias=True,
@@ -83,7 +80,7 @@ class TensorImages:
 # ----------------------------------------------------------------------------------------------
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-_CROP_ATTEMPTS = 10
+_CROP_ATTEMPTS = 10      # rows of noise (area, log-aspect, y, x) that crop_box consumes per image
 
 
 def scan_images(root: str, extensions=IMG_EXTENSIONS) -> list[str]:
@@ -107,6 +104,13 @@ def scan_images(root: str, extensions=IMG_EXTENSIONS) -> list[str]:
             continue
     found.sort()
     return found
+
+
+def check_crop_ranges(scale, ratio) -> None:
+    """``scale`` (area fraction) and ``ratio`` (aspect) ranges of :func:`crop_box`: pairs of numbers
+    with 0 < min <= max (<= 1 for ``scale``)."""
+    check_range("scale", scale, 0, 1, open_low=True)
+    check_range("ratio", ratio, 0, open_low=True)
 
 
 def crop_box(height: int, width: int, size: tuple[int, int], noise: torch.Tensor | None = None,
@@ -237,12 +241,8 @@ class ImageFolder:
     def __init__(self, root, num_workers: int = 0, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"`root` must be a str or os.PathLike, but got {type(root).__name__}")
-        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
-            raise ValueError(f"`num_workers` must be an int >= 0, but got {num_workers!r}")
-        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
-            raise ValueError(f"`scale` must be (min, max) with 0 < min <= max <= 1, but got {scale!r}")
-        if not (isinstance(ratio, (tuple, list)) and len(ratio) == 2 and 0 < ratio[0] <= ratio[1]):
-            raise ValueError(f"`ratio` must be (min, max) with 0 < min <= max, but got {ratio!r}")
+        num_workers = check_int("num_workers", num_workers, 0)
+        check_crop_ranges(scale, ratio)
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"`root` must be an existing folder, but {self.root!r} "

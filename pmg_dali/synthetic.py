@@ -16,16 +16,16 @@ Kinds:
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 
-from .config import _check_choice, parse_size
+from ._checks import check_choice, check_generator, check_int
+from .config import parse_size
 from .procedural import (Draws, combine, composite, cosine_palette, mul32, over, pixel_grid, sample_palette,
                          signed32, to_uint8)
 from .shaders import render_shaders
-from .sources import check_generator, check_indices
+from .sources import check_indices
 
 __all__ = ["SyntheticImages", "KINDS", "render_atoms", "render_fractals"]
 
@@ -265,14 +265,6 @@ _RENDERERS = {"shader": render_shaders, "fractal": render_fractals, "atom": rend
 _SALTS = {"shader": 0x5AD3, "fractal": 0xF4AC, "atom": 0xA70E, "mixed": 0x313D}
 
 
-def _check_int(name: str, value, low: int, high: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an int, but got {value!r} ({type(value).__name__})")
-    if not low <= int(value) <= high:
-        raise ValueError(f"`{name}` must be in [{low}, {high}], but got {value!r}")
-    return int(value)
-
-
 class SyntheticImages:
     """Data-free images: image ``i`` is a pure function of (``seed``, ``i``, ``size``).
 
@@ -296,10 +288,10 @@ class SyntheticImages:
     """
 
     def __init__(self, kind: str = "shader", num_images: int = 100_000, seed: int = 0):
-        _check_choice("kind", kind, KINDS)
+        check_choice("kind", kind, KINDS)
         self.kind = kind
-        self.num_images = _check_int("num_images", num_images, 1, 2 ** 48)
-        self.seed = _check_int("seed", seed, 0, 2 ** 63 - 1)
+        self.num_images = check_int("num_images", num_images, 1, 2 ** 48)
+        self.seed = check_int("seed", seed, 0, 2 ** 63 - 1)
 
     def __len__(self) -> int:
         return self.num_images

@@ -34,14 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_generator, check_int
 from .config import parse_size
-from .sources import check_generator, check_indices, crop_box
+from .sources import _CROP_ATTEMPTS, check_crop_ranges, check_indices, crop_box
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipNoise", "VideoFolder", "decode_clip", "sample_clip_noise",
            "temporal_indices"]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv")
-_CROP_ATTEMPTS = 10      # rows of noise that pmg_dali.sources.crop_box consumes
 
 
 class ClipNoise(NamedTuple):
@@ -164,14 +164,9 @@ class VideoFolder:
 
     def __init__(self, root, num_frames: int = 16, frame_stride: int | None = None,
                  scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
-        if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1:
-            raise ValueError(f"`num_frames` must be an int >= 1, but got {num_frames!r}")
-        if frame_stride is not None and (not isinstance(frame_stride, int) or frame_stride < 1):
-            raise ValueError(f"`frame_stride` must be None or an int >= 1, but got {frame_stride!r}")
-        if not (0 < scale[0] <= scale[1] <= 1):
-            raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, but got {scale!r}")
-        if not (0 < ratio[0] <= ratio[1]):
-            raise ValueError(f"`ratio` must satisfy 0 < min <= max, but got {ratio!r}")
+        num_frames = check_int("num_frames", num_frames, 1)
+        frame_stride = None if frame_stride is None else check_int("frame_stride", frame_stride, 1)
+        check_crop_ranges(scale, ratio)
         if importlib.util.find_spec("av") is None:   # else every video would look unreadable
             raise ImportError("VideoFolder decodes with PyAV: pip install av (or pip install 'pmg_dali[video]')")
         self.root = Path(root)

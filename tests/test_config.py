@@ -70,11 +70,26 @@ def test_single_transform_string_is_accepted():
     ("cutmix_scale", (0.0, 0.5), ValueError),
     ("cutmix_speed", (0.2, 0.1), ValueError),
     ("mean", (0.5, 0.5), ValueError),
+    ("mean", ("a", 0, 0), TypeError),
+    ("mean", 0.5, TypeError),
+    ("std", (0.2, True, 0.2), TypeError),
+    ("num_frames", True, TypeError),
     ("std", (0.2, 0.0, 0.2), ValueError),
 ])
 def test_invalid_field_names_the_field(field, value, error):
     with pytest.raises(error, match=f"`{field}`"):
         PMGConfig(**{field: value})
+
+
+def test_invalid_field_messages():
+    with pytest.raises(TypeError, match=r"`mean` must be 3 numbers \(R, G, B\), but got \('a', 0, 0\)"):
+        PMGConfig(mean=("a", 0, 0))
+    with pytest.raises(ValueError, match="`mixup_alpha` must be > 0, but got nan"):
+        PMGConfig(mixup_alpha=float("nan"))
+    with pytest.raises(ValueError, match=r"`affine_shear` must be in \[0, 45\], but got 90"):
+        PMGConfig(affine_shear=90)
+    with pytest.raises(ValueError, match=r"`zoom_scale` must satisfy 0.5 <= min <= max <= 2, but got \(0.1, 1.0\)"):
+        PMGConfig(zoom_scale=(0.1, 1.0))
 
 
 def test_pseudomotion_rejects_non_config():

@@ -108,6 +108,10 @@ def test_errors():
         render_cpu(images_for(3), program, cfg)
     with pytest.raises(ValueError, match=r"`images` must have shape \(B, 3, H, W\)"):
         render_cpu(torch.zeros(3, *SIZE), program, cfg)
+    with pytest.raises(ValueError, match=rf"`program` must have {T + 1} frames \(config.num_frames\), but got {T}"):
+        render_cpu(images_for(2), program, cfg.replace(num_frames=T + 1))
+    with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):
+        render_cpu(images_for(2), "zoom", cfg)
 
 
 @pytest.mark.parametrize("renderer", ["auto", "cpu", "reference", "fused"])

@@ -228,8 +228,12 @@ def test_renderer_errors(images):
         dali.ProgramRenderer(cfg.replace(recursion="iterative"), batch_size=2, device="cpu")
     with pytest.raises(ValueError, match="`device` must be 'cpu' or 'gpu'"):
         dali.ProgramRenderer(cfg, batch_size=2, device="cuda")
-    with pytest.raises(ValueError, match="`batch_size` must be a positive int"):
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1, but got 0"):
         dali.ProgramRenderer(cfg, batch_size=0, device="cpu")
+    with pytest.raises(TypeError, match="`batch_size` must be an int, but got 2.0"):
+        dali.ProgramRenderer(cfg, batch_size=2.0, device="cpu")
+    with pytest.raises(ValueError, match="`num_threads` must be >= 1, but got 0"):
+        dali.ProgramRenderer(cfg, batch_size=2, device="cpu", num_threads=0)
     with pytest.raises(TypeError, match="`config` must be a PMGConfig"):
         dali.ProgramRenderer({"size": 8}, batch_size=2, device="cpu")
     if not torch.cuda.is_available():
@@ -459,6 +463,31 @@ def test_source_pipeline_epochs_and_shards():
     assert [i for idx, _ in shard0[0] for i in idx] != [i for idx, _ in shard0[1] for i in idx]
     with pytest.raises(ValueError, match="at least batch_size"):
         dali.source_pipeline(source, cfg, 8, device_id=None, num_shards=2)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(shard_id=2, num_shards=2), ValueError, r"`shard_id` must be in \[0, 1\] \(num_shards 2\), but got 2"),
+    (dict(shard_id=-1), ValueError, "`shard_id` must be >= 0, but got -1"),
+    (dict(num_shards=0), ValueError, "`num_shards` must be >= 1, but got 0"),
+    (dict(batch_size=0), ValueError, "`batch_size` must be >= 1, but got 0"),
+    (dict(batch_size=True), TypeError, "`batch_size` must be an int, but got True"),
+])
+@pytest.mark.parametrize("pipeline", ["folder", "source"])
+def test_pipeline_batching_arguments_are_checked(pipeline, kwargs, error, match):
+    dali = _dali()
+    cfg = PMGConfig(num_frames=T, size=(16, 16), mixup=None)
+    kwargs = {"batch_size": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        if pipeline == "folder":
+            dali.folder_pipeline(None, cfg, device_id=None, files=["unused.jpg"], **kwargs)
+        else:
+            dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, device_id=None,
+                                 **kwargs)
+
+
+def test_image_extensions_are_the_sources():
+    from pmg_dali.sources import IMG_EXTENSIONS
+    assert _dali().IMAGE_EXTENSIONS is IMG_EXTENSIONS
 
 
 # ---- GPU ------------------------------------------------------------------------------------------

@@ -267,6 +267,9 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     (dict(tubelet_size=3), ValueError, "`num_frames` must be divisible by `tubelet_size`"),
     (dict(config="default"), TypeError, "`config` must be a PMGConfig"),
     (dict(drop_last=1), TypeError, "`drop_last` must be a bool"),
+    (dict(patch_size=0, mask_ratio=None), ValueError, "`patch_size` must be >= 1, but got 0"),
+    (dict(tubelet_size=1.5, mask_ratio=None), TypeError, "`tubelet_size` must be an int, but got 1.5"),
+    (dict(shuffle="yes"), TypeError, "`shuffle` must be a bool, but got 'yes'"),
     (dict(prefetch=True), ValueError, "`prefetch` needs a CUDA `device`"),
     (dict(source=[1, 2]), TypeError, "`source` must have len"),
 ])

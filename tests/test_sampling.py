@@ -200,6 +200,17 @@ def test_sample_argument_errors():
         gen.sample(-1)
     with pytest.raises(TypeError, match="`generator`"):
         gen.sample(2, generator=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="`batch_size` must be an int, but got True"):
+        gen.sample(True)
+
+
+def test_sample_accepts_numpy_ints():
+    gen = PseudoMotion(PMGConfig(num_frames=T, size=SIZE))
+    a = gen.sample(np.int64(2), generator=torch.Generator().manual_seed(3))
+    b = gen.sample(2, generator=torch.Generator().manual_seed(3))
+    assert a.batch_size == 2
+    assert a.tensors().keys() == b.tensors().keys()
+    assert all(torch.equal(a.tensors()[k], v) for k, v in b.tensors().items())
 
 
 def test_motion_program_validates_shapes():
@@ -214,6 +225,17 @@ def test_motion_program_validates_shapes():
     with pytest.raises(ValueError, match="`paste_index`"):
         MotionProgram(homography=h, color=torch.zeros(2, 4, 3, 4), transform=torch.zeros(2),
                       paste_index=torch.zeros(2, dtype=torch.long))
+
+
+def test_motion_program_rejects_non_tensor_fields():
+    h = torch.eye(3).expand(2, 4, 3, 3)
+    with pytest.raises(TypeError, match="`color` must be a torch.Tensor, but got str"):
+        MotionProgram(homography=h, color="x", transform=torch.zeros(2))
+    with pytest.raises(TypeError, match="`homography` must be a torch.Tensor, but got list"):
+        MotionProgram(homography=h.tolist(), color=torch.zeros(2, 4, 3, 4), transform=torch.zeros(2))
+    with pytest.raises(TypeError, match="`mix_lambda` must be a torch.Tensor or None, but got float"):
+        MotionProgram(homography=h, color=torch.zeros(2, 4, 3, 4), transform=torch.zeros(2),
+                      mix_index=torch.zeros(2, dtype=torch.long), mix_lambda=0.5)
 
 
 @pytest.mark.gpu

@@ -190,8 +190,14 @@ def test_missing_empty_and_wrong_roots_are_rejected(tmp_path):
         ImageFolder(tmp_path / "notes.txt")
     with pytest.raises(TypeError, match="`root` must be a str or os.PathLike"):
         ImageFolder(3)
-    with pytest.raises(ValueError, match="`num_workers` must be an int >= 0"):
+    with pytest.raises(ValueError, match="`num_workers` must be >= 0, but got -1"):
         ImageFolder(REPO, num_workers=-1)
+    with pytest.raises(TypeError, match="`num_workers` must be an int, but got 1.5"):
+        ImageFolder(REPO, num_workers=1.5)
+    with pytest.raises(TypeError, match="`scale` must be a pair of numbers"):
+        ImageFolder(REPO, scale=0.5)
+    with pytest.raises(ValueError, match=r"`ratio` must satisfy 0 < min <= max, but got \(0, 1\)"):
+        ImageFolder(REPO, ratio=(0, 1))
 
 
 def test_load_arguments_are_checked(folder):
@@ -236,6 +242,8 @@ def test_tensor_images_gather_and_resize():
     assert source.load([1], 5).shape == (1, 3, 5, 5)
     with pytest.raises(TypeError, match="`images` must be uint8"):
         TensorImages(images.float())
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, but got int"):
+        source.load([0], 5, generator=0)
 
 
 def test_exports():

@@ -81,10 +81,27 @@ def test_missing_or_empty_root_raises(tmp_path):
     (tmp_path / "empty" / "a.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="holds no video files.*empty"):
         VideoFolder(tmp_path / "empty")
-    with pytest.raises(ValueError, match="`num_frames` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`num_frames` must be >= 1, but got 0"):
         VideoFolder(tmp_path, num_frames=0)
     with pytest.raises(ValueError, match="`frame_stride`"):
         VideoFolder(tmp_path, frame_stride=0)
+
+
+def test_argument_types_and_ranges_are_named(tmp_path):
+    write_video(tmp_path / "a.mp4", num_frames=4)
+    with pytest.raises(TypeError, match="`frame_stride` must be an int, but got True"):
+        VideoFolder(tmp_path, frame_stride=True)
+    with pytest.raises(TypeError, match="`num_frames` must be an int, but got 2.0"):
+        VideoFolder(tmp_path, num_frames=2.0)
+    with pytest.raises(TypeError, match=r"`scale` must be a pair of numbers \(min, max\), but got 0.5"):
+        VideoFolder(tmp_path, scale=0.5)
+    with pytest.raises(ValueError, match=r"`scale` must satisfy 0 < min <= max <= 1, but got \(0, 1\)"):
+        VideoFolder(tmp_path, scale=(0, 1))
+    with pytest.raises(ValueError, match=r"`ratio` must satisfy 0 < min <= max, but got \(2, 1\)"):
+        VideoFolder(tmp_path, ratio=(2, 1))
+    videos = VideoFolder(tmp_path, num_frames=np.int64(2), frame_stride=np.int64(1))     # NumPy ints are ints
+    assert videos.num_frames == 2 and type(videos.num_frames) is int
+    assert videos.load([0], 8).shape == (1, 3, 2, 8, 8)
 
 
 def test_temporal_indices_against_formula():

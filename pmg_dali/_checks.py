@@ -1,0 +1,82 @@
+"""Argument checks shared by the package: TypeError for a wrong type, ValueError for a wrong value,
+every message ``"`name` must be ..., but got <value>"``."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = ["check_int", "check_rank", "check_bool", "check_number", "check_choice", "check_range", "check_generator"]
+
+
+def _check_bounds(name: str, value, low, high) -> None:
+    """``low <= value <= high`` (a None bound is not checked); NaN is out of every range."""
+    if low is not None and high is not None:
+        if not low <= value <= high:
+            raise ValueError(f"`{name}` must be in [{low}, {high}], but got {value!r}")
+    elif low is not None and not value >= low:
+        raise ValueError(f"`{name}` must be >= {low}, but got {value!r}")
+    elif high is not None and not value <= high:
+        raise ValueError(f"`{name}` must be <= {high}, but got {value!r}")
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int: any ``numbers.Integral`` (Python or NumPy integers) but a bool, within
+    ``[low, high]`` (a None bound is open)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be an int, but got {value!r}")
+    _check_bounds(name, value, low, high)
+    return int(value)
+
+
+def check_rank(name: str, value, size_name: str, size: int) -> int:
+    """``value`` as an int in ``[0, size)``: one of ``size`` ranks / shards (``size_name`` names the count)."""
+    value = check_int(name, value, 0)
+    if value >= size:
+        raise ValueError(f"`{name}` must be in [0, {size - 1}] ({size_name} {size}), but got {value}")
+    return value
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a float: any ``numbers.Real`` but a bool, within ``[low, high]`` (a None bound
+    is open; NaN fails any bound)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a number, but got {value!r}")
+    _check_bounds(name, value, low, high)
+    return float(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` must be a bool (not 0 / 1)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, but got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices: tuple):
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, but got {value!r}")
+    return value
+
+
+def check_range(name: str, value, low: float, high: float = math.inf, *,
+                open_low: bool = False) -> tuple[float, float]:
+    """``value`` as a pair of floats ``(min, max)`` with ``low <= min <= max <= high`` (``low < min``
+    with ``open_low``)."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"`{name}` must be a pair of numbers (min, max), but got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not ((low < a if open_low else low <= a) and a <= b <= high):
+        rule = f"{low} {'<' if open_low else '<='} min <= max" + (f" <= {high}" if high != math.inf else "")
+        raise ValueError(f"`{name}` must satisfy {rule}, but got {value!r}")
+    return (a, b)
+
+
+def check_generator(generator) -> torch.Generator | None:
+    """``generator`` must be a ``torch.Generator`` or None."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
+    return generator
