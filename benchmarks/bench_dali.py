@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import pmg_dali
-from pmg_dali.bench import dali_image_pipeline, dali_pipeline_run, sampled, timed
+from pmg_dali.bench import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
 
 
 def _warp_bodies(cfg, batch: int):
@@ -55,23 +55,12 @@ def _warp_bodies(cfg, batch: int):
     return rearrange, stacked
 
 
-def _write_jpegs(root: str, count: int, seed: int = 0) -> None:
-    """``count`` 500x375 JPEGs of smooth random colour fields (quality 90)."""
-    from PIL import Image
-    g = torch.Generator().manual_seed(seed)
-    for i in range(count):
-        low = torch.rand(3, 12, 16, generator=g)
-        img = torch.nn.functional.interpolate(low[None], size=(375, 500), mode="bicubic", align_corners=False)[0]
-        arr = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-        Image.fromarray(arr).save(os.path.join(root, f"{i:05d}.jpg"), quality=90)
-
-
 def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple[dict, str]:
     """images/s (decode + random-resized crop + resize) and clips/s (the full folder_pipeline)."""
     from nvidia.dali import fn, pipeline_def, types
     from pmg_dali import dali
     root = tempfile.mkdtemp(prefix="pmg_dali_bench_")
-    _write_jpegs(root, files)
+    write_jpegs(root, files)
     paths = dali.list_image_files(root, validate="header")   # generated here: trusted
     h, w = cfg.size
 

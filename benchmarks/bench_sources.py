@@ -16,28 +16,19 @@ the device, date and library versions.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
-import numpy as np
-import PIL
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 
 from pmg_dali import ImageFolder, SyntheticImages
+from pmg_dali.bench import environment, sync, write_jpegs
 from pmg_dali.synthetic import KINDS
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def rate(call, device: torch.device, batch: int, repeats: int) -> float:
@@ -49,23 +40,6 @@ def rate(call, device: torch.device, batch: int, repeats: int) -> float:
         call(step)
     sync(device)
     return batch * repeats / (time.perf_counter() - start)
-
-
-def environment(device: torch.device) -> dict:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-    return {"device": name, "date": datetime.date.today().isoformat(), "python": platform.python_version(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "pillow": PIL.__version__,
-            "numpy": np.__version__, "torch_threads": torch.get_num_threads()}
-
-
-def write_jpegs(folder: str, count: int, size=(375, 500)) -> None:
-    """``count`` JPEGs of ``size`` (H, W) made from shader images."""
-    source = SyntheticImages("shader", seed=123)
-    for start in range(0, count, 32):
-        images = source.load(range(start, min(start + 32, count)), size)
-        for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
-            Image.fromarray(image).save(os.path.join(folder, f"{start + i:06d}.jpg"), quality=90)
 
 
 def bench_synthetic(args, device) -> list[dict]:

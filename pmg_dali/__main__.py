@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from . import TRANSFORMS, PMGConfig, PseudoMotion
+from .bench import timed
 from .synthetic import SyntheticImages
 
 
@@ -24,16 +24,9 @@ def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> N
 def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> float:
     """Median clips/s of sample + render for one batch of ``images`` (after one warm-up)."""
     g = torch.Generator().manual_seed(0)
-    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
-    gen(images, generator=g)
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        gen(images, generator=g)
-        sync()
-        times.append(time.perf_counter() - start)
-    return images.shape[0] / sorted(times)[len(times) // 2]
+    seconds = timed({"gen": lambda n: [gen(images, generator=g) for _ in range(n)]}, images.device,
+                    steps=1, repeats=repeats, warmup=1)["gen"]
+    return images.shape[0] / seconds
 
 
 def demo(args) -> None:

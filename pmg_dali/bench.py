@@ -79,6 +79,18 @@ def timed(paths: dict, device, steps: int, repeats: int, warmup: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def write_jpegs(folder: str, count: int, size=(375, 500)) -> None:
+    """``count`` JPEGs (quality 90) of ``size`` (H, W) made from shader images: a folder to decode."""
+    from PIL import Image
+
+    from .synthetic import SyntheticImages
+    source = SyntheticImages("shader", seed=123)
+    for start in range(0, count, 32):
+        images = source.load(range(start, min(start + 32, count)), size)
+        for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+            Image.fromarray(image).save(os.path.join(folder, f"{start + i:06d}.jpg"), quality=90)
+
+
 def copy_bandwidth(device, nbytes: int | None = None, repeats: int = 10) -> float:
     """Device memory bandwidth in bytes (read + written) per second: the median of ``repeats``
     copies of ``nbytes`` (1 GiB on CUDA, 256 MiB on CPU) from one buffer to another."""
@@ -109,6 +121,7 @@ def environment(device) -> dict:
     return {"device": name, "date": datetime.date.today().isoformat(), "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "kornia": _version("kornia"),
             "dali": dali, "triton": _version("triton"), "numpy": np.__version__, "pillow": _version("pillow"),
+            "torchvision": _version("torchvision"),
             "transformers": _version("transformers"), "pmg_dali": _version("pmg_dali"),
             "cpu_count": os.cpu_count(), "cpu_affinity": cores, "torch_threads": torch.get_num_threads()}
 

@@ -131,6 +131,11 @@ class Draws:
         return Draws(keys.to(device))
 
 
+def per_image(v: torch.Tensor) -> torch.Tensor:
+    """(B,) or (B, L) per-image parameters -> broadcastable against (B, [L,] H, W)."""
+    return v[..., None, None]
+
+
 def pixel_grid(size: tuple[int, int], device) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-centre coordinates ``x, y`` of shape (1, H, W), scaled so that the shorter side spans
     [-1, 1] (y grows downwards); the image is the same picture at every resolution and aspect."""

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .procedural import (Draws, composite, cosine_palette, pad_periodic, rotate, sample_palette,
+from .procedural import (Draws, composite, cosine_palette, pad_periodic, per_image, rotate, sample_palette,
                          sample_periodic, smoothstep, spectral_noise)
 
 __all__ = ["PROGRAMS", "render_shaders"]
@@ -22,11 +22,6 @@ __all__ = ["PROGRAMS", "render_shaders"]
 TAU = 2 * math.pi
 _TEX = 128          # side of the spectral-noise textures
 _TABLE = 16         # cells per period of the Voronoi / Truchet lookup tables
-
-
-def _col(v: torch.Tensor) -> torch.Tensor:
-    """(B,) or (B, L) per-image parameters -> broadcastable against (B, [L,] H, W)."""
-    return v[..., None, None]
 
 
 def _noise(d: Draws, channels: int, beta=(1.3, 2.2), low: float = 1.5, high: float = 32) -> torch.Tensor:
@@ -48,7 +43,7 @@ def _grain(d: Draws, x, y, low: float, high: float) -> torch.Tensor:
     u, v, _ = _frame(d, x, y, 0.3, 0.8)
     amount = d.uniform(low=low, high=high)
     tex = _noise(d, 1, beta=(1.0, 1.6), low=2, high=48)
-    return 1 + _col(amount)[:, None] * sample_periodic(tex, torch.stack([u, v], -1)).clamp(-2.5, 2.5)
+    return 1 + per_image(amount)[:, None] * sample_periodic(tex, torch.stack([u, v], -1)).clamp(-2.5, 2.5)
 
 
 def warped_noise(d: Draws, x, y, px) -> torch.Tensor:
@@ -77,12 +72,12 @@ def interference(d: Draws, x, y, px) -> torch.Tensor:
     amp = d.uniform(n, low=0.2, high=1.0)
     sharp = d.uniform(low=1.0, high=5.0)
     pal = sample_palette(d)
-    planar = _col(torch.cos(direction)) * x + _col(torch.sin(direction)) * y        # (B, n, H, W)
-    radial = torch.hypot(x - _col(centre[..., 0]), y - _col(centre[..., 1]))
-    dist = torch.lerp(planar, radial, _col(circular))
-    waves = torch.sin(torch.addcmul(_col(phase), _col(freq), dist))
-    v = (waves * _col(amp * (2 / amp.sum(1, keepdim=True)))).sum(1, keepdim=True)
-    v = torch.tanh(_col(sharp)[:, None] * v) / _col(torch.tanh(sharp))[:, None]
+    planar = per_image(torch.cos(direction)) * x + per_image(torch.sin(direction)) * y        # (B, n, H, W)
+    radial = torch.hypot(x - per_image(centre[..., 0]), y - per_image(centre[..., 1]))
+    dist = torch.lerp(planar, radial, per_image(circular))
+    waves = torch.sin(torch.addcmul(per_image(phase), per_image(freq), dist))
+    v = (waves * per_image(amp * (2 / amp.sum(1, keepdim=True)))).sum(1, keepdim=True)
+    v = torch.tanh(per_image(sharp)[:, None] * v) / per_image(torch.tanh(sharp))[:, None]
     return cosine_palette(0.35 * v, pal)
 
 
@@ -101,14 +96,14 @@ def cells(d: Draws, x, y, px) -> torch.Tensor:
     dx, dy = offs.repeat(3).view(1, 9, 1, 1), offs.repeat_interleave(3).view(1, 9, 1, 1)
     idx = (torch.remainder(cy + dy, _TABLE) * _TABLE + torch.remainder(cx + dx, _TABLE)).long()
     jit = torch.gather(table[:, :2], 2, idx.view(b, 1, -1).expand(-1, 2, -1)).view(b, 2, *idx.shape[1:])
-    ox = dx + 0.5 - fx + _col(jitter)[:, None] * (jit[:, 0] - 0.5)
-    oy = dy + 0.5 - fy + _col(jitter)[:, None] * (jit[:, 1] - 0.5)
+    ox = dx + 0.5 - fx + per_image(jitter)[:, None] * (jit[:, 0] - 0.5)
+    oy = dy + 0.5 - fy + per_image(jitter)[:, None] * (jit[:, 1] - 0.5)
     best, which = torch.topk(ox * ox + oy * oy, 2, dim=1, largest=False)  # F1^2, F2^2 and where
     f1, f2 = best.sqrt().unbind(1)
     nearest = torch.gather(idx, 1, which[:, :1]).view(b, -1)
     value = torch.gather(table[:, 2], 1, nearest).view_as(u)
-    col = cosine_palette((value + 0.3 * f1)[:, None], pal) * (1 - _col(shade) * f1 * f1)[:, None]
-    edge = smoothstep(0.0, _col(border), (f2 - f1) / 2)[:, None]
+    col = cosine_palette((value + 0.3 * f1)[:, None], pal) * (1 - per_image(shade) * f1 * f1)[:, None]
+    edge = smoothstep(0.0, per_image(border), (f2 - f1) / 2)[:, None]
     return col * (0.15 + 0.85 * edge)
 
 
@@ -121,12 +116,12 @@ def kaleidoscope(d: Draws, x, y, px) -> torch.Tensor:
     ring_freq = d.uniform(low=3.0, high=25.0)
     pal = sample_palette(d)
     tex = _noise(d, 2, beta=(1.2, 2.0))
-    dx, dy = x - _col(centre[:, 0]), y - _col(centre[:, 1])
+    dx, dy = x - per_image(centre[:, 0]), y - per_image(centre[:, 1])
     rho = torch.hypot(dx, dy)
-    sector = TAU / _col(sectors)
-    a = (torch.remainder(torch.atan2(dy, dx) + _col(spin), sector) - sector / 2).abs()
-    f = sample_periodic(tex, torch.stack([torch.cos(a), torch.sin(a)], -1) * (rho * _col(zoom))[..., None])
-    rings = torch.sin(_col(ring_freq) * rho + 2.0 * f[:, 1])
+    sector = TAU / per_image(sectors)
+    a = (torch.remainder(torch.atan2(dy, dx) + per_image(spin), sector) - sector / 2).abs()
+    f = sample_periodic(tex, torch.stack([torch.cos(a), torch.sin(a)], -1) * (rho * per_image(zoom))[..., None])
+    rings = torch.sin(per_image(ring_freq) * rho + 2.0 * f[:, 1])
     t = 0.3 * f[:, :1] + (0.25 * rings + 0.3 * rho)[:, None]
     return cosine_palette(t, pal) * (1 - 0.25 * smoothstep(0.6, 1.6, rho))[:, None]
 
@@ -153,22 +148,22 @@ def sdf_shapes(d: Draws, x, y, px) -> torch.Tensor:
     tone = d.uniform(layers)
     visible = (d.uniform(layers) < 0.8).float()
     background = cosine_palette((0.3 * y + 0.15 * x)[None] + 0.5, pal) * 0.8 * _grain(d, x, y, 0.03, 0.12)
-    c, s = _col(torch.cos(angle)), _col(torch.sin(angle))
-    dx, dy = x - _col(centre[..., 0]), y - _col(centre[..., 1])          # (B, L, H, W)
+    c, s = per_image(torch.cos(angle)), per_image(torch.sin(angle))
+    dx, dy = x - per_image(centre[..., 0]), y - per_image(centre[..., 1])          # (B, L, H, W)
     u, v = c * dx + s * dy, c * dy - s * dx
-    sx, sy = _col(offset * torch.cos(light))[:, None], _col(offset * torch.sin(light))[:, None]
-    hw, hh, rr = _col(half[..., 0]), _col(half[..., 1]), _col(corner)
+    sx, sy = per_image(offset * torch.cos(light))[:, None], per_image(offset * torch.sin(light))[:, None]
+    hw, hh, rr = per_image(half[..., 0]), per_image(half[..., 1]), per_image(corner)
     dist = _rounded_box(u, v, hw, hh, rr)
     shadow = _rounded_box(u - (c * sx + s * sy), v - (c * sy - s * sx), hw, hh, rr)
-    t = _col(ring)
+    t = per_image(ring)
     dist = torch.where(t > 0, dist.abs() - t, dist)
     shadow = torch.where(t > 0, shadow.abs() - t, shadow)
-    on = _col(visible)
+    on = per_image(visible)
     darken = 1 - 0.45 * on * (1 - smoothstep(-0.03, 0.05, shadow))
     dome = (-dist / torch.minimum(hw, hh)).clamp(0, 1).sqrt()
     alpha = on * (0.5 - dist * px).clamp(0, 1)
     shading = (0.7 + 0.4 * dome)[:, :, None]
-    layers = ((cosine_palette((_col(tone[:, k]) + 0.2 * dome[:, k])[:, None], pal) * shading[:, k],
+    layers = ((cosine_palette((per_image(tone[:, k]) + 0.2 * dome[:, k])[:, None], pal) * shading[:, k],
                alpha[:, k, None], darken[:, k, None]) for k in range(layers))
     return composite(background, layers)
 
@@ -185,14 +180,14 @@ def colour_fields(d: Draws, x, y, px) -> torch.Tensor:
     kind = d.integers(0, 3, layers)
     tone = d.uniform(layers)
     opacity = d.uniform(layers, low=0.5, high=1.0)
-    ramp = (_col(torch.cos(base_dir)) * x + _col(torch.sin(base_dir)) * y)[:, None]
+    ramp = (per_image(torch.cos(base_dir)) * x + per_image(torch.sin(base_dir)) * y)[:, None]
     background = cosine_palette(0.4 * ramp, pal)
-    dx, dy = x - _col(anchor[..., 0]), y - _col(anchor[..., 1])          # (B, L, H, W)
-    s = _col(torch.cos(direction)) * dx + _col(torch.sin(direction)) * dy
-    band, disc = s.abs() - _col(width), torch.hypot(dx, dy) - 2 * _col(width)
-    dist = torch.where(_col(kind) == 0, s, torch.where(_col(kind) == 1, band, disc))
-    alpha = _col(opacity) * (1 - smoothstep(-_col(soft), _col(soft), dist))
-    layers = ((cosine_palette((_col(tone[:, k]) + 0.25 * s[:, k])[:, None], pal), alpha[:, k, None], None)
+    dx, dy = x - per_image(anchor[..., 0]), y - per_image(anchor[..., 1])          # (B, L, H, W)
+    s = per_image(torch.cos(direction)) * dx + per_image(torch.sin(direction)) * dy
+    band, disc = s.abs() - per_image(width), torch.hypot(dx, dy) - 2 * per_image(width)
+    dist = torch.where(per_image(kind) == 0, s, torch.where(per_image(kind) == 1, band, disc))
+    alpha = per_image(opacity) * (1 - smoothstep(-per_image(soft), per_image(soft), dist))
+    layers = ((cosine_palette((per_image(tone[:, k]) + 0.25 * s[:, k])[:, None], pal), alpha[:, k, None], None)
               for k in range(layers))
     return composite(background, layers) * _grain(d, x, y, 0.03, 0.15)
 
@@ -207,10 +202,10 @@ def marble(d: Draws, x, y, px) -> torch.Tensor:
     centre = d.uniform(2, low=-1.0, high=1.0)
     pal = sample_palette(d)
     turb = sample_periodic(_noise(d, 2, beta=(1.0, 1.7)), torch.stack([u, v], -1))
-    radial = torch.hypot(x - _col(centre[:, 0]), y - _col(centre[:, 1]))
-    base = torch.lerp((x + y) * 0.7, radial, _col(concentric))
-    wave = torch.sin(_col(freq) * base + _col(amount) * turb[:, 0])
-    vein = (wave.abs() ** _col(sharp))[:, None]
+    radial = torch.hypot(x - per_image(centre[:, 0]), y - per_image(centre[:, 1]))
+    base = torch.lerp((x + y) * 0.7, radial, per_image(concentric))
+    wave = torch.sin(per_image(freq) * base + per_image(amount) * turb[:, 0])
+    vein = (wave.abs() ** per_image(sharp))[:, None]
     return cosine_palette(0.45 * vein + 0.12 * turb[:, 1:], pal) * (0.55 + 0.45 * vein)
 
 
@@ -231,7 +226,7 @@ def truchet(d: Draws, x, y, px) -> torch.Tensor:
     region = ((r1 < 0.5).float() + (r2 < 0.5).float() + torch.remainder(cx + cy, 2) + flip) % 2
     fill = cosine_palette((0.5 * region + 0.15 * torch.sin(1.3 * u) * torch.cos(1.1 * v))[:, None], pal)
     band = cosine_palette((0.25 + 0.3 * r1)[:, None], pal)
-    cover = ((_col(half) - dist) * (px / _col(scale)) + 0.5).clamp(0, 1)
+    cover = ((per_image(half) - dist) * (px / per_image(scale)) + 0.5).clamp(0, 1)
     return torch.lerp(fill * 0.85, band, cover[:, None])
 
 

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ._checks import check_choice, check_generator, check_int
 from .config import parse_size
-from .procedural import (Draws, combine, composite, cosine_palette, mul32, over, pixel_grid, sample_palette,
-                         signed32, to_uint8)
+from .procedural import (Draws, combine, composite, cosine_palette, mul32, over, per_image, pixel_grid,
+                         sample_palette, signed32, to_uint8)
 from .shaders import render_shaders
 from .sources import check_indices
 
@@ -32,11 +32,6 @@ __all__ = ["SyntheticImages", "KINDS", "render_atoms", "render_fractals"]
 KINDS = ("shader", "fractal", "atom", "mixed")
 _CPU_CHUNK = 16          # images rendered at once on the CPU (cache-sized batches)
 _MASK = 0xFFFFFFFF
-
-
-def _col(v: torch.Tensor) -> torch.Tensor:
-    """(B,) or (B, L) per-image parameters -> broadcastable against (B, [L,] H, W)."""
-    return v[..., None, None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,34 +55,34 @@ def render_atoms(d: Draws, x: torch.Tensor, y: torch.Tensor, px: float) -> torch
     direction = d.uniform(high=2 * math.pi)
     families = d.integers(2, n + 1)
     centre = d.uniform(n, 2, low=-0.7, high=0.7)
-    inner = _col(d.uniform(n, low=0.08, high=0.5))
-    orbits = _col(d.integers(1, _ORBITS + 1, n).float())
-    spacing = _col(d.uniform(n, low=0.025, high=0.12))
+    inner = per_image(d.uniform(n, low=0.08, high=0.5))
+    orbits = per_image(d.integers(1, _ORBITS + 1, n).float())
+    spacing = per_image(d.uniform(n, low=0.025, high=0.12))
     freq = d.integers(0, 17, n, j).float()
     amp = d.uniform(n, j) * d.uniform(n, 1, low=0.05 / j, high=0.6 / j)
     phase = d.uniform(n, j, high=2 * math.pi)
-    width = _col(d.uniform(n, low=0.8, high=3.5))
-    fill = _col(d.uniform(n, low=-0.6, high=0.9).clamp(min=0))
-    tone, step = d.uniform(n), _col(d.uniform(n, low=-0.15, high=0.15))
-    on = _col((torch.arange(n, device=d.device) < families[:, None]).float())
-    dx, dy = x - _col(centre[..., 0]), y - _col(centre[..., 1])          # (B, n, H, W)
+    width = per_image(d.uniform(n, low=0.8, high=3.5))
+    fill = per_image(d.uniform(n, low=-0.6, high=0.9).clamp(min=0))
+    tone, step = d.uniform(n), per_image(d.uniform(n, low=-0.15, high=0.15))
+    on = per_image((torch.arange(n, device=d.device) < families[:, None]).float())
+    dx, dy = x - per_image(centre[..., 0]), y - per_image(centre[..., 1])          # (B, n, H, W)
     rho, theta = torch.hypot(dx, dy), torch.atan2(dy, dx)
     g, dg = torch.ones_like(rho), torch.zeros_like(rho)
     for k in range(j):
-        arg = torch.addcmul(_col(phase[..., k]), _col(freq[..., k]), theta)
-        g = torch.addcmul(g, _col(amp[..., k]), torch.sin(arg))
-        dg = torch.addcmul(dg, _col(amp[..., k] * freq[..., k]), torch.cos(arg))
+        arg = torch.addcmul(per_image(phase[..., k]), per_image(freq[..., k]), theta)
+        g = torch.addcmul(g, per_image(amp[..., k]), torch.sin(arg))
+        dg = torch.addcmul(dg, per_image(amp[..., k] * freq[..., k]), torch.cos(arg))
     s = rho / g
     to_px = g * px * torch.rsqrt(1 + (dg / g) ** 2)                      # |ds| -> distance in pixels
     m = torch.minimum(torch.round((s - inner) / spacing).clamp(min=0), orbits - 1)
     line = on * (width / 2 - (s - inner - m * spacing).abs() * to_px + 0.5).clamp(0, 1)
     inside = on * fill * ((inner - s) * to_px + 0.5).clamp(0, 1)
-    fill_colour = cosine_palette(_col(tone + 0.5)[:, :, None], pal) * 0.7          # (B, n, 3, 1, 1)
+    fill_colour = cosine_palette(per_image(tone + 0.5)[:, :, None], pal) * 0.7          # (B, n, 3, 1, 1)
     orbit = torch.arange(_ORBITS, device=d.device, dtype=torch.float32)
     orbit_colour = cosine_palette((tone[:, :, None] + orbit * step[..., 0])[:, :, None, None, :], pal)
     orbit_colour = orbit_colour[:, :, :, 0]                                        # (B, n, 3, orbits)
-    ramp = (_col(torch.cos(direction)) * x + _col(torch.sin(direction)) * y)[:, None]
-    background = cosine_palette(0.2 * ramp + 0.5, pal) * _col(shade)[:, None]
+    ramp = (per_image(torch.cos(direction)) * x + per_image(torch.sin(direction)) * y)[:, None]
+    background = cosine_palette(0.2 * ramp + 0.5, pal) * per_image(shade)[:, None]
     b, h, w = m.shape[0], *m.shape[2:]
 
     def layers():                                  # per family: its fill, then its orbits (colour per orbit)
@@ -252,8 +247,8 @@ def render_fractals(d: Draws, x: torch.Tensor, y: torch.Tensor, px: float) -> to
     colours = cosine_palette(tones.view(b, 4, 1, 1, 1), pal)             # (B, 4, 3, 1, 1)
     colours = colours / colours.amax(2, keepdim=True).clamp(min=0.1)      # bright: max channel 1
     colour = sum(counts[:, k:k + 1] * colours[:, k] for k in range(4)) / total.clamp(min=1)
-    ramp = (_col(torch.cos(tones[:, 0] * 6.3)) * x + _col(torch.sin(tones[:, 0] * 6.3)) * y)[:, None]
-    canvas = cosine_palette(0.25 * ramp + 0.5, pal) * _col(shade)[:, None]
+    ramp = (per_image(torch.cos(tones[:, 0] * 6.3)) * x + per_image(torch.sin(tones[:, 0] * 6.3)) * y)[:, None]
+    canvas = cosine_palette(0.25 * ramp + 0.5, pal) * per_image(shade)[:, None]
     return over(canvas, colour, bright)
 
 
