@@ -60,7 +60,7 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
     from nvidia.dali import fn, pipeline_def, types
     from pmg_dali import dali
     root = tempfile.mkdtemp(prefix="pmg_dali_bench_")
-    write_jpegs(root, files)
+    write_jpegs(root, files, device=None if device_id is None else f"cuda:{device_id}")
     paths = dali.list_image_files(root, validate="header")   # generated here: trusted
     h, w = cfg.size
 

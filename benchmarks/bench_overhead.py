@@ -183,7 +183,8 @@ def main(argv=None) -> dict:
     a("--repeats", type=int, default=None, help="CUDA 5, else 2")
     a("--warmup", type=int, default=None, help="CUDA 5, else 1")
     a("--workers", type=int, default=None, help="CPU DataLoader workers (default: one per core)")
-    a("--num_images", type=int, default=None, help="image pool (default 4 batches)")
+    a("--num_images", type=int, default=None,
+      help="image pool (default 32 batches: a prefetching loader restarts its overlap each epoch)")
     a("--out_dir", default="benchmarks/results")
     a("--name", default=None, help="file stem (default overhead_<device type>)")
     args = parser.parse_args(argv)
@@ -202,7 +203,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(1)      # tiny ops on a busy host: OpenMP spin-waits would swamp them
 
     g = torch.Generator().manual_seed(0)
-    pool = torch.randint(0, 256, (args.num_images or 4 * args.batch_size, 3, args.size, args.size),
+    pool = torch.randint(0, 256, (args.num_images or 32 * args.batch_size, 3, args.size, args.size),
                          dtype=torch.uint8, generator=g).to(args.device)
     rows = []
     for kind in args.models:

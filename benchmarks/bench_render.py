@@ -37,7 +37,7 @@ import os
 import torch
 
 import pmg_dali
-from pmg_dali.bench import copy_bandwidth, environment, pil_render, timed
+from pmg_dali.bench import copy_bandwidth, environment, pil_render, timed, working
 from pmg_dali.cpu_render import render_cpu
 from pmg_dali.render import render
 
@@ -105,7 +105,8 @@ def table(result: dict) -> str:
     e = result["environment"]
     return (f"{e['device']}, {e['date']}, torch {e['torch']}" + (f", triton {e['triton']}" if cuda else "")
             + f"; batch {result['batch_size']}, {result['num_frames']} x {result['size']}^2, "
-            f"median of {result['repeats']} runs of {result['steps']} batches\n\n" + "\n".join(lines) + "\n")
+            f"median of {result['repeats']} runs of {result['steps']} batches\n\n" + "\n".join(lines) + "\n"
+            + "".join(f"\nfailed (left out): {name}: {why}" for name, why in result.get("failed", {}).items()))
 
 
 def main(argv=None) -> dict:
@@ -141,14 +142,17 @@ def main(argv=None) -> dict:
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
     program = pmg_dali.PseudoMotion(cfg).sample(batch, generator=g)
     paths = cuda_paths(images.to(device), program, cfg, args.tune) if cuda else cpu_paths(images, program, cfg)
-    seconds = timed({name: run for name, (_, run) in paths.items()}, device, steps, repeats, warmup)
+    failed = {}
+    runs = working({name: run for name, (_, run) in paths.items()}, device, failed)
+    seconds = timed(runs, device, steps, repeats, warmup)
     rows = [{"path": name, "what": paths[name][0], "seconds_per_batch": s, "clips_per_s": batch / s}
             for name, s in seconds.items()]
     by_name = {row["path"]: row for row in rows}
     for row in rows:
         if "pil_recursive" in by_name:
             row["x_pil"] = row["clips_per_s"] / by_name["pil_recursive"]["clips_per_s"]
-        row["x_reference"] = row["clips_per_s"] / by_name["reference"]["clips_per_s"]
+        if "reference" in by_name:
+            row["x_reference"] = row["clips_per_s"] / by_name["reference"]["clips_per_s"]
     if cuda:
         bandwidth = copy_bandwidth(device)
         floor = batch * 3 * frames * size * size * cfg.dtype.itemsize / bandwidth
@@ -160,7 +164,7 @@ def main(argv=None) -> dict:
     result = {"environment": environment(device), "device_type": device.type, "batch_size": batch,
               "num_frames": frames, "size": size, "dtype": args.dtype if cuda else "float32 / bfloat16 (per row)",
               "program": "zoom+affine, frame mixup, normalised, BCTHW", "steps": steps, "repeats": repeats,
-              "warmup": warmup, "rows": rows}
+              "warmup": warmup, "rows": rows, "failed": failed}
     text = table(result)
     print(text)
     for path, content in ((args.json, json.dumps(result, indent=2)), (args.markdown, text)):

@@ -55,7 +55,7 @@ def bench_synthetic(args, device) -> list[dict]:
 def bench_folder(args, device) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        write_jpegs(folder, args.files, (args.file_size[1], args.file_size[0]))
+        write_jpegs(folder, args.files, (args.file_size[1], args.file_size[0]), device)
         n = args.files
         settings = [(0, "cuda")] if device.type == "cuda" else []
         settings += [(0, "cpu"), (os.cpu_count() or 1, "cpu")]

@@ -49,7 +49,7 @@ from .program import MotionProgram
 from .sampling import sample_program
 from .sources import TensorImages
 
-__all__ = ["sync", "timed", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
+__all__ = ["sync", "timed", "working", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
            "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table", "main"]
 
 Render = Callable[[torch.Tensor, MotionProgram, PMGConfig], torch.Tensor]
@@ -79,14 +79,15 @@ def timed(paths: dict, device, steps: int, repeats: int, warmup: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def write_jpegs(folder: str, count: int, size=(375, 500)) -> None:
-    """``count`` JPEGs (quality 90) of ``size`` (H, W) made from shader images: a folder to decode."""
+def write_jpegs(folder: str, count: int, size=(375, 500), device=None) -> None:
+    """``count`` JPEGs (quality 90) of ``size`` (H, W) made from shader images: a folder to decode.
+    The images are drawn on ``device`` (a GPU makes them in milliseconds), encoded by PIL."""
     from PIL import Image
 
     from .synthetic import SyntheticImages
     source = SyntheticImages("shader", seed=123)
     for start in range(0, count, 32):
-        images = source.load(range(start, min(start + 32, count)), size)
+        images = source.load(range(start, min(start + 32, count)), size, device).cpu()
         for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
             Image.fromarray(image).save(os.path.join(folder, f"{start + i:06d}.jpg"), quality=90)
 
@@ -412,6 +413,35 @@ def generation_paths(cfg: PMGConfig, images: torch.Tensor, per_transform: bool =
     return paths, skipped
 
 
+def _failure(exc: Exception) -> str:
+    return f"failed: {type(exc).__name__}: {exc}"[:400]
+
+
+def working(runs: dict, device, failed: dict) -> dict:
+    """The entries of ``runs`` (name -> ``run(n)``) that make one batch without raising; the others
+    are left out with their error in ``failed``: a path that breaks on a new machine is reported,
+    not allowed to lose every other row of the run."""
+    kept = {}
+    for name, run in runs.items():
+        try:
+            run(1)
+            sync(device)
+            kept[name] = run
+        except Exception as exc:  # noqa: BLE001 - any failure of one path
+            failed[name] = _failure(exc)
+    return kept
+
+
+def _try(path: Path, device, skipped: dict):
+    """``path.build()`` after one batch ran through it (:func:`working`), or None."""
+    try:
+        run = path.build()
+    except Exception as exc:  # noqa: BLE001
+        skipped[path.name] = _failure(exc)
+        return None
+    return working({path.name: run}, device, skipped).get(path.name)
+
+
 def run_generate(args: argparse.Namespace) -> dict:
     """Time every path of :func:`generation_paths` with the settings in ``args`` (see
     :func:`add_arguments`, after :func:`resolve`); returns the result record (rows + settings)."""
@@ -424,15 +454,19 @@ def run_generate(args: argparse.Namespace) -> dict:
     images = torch.randint(0, 256, (args.batch_size, 3, args.size, args.size), dtype=torch.uint8, generator=g)
     paths, skipped = generation_paths(cfg, images.to(device), not args.no_transforms, args.workers, args.threads)
     paths = [p for p in paths if not (set(args.skip) & {p.name, p.group, p.name.split(":")[0]})]
-    seconds = timed({p.name: p.build() for p in paths if not p.alone}, device, args.steps, args.repeats, args.warmup)
+    runs = {p.name: run for p in paths if not p.alone and (run := _try(p, device, skipped)) is not None}
+    seconds = timed(runs, device, args.steps, args.repeats, args.warmup)
     for p in paths:
-        if p.alone:
-            run = p.build()
-            seconds[p.name] = timed({p.name: run}, device, max(args.steps, p.min_steps), args.repeats,
-                                    args.warmup)[p.name]
+        if p.alone and (run := _try(p, device, skipped)) is not None:
+            try:
+                seconds[p.name] = timed({p.name: run}, device, max(args.steps, p.min_steps), args.repeats,
+                                        args.warmup)[p.name]
+            except Exception as exc:  # noqa: BLE001 - reported in the table, the other rows kept
+                skipped[p.name] = _failure(exc)
             getattr(run, "close", lambda: None)()
             del run           # stop DALI's threads before the next path (DataLoader workers fork)
             gc.collect()
+    paths = [p for p in paths if p.name in seconds]
     out_bytes = args.batch_size * 3 * args.num_frames * args.size ** 2 * cfg.dtype.itemsize
     bandwidth = copy_bandwidth(device)
     floor = out_bytes / bandwidth

@@ -22,7 +22,6 @@ list and pass it as ``files=`` to skip the check on later runs.
 """
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 
@@ -202,9 +201,21 @@ class ProgramRenderer:
         return pipe
 
 
-@functools.lru_cache(maxsize=4)
+_RENDERERS: dict[tuple, ProgramRenderer] = {}   # (config, device, device_id) -> renderer, last used last
+
+
 def _renderer(config: PMGConfig, batch_size: int, device: str, device_id) -> ProgramRenderer:
-    return ProgramRenderer(config, batch_size, device=device, device_id=device_id)
+    """The cached renderer for ``(config, device, device_id)``, rebuilt at the next power of two
+    >= ``batch_size`` when it is too small; the 4 last used are kept."""
+    key = (config, device, device_id)
+    renderer = _RENDERERS.pop(key, None)
+    if renderer is None or renderer.batch_size < batch_size:
+        size = 1 << (max(batch_size, 1) - 1).bit_length()
+        renderer = ProgramRenderer(config, size, device=device, device_id=device_id)
+    _RENDERERS[key] = renderer
+    if len(_RENDERERS) > 4:
+        del _RENDERERS[next(iter(_RENDERERS))]
+    return renderer
 
 
 def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device: str = "cpu",
@@ -212,13 +223,15 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     """Render ``program`` from ``images`` (B, 3, H, W) with DALI operators on ``device`` ("cpu" or
     "gpu"): the same tensor contract (layout, dtype, normalisation) as :func:`pmg_dali.render.render`.
 
-    Keeps the last few :class:`ProgramRenderer` s (pipelines) in a small cache; hold your own
-    renderer to control its lifetime.
+    Keeps the last few :class:`ProgramRenderer` s (pipelines) in a small cache, one per config and
+    device, sized to a power of two and rebuilt only for a larger batch: a renderer takes any smaller
+    batch, so a trailing partial batch reuses the pipelines of the full ones. Hold your own renderer
+    to control its lifetime.
     """
     check_program(program)
     if not isinstance(cfg, PMGConfig):
         raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
-    return _renderer(cfg, max(program.batch_size, 1), device, _check_device(device, device_id))(images, program)
+    return _renderer(cfg, program.batch_size, device, _check_device(device, device_id))(images, program)
 
 
 # ---- image files ------------------------------------------------------------------------------------

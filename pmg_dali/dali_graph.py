@@ -218,6 +218,9 @@ class _Draw:
         return fn.random.beta(alpha=float(alpha), beta=float(alpha), shape=shape, **self._kw())
 
     def permutation(self):
+        """() int32 partner per sample, never the sample itself -- except in a batch of one (batch_size=1
+        or a short batch), whose sample is its own partner: DALI ignores ``no_fixed_points`` there,
+        as :mod:`pmg_dali.sampling` does (a no-op mix)."""
         return fn.batch_permutation(no_fixed_points=True, **self._kw())
 
 
@@ -314,8 +317,9 @@ class InGraphSample(NamedTuple):
 
 
 def _mix(cfg: PMGConfig, draw: _Draw):
-    """:func:`pmg_dali.sampling.sample_mix`: partner (a permutation without fixed points), lambda
-    ~ Beta(alpha, alpha) per clip or per frame, and for VideoMix a whole-pixel box of area 1 - lambda."""
+    """:func:`pmg_dali.sampling.sample_mix`: partner (a permutation without fixed points; a batch of
+    one mixes with itself), lambda ~ Beta(alpha, alpha) per clip or per frame, and for VideoMix a
+    whole-pixel box of area 1 - lambda."""
     h, w = cfg.size
     t = cfg.num_frames
     index = draw.permutation()

@@ -37,6 +37,7 @@ Triton is imported (slow; meant for tests on tiny sizes).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -406,9 +407,11 @@ def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params
     gain = [1 / s for s in cfg.std]
     shift = [-m / s for m, s in zip(cfg.mean, cfg.std)]
     per_image = src[0].numel()
-    _render_kernel[(triton.cdiv(h, block[0]) * triton.cdiv(w, block[1]), t, b)](
-        out, src, params, index, t, h, w, per_image * max(frames, 1), per_image if frames else 0, scale,
-        out.stride(0), sc, st, *gain, *shift,
-        PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix, PER_FRAME=frames > 0,
-        OUT_U8=cfg.dtype == torch.uint8, NORMALIZE=cfg.normalize, BLOCK_H=block[0], BLOCK_W=block[1],
-        num_warps=num_warps)
+    # Triton launches on the current device: make it the tensors' one (images on cuda:1, say)
+    with torch.cuda.device(out.device) if out.device.type == "cuda" else contextlib.nullcontext():
+        _render_kernel[(triton.cdiv(h, block[0]) * triton.cdiv(w, block[1]), t, b)](
+            out, src, params, index, t, h, w, per_image * max(frames, 1), per_image if frames else 0, scale,
+            out.stride(0), sc, st, *gain, *shift,
+            PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix, PER_FRAME=frames > 0,
+            OUT_U8=cfg.dtype == torch.uint8, NORMALIZE=cfg.normalize, BLOCK_H=block[0], BLOCK_W=block[1],
+            num_warps=num_warps)

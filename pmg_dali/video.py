@@ -26,7 +26,9 @@ This module keeps to PyAV on CPU workers, which reads every container FFmpeg rea
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -153,7 +155,9 @@ class VideoFolder:
     videos of a VideoMAE list file (``path label`` per line).
 
     ``load(indices, size, device, generator=None) -> uint8 (B, 3, T, H, W)``: see the module docstring
-    for sampling. An unreadable video is warned about once (naming it), recorded in ``bad_files`` and
+    for sampling. The clips of a batch are decoded by ``num_threads`` threads (FFmpeg decodes outside
+    Python's lock, so they run in parallel; default: one per core, at most 8); the result does not
+    depend on it. An unreadable video is warned about once (naming it), recorded in ``bad_files`` and
     replaced by the next readable video in file order (so the replacement is deterministic); the
     clip's noise is drawn before decoding, so the generator stream does not depend on failures.
 
@@ -163,8 +167,10 @@ class VideoFolder:
     """
 
     def __init__(self, root, num_frames: int = 16, frame_stride: int | None = None,
-                 scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+                 scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), num_threads: int | None = None):
         num_frames = check_int("num_frames", num_frames, 1)
+        self.num_threads = (min(8, len(os.sched_getaffinity(0))) if num_threads is None
+                            else check_int("num_threads", num_threads, 1))
         frame_stride = None if frame_stride is None else check_int("frame_stride", frame_stride, 1)
         check_crop_ranges(scale, ratio)
         if importlib.util.find_spec("av") is None:   # else every video would look unreadable
@@ -197,20 +203,35 @@ class VideoFolder:
 
     def decode(self, index: int, size, noise: ClipNoise | None = None) -> torch.Tensor:
         """uint8 (3, T, H, W) clip of video ``index``, or of the next readable one."""
+        clip, failures = self._decode(index, parse_size(size), noise)
+        self._record(failures)
+        return clip
+
+    def _decode(self, index: int, size: tuple[int, int], noise: ClipNoise | None):
+        """(clip, [(path, error), ...] of the files that failed on the way); touches no state, so
+        threads can run it side by side."""
+        failures = []
         for k in range(len(self)):
             path = self.files[(index + k) % len(self)]
-            if path in self.bad_files:
+            if path in self.bad_files or any(path == p for p, _ in failures):
                 continue
             try:
                 return decode_clip(path, self.num_frames, size, frame_stride=self.frame_stride,
-                                   noise=noise, scale=self.scale, ratio=self.ratio)
+                                   noise=noise, scale=self.scale, ratio=self.ratio), failures
             except MemoryError:
                 raise                 # the machine's problem, not the file's
             except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
+                failures.append((path, err))
+        self._record(failures)
+        raise RuntimeError(f"VideoFolder: no readable video under {str(self.root)!r}")
+
+    def _record(self, failures) -> None:
+        """Add newly failed files to ``bad_files``, warning once per file (in the caller's thread)."""
+        for path, err in failures:
+            if path not in self.bad_files:
                 self.bad_files.add(path)
                 warnings.warn(f"VideoFolder: skipping unreadable video {path} ({type(err).__name__}: {err}); "
                               "it is replaced by the next readable video", RuntimeWarning, stacklevel=3)
-        raise RuntimeError(f"VideoFolder: no readable video under {str(self.root)!r}")
 
     def load(self, indices, size, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 (B, 3, T, H, W) clips of videos ``indices`` at ``size`` on ``device``."""
@@ -219,7 +240,15 @@ class VideoFolder:
         check_generator(generator)
         noise = [sample_clip_noise(self.num_frames, generator) if generator is not None else None
                  for _ in range(len(idx))]
-        clips = [self.decode(int(i), size, n) for i, n in zip(idx, noise)]
-        if not clips:
+        if not len(idx):
             return torch.empty(0, 3, self.num_frames, *size, dtype=torch.uint8, device=device)
-        return torch.stack(clips).to(device)
+        jobs = [(int(i), size, n) for i, n in zip(idx, noise)]
+        workers = min(self.num_threads, len(jobs))
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="VideoFolder") as pool:
+                results = list(pool.map(lambda job: self._decode(*job), jobs))
+        else:
+            results = [self._decode(*job) for job in jobs]
+        for _, failures in results:
+            self._record(failures)
+        return torch.stack([clip for clip, _ in results]).to(device)

@@ -3,11 +3,13 @@ the renderers they are compared with, and every script runs end to end in its --
 writes what the docs read. No assertion on a timing."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,48 @@ def test_refactored_scripts_still_run(tmp_path, script, args):
         pytest.importorskip("nvidia.dali")
     run(os.path.join("benchmarks", script), *args, "--json", str(tmp_path / "out.json"))
     assert json.loads((tmp_path / "out.json").read_text())["rows"]
+
+
+def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
+    """The one-call GPU session: every step of the full plan names a script of this tree; a quick run
+    writes the summary and the tarball a device call brings back; a spent budget skips, not fails."""
+    plan = run("benchmarks/gpu_session.py", "--dry", "--out", str(tmp_path / "dry")).stdout.splitlines()
+    assert [line.split()[0] for line in plan] == ["env", "render", "dali", "tests_gpu", "generate", "overhead",
+                                                  "loader", "sources"]
+    for line in plan:
+        scripts = [a for a in line.split() if a.endswith(".py")]
+        assert all((ROOT / s).is_file() for s in scripts), line
+    out = tmp_path / "session"
+    run("benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out", str(out))
+    rows = json.loads((out / "results" / "session.json").read_text())
+    assert [(r["step"], r["status"]) for r in rows] == [("render", "ok"), ("loader", "ok")]
+    with tarfile.open(out / "gpu_session.tar.gz") as tar:
+        assert {"results/bench_loader.json", "logs/render.log"} <= set(tar.getnames())
+    run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out", str(out))
+    assert json.loads((out / "results" / "session.json").read_text())[0]["status"] == "skipped: budget spent"
+    assert "| loader | skipped" in (out / "summary.md").read_text()
+
+
+def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
+    """One path that breaks (a backend never run on this machine) must not lose the whole table."""
+    def broken(n):
+        raise RuntimeError("no such kernel")
+
+    def alone_broken():
+        raise RuntimeError("workers died")
+
+    real = bench.generation_paths
+
+    def paths(cfg, images, *args, **kw):
+        good, skipped = real(cfg, images, False, 0, 1)
+        keep = [p for p in good if p.name in ("reference", "auto")]
+        return keep + [bench.Path("broken", "test", "raises", lambda: broken),
+                       bench.Path("broken_alone", "test", "raises when built", alone_broken, alone=True)], skipped
+    monkeypatch.setattr(bench, "generation_paths", paths)
+    args = bench.resolve(bench.add_arguments(argparse.ArgumentParser()).parse_args(["--quick", "--no_transforms"]),
+                         cpu_size=(2, 4, 32))
+    result = bench.run_generate(args)
+    assert [r["path"] for r in result["rows"]] == ["floor", "auto", "reference"]
+    assert result["skipped"]["broken"] == "failed: RuntimeError: no such kernel"
+    assert result["skipped"]["broken_alone"] == "failed: RuntimeError: workers died"
+    assert "skipped: broken: failed: RuntimeError" in bench.table(result)

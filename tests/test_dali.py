@@ -210,6 +210,37 @@ def test_renderer_reuse_smaller_batch_and_empty(images):
     assert empty.shape == (0, 3, T, *SIZE) and empty.dtype == torch.float32
 
 
+def test_render_batch_of_one_cutmix_and_mixup(images):
+    """A batch of one is its own cutmix and mix partner (pmg_dali.sampling): the mix is a no-op."""
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("cutmix",), mixup="frame", normalize=False)
+    program = _program(cfg, batch=1)
+    assert program.paste_index.tolist() == [0] and program.mix_index.tolist() == [0]
+    out = _dali().render(images[:1], program, cfg)
+    assert _max_diff(out, reference_render(images[:1], program, cfg)) < TOL
+    assert _max_diff(out, render_clips(images[:1], program, SIZE)) < TOL
+
+
+def test_render_reuses_one_renderer_for_smaller_batches(images, monkeypatch):
+    """render() builds one renderer (of batch 4) for a batch of 3 and feeds it the trailing batch of
+    2; a larger batch rebuilds it at the next power of two; the 4 last used renderers are kept."""
+    dali = _dali()
+    monkeypatch.setattr(dali, "_RENDERERS", {})
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("affine", "cutmix"), mixup="frame", normalize=False)
+    renderers = []
+    for batch in (3, 2):
+        program = _program(cfg, seed=batch, batch=batch)
+        out = dali.render(images[:batch], program, cfg)
+        assert out.shape == (batch, 3, T, *SIZE)
+        assert _max_diff(out, reference_render(images[:batch], program, cfg)) < TOL
+        renderers += list(dali._RENDERERS.values())
+    assert len(renderers) == 2 and renderers[0] is renderers[1] and renderers[0].batch_size == 4
+    assert dali._renderer(cfg, 0, "cpu", None) is renderers[0]
+    assert dali._renderer(cfg, 5, "cpu", None).batch_size == 8 and len(dali._RENDERERS) == 1
+    for frames in (2, 3, 5, 6):
+        dali._renderer(cfg.replace(num_frames=frames), 1, "cpu", None)
+    assert len(dali._RENDERERS) == 4 and (cfg, "cpu", None) not in dali._RENDERERS
+
+
 def test_renderer_errors(images):
     dali = _dali()
     cfg = PMGConfig(num_frames=T, size=SIZE)
@@ -352,6 +383,32 @@ def test_in_graph_mixup(images, mixup):
         assert bool((box[:, 2] >= box[:, 0]).all())
     mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1, 1)
     assert _max_diff(mixed, (expected - mean) / std) < 1e-4
+
+
+@pytest.mark.parametrize("mixup", ["frame", "videomix"])
+@pytest.mark.parametrize("batch_size", [1, B])
+def test_in_graph_mixup_batch_of_one(images, mixup, batch_size):
+    """One clip -- a pipeline of batch_size 1, or a short batch fed to a larger pipeline -- is its
+    own partner, as in pmg_dali.sampling: the mixed clip equals the unmixed one."""
+    from nvidia.dali import fn, pipeline_def
+    from pmg_dali.dali import render_motion, sample_motion
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("zoom", "affine"), mixup=mixup)
+    hwc = [np.ascontiguousarray(images[0].permute(1, 2, 0).numpy())]
+
+    @pipeline_def(batch_size=batch_size, num_threads=1, device_id=None, seed=11, prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(name="images", layout="HWC")
+        m = sample_motion(cfg).motion
+        unmixed = m._replace(mix_index=None, mix_lambda=None, mix_box=None)
+        return render_motion(x, m, cfg), render_motion(x, unmixed, cfg.replace(mixup=None)), m.mix_index
+
+    p = pipe()
+    p.build()
+    for _ in range(2):
+        p.feed_input("images", hwc)
+        mixed, unmixed, index = (np.asarray(o.as_array()) for o in p.run())
+        assert mixed.shape == (1, 3, T, *SIZE) and index.reshape(-1).tolist() == [0]
+        np.testing.assert_allclose(mixed, unmixed, rtol=0, atol=1e-5)
 
 
 def test_in_graph_determinism_and_fast_path(images):

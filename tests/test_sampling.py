@@ -79,9 +79,14 @@ def test_geometry_free_transforms_keep_identity_geometry():
     for name in ("identity", "fade", "color_jitter", "cutmix"):
         _, p = sample((name,))
         torch.testing.assert_close(p.homography, torch.eye(3).expand(32, T, 3, 3))
-    for name in ("identity", "sliding_window", "zoom", "affine", "perspective", "cutmix"):
+    geometric = ("identity", "sliding_window", "zoom", "affine", "perspective", "cutmix")
+    for name in geometric:                              # no colour transform in the config: shortcut
         _, p = sample((name,))
         torch.testing.assert_close(p.color, torch.eye(3, 4).expand(32, T, 3, 4))
+    _, p = sample(TRANSFORMS, b=256)                    # colour maps computed, geometric clips picked
+    picked = torch.isin(p.transform, torch.tensor([TRANSFORMS.index(n) for n in geometric]))
+    assert 0 < picked.sum() < 256
+    torch.testing.assert_close(p.color[picked], torch.eye(3, 4).expand(int(picked.sum()), T, 3, 4))
 
 
 def frame_corners_in_source(h):

@@ -221,3 +221,20 @@ def test_missing_pyav_is_an_import_error_not_unreadable_videos(folder, monkeypat
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
     with pytest.raises(ImportError, match="pip install av"):
         VideoFolder(folder, num_frames=4)
+
+
+def test_threads_decode_the_same_clips_and_warn_once(folder):
+    """A batch decoded by several threads equals the one-thread batch, the broken file is warned
+    about once (from the caller's thread) and replaced the same way."""
+    batches, caught = [], []
+    for threads in (1, 4):
+        videos = VideoFolder(folder, num_frames=4, num_threads=threads)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            batches.append(videos.load([0, 0, 1, 2, 3, 4, 0], 16, generator=torch.Generator().manual_seed(2)))
+        caught.append([str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)])
+        assert videos.bad_files == {str(folder / "a_class" / "broken.mp4")}
+    assert torch.equal(batches[0], batches[1])
+    assert len(caught[0]) == len(caught[1]) == 1 and "broken.mp4" in caught[1][0]
+    with pytest.raises(ValueError, match="`num_threads` must be"):
+        VideoFolder(folder, num_threads=0)
