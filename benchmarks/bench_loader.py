@@ -11,6 +11,11 @@ difference is what the loader adds: per-batch seeding, index gather, the tube ma
 the device and the Python around them. overhead = 1 - loader / bare (clips/s). Each run is
 ``--steps`` batches between two device synchronisations; the paths take turns, and the table
 shows the median of ``--repeats`` runs each after ``--warmup`` batches. Prints a markdown table and writes JSON.
+
+"host work" times, on the host thread alone, what every batch costs there before any pixel is made:
+the batch's generators, ``sample_program``, the fused kernel's parameter tables and the tube mask
+(median of 200 calls each). On a GPU this work is not overlapped by the device, so 64 clips / its
+sum caps what sample + render can reach (and it competes with the trainer's own Python).
 """
 from __future__ import annotations
 
@@ -19,11 +24,40 @@ import datetime
 import json
 import os
 import platform
+import statistics
+import time
 
 import torch
 
 import pmg_dali
 from pmg_dali.bench import endless, sampled, timed   # the paths take turns; median seconds per batch
+
+
+def host_work(cfg: pmg_dali.PMGConfig, batch: int, calls: int = 200) -> dict:
+    """Median milliseconds per call of each piece of a batch's host work (CPU generators)."""
+    from pmg_dali.fused import parameter_tables
+    from pmg_dali.loader import batch_generators
+    from pmg_dali.sampling import sample_program
+
+    g = torch.Generator().manual_seed(0)
+    program = sample_program(cfg, batch, g)
+    pieces = {"batch generators": lambda: batch_generators(0, 0, 0, 1),
+              "sample_program": lambda: sample_program(cfg, batch, g),
+              "parameter tables (fused)": lambda: parameter_tables(program),
+              "tube mask": lambda: pmg_dali.tube_mask(batch, cfg.num_frames, cfg.size, 16, 2, 0.9, generator=g)}
+    if cfg.num_frames % 2 or any(side % 16 for side in cfg.size):
+        del pieces["tube mask"]           # VideoMAE's 2 x 16 x 16 tokens do not tile these clips
+    ms = {}
+    for name, call in pieces.items():
+        call()
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        ms[name] = 1000 * statistics.median(times)
+    ms["total"] = sum(ms.values())
+    return ms
 
 
 def main(argv=None) -> dict:
@@ -76,13 +110,18 @@ def main(argv=None) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     result = {"device": name, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "python": platform.python_version(), "batch_size": batch, "num_frames": args.frames,
-              "size": size, "dtype": args.dtype, "steps": steps, "repeats": repeats, "rows": rows}
+              "size": size, "dtype": args.dtype, "steps": steps, "repeats": repeats, "rows": rows,
+              "host_ms": host_work(cfg, batch, 20 if args.quick else 200)}
     print(f"{name}, batch {batch}, {args.frames} x {size}^2, {args.dtype}, "
           f"median of {repeats} runs of {steps} batches\n")
     print("| path | clips/s | ms / batch | overhead vs bare |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['path']} | {row['clips_per_s']:,.1f} | {1000 * row['seconds_per_batch']:.1f} "
               f"| {row['overhead_pct']:+.1f}% |")
+    print(f"\nhost work per batch of {batch} ({torch.get_num_threads()} torch thread(s)):\n\n"
+          "| piece | ms | clips/s cap |\n|---|---|---|")
+    for piece, ms in result["host_ms"].items():
+        print(f"| {piece} | {ms:.3f} | {batch / ms * 1000:,.0f} |")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -320,14 +320,14 @@ def test_in_graph_matrices_match_geometry(images):
     h, w = SIZE
     s, t = p["zoom_scale"], torch.arange(T, dtype=torch.float64)
     r0 = torch.where(s > 1, s ** -(T - 1), torch.ones_like(s))
-    zoom = torch.stack([scale_matrix(s ** -k / r0, p["zoom_cx"], p["zoom_cy"]) for k in t], 1)
+    zoom = torch.stack([torch.from_numpy(scale_matrix(s ** -k / r0, p["zoom_cx"], p["zoom_cy"])) for k in t], 1)
     center = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64).expand(B, 2)
     step = affine_step_matrix(p["angle"], torch.stack([p["translatex"], p["translatey"]], -1), p["scale"],
-                              torch.stack([p["shearx"], p["sheary"]], -1), center)
-    affine = matrix_powers(step, torch.eye(3, dtype=torch.float64).expand(B, 3, 3), T)
+                              torch.stack([p["shearx"], p["sheary"]], -1), center)     # NumPy builders
+    affine = torch.from_numpy(matrix_powers(step, torch.eye(3, dtype=torch.float64).expand(B, 3, 3), T))
     r, start, vel = p["window"], (p["startx"], p["starty"]), (p["velocityx"], p["velocityy"])
     first = scale_matrix(1 / r, 0 * r, 0 * r) @ translation_matrix(-start[0], -start[1])
-    window = matrix_powers(translation_matrix(-vel[0] / r, -vel[1] / r), first, T)
+    window = torch.from_numpy(matrix_powers(translation_matrix(-vel[0] / r, -vel[1] / r), first, T))
     expected = torch.stack([zoom, affine, window], 1)[torch.arange(B), torch.from_numpy(which).long()]
     got = _homographies(mats)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=2e-3)
