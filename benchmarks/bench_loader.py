@@ -30,7 +30,7 @@ import time
 import torch
 
 import pmg_dali
-from pmg_dali.bench import endless, sampled, timed   # the paths take turns; median seconds per batch
+from pmg_dali.bench import each, endless, sampled, timed   # the paths take turns; median seconds per batch
 
 
 def host_work(cfg: pmg_dali.PMGConfig, batch: int, calls: int = 200) -> dict:
@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
         # one iterator across timed runs: with prefetch, the batch launched ahead is used by the next
         # run, not thrown away (a fresh iterator per run would make n + 1 batches in the timing)
         it = endless(loader)
-        return lambda n: [next(it) for _ in range(n)]
+        return each(lambda: next(it))
 
     paths = {"bare renderer (sample + render)": bare, "PseudoMotionLoader": loader_run()}
     if args.prefetch and device.type == "cuda":

@@ -37,14 +37,14 @@ import os
 import torch
 
 import pmg_dali
-from pmg_dali.bench import copy_bandwidth, environment, pil_render, timed, working
+from pmg_dali.bench import copy_bandwidth, each, environment, pil_render, timed, working
 from pmg_dali.cpu_render import render_cpu
 from pmg_dali.render import render
 
 
 def repeat(fn, *args, **kw):
     """A path: ``n -> n`` calls of ``fn(*args, **kw)``."""
-    return lambda n: [fn(*args, **kw) for _ in range(n)]
+    return each(lambda: fn(*args, **kw))
 
 
 def cpu_paths(images, program, cfg) -> dict:
@@ -78,7 +78,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
         return run
 
     paths = {"reference": ("reference renderer (program moved per batch)",
-                           lambda n: [render(images, program.to(images.device), cfg) for _ in range(n)]),
+                           each(lambda: render(images, program.to(images.device), cfg))),
              "fused": ("fused kernel, end to end (host program)", repeat(fused.render_fused, images, program, cfg)),
              "fused_kernel": ("fused kernel launch alone", kernel()),
              "fused_kernel_planes": ("fused kernel launch alone, uint8 planes", kernel(pack=False))}

@@ -49,7 +49,7 @@ from .program import MotionProgram
 from .sampling import sample_program
 from .sources import TensorImages
 
-__all__ = ["sync", "timed", "working", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
+__all__ = ["sync", "timed", "working", "each", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
            "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table", "main"]
 
 Render = Callable[[torch.Tensor, MotionProgram, PMGConfig], torch.Tensor]
@@ -311,6 +311,15 @@ def sampled(render: Render, images: torch.Tensor, cfg: PMGConfig) -> Callable[[i
     return run
 
 
+def each(call: Callable[[], object]) -> Callable[[int], None]:
+    """``run(n)``: ``call()`` n times, each result dropped before the next call (as a trainer does:
+    a path that kept its n batches alive would be timed under other memory conditions)."""
+    def run(n: int) -> None:
+        for _ in range(n):
+            call()
+    return run
+
+
 def endless(loader: PseudoMotionLoader):
     """The loader's batches forever, epoch after epoch."""
     while True:
@@ -323,7 +332,7 @@ def _loader(images: torch.Tensor, cfg: PMGConfig) -> Callable:
         ok = cfg.num_frames % 2 == 0 and all(s % 16 == 0 for s in cfg.size)
         it = endless(PseudoMotionLoader(TensorImages(images.repeat(8, 1, 1, 1)), batch_size=images.shape[0],
                                         config=cfg, device=images.device, mask_ratio=0.75 if ok else None))
-        return lambda n: [next(it) for _ in range(n)]
+        return each(lambda: next(it))
     return build
 
 
@@ -332,7 +341,7 @@ def _dataloader(images: torch.Tensor, cfg: PMGConfig, render: Render, workers: i
         next_batch, close = cpu_dataloader(images, cfg, render, images.shape[0], images.device, workers)
         for _ in range(2 * workers + 1):      # worker start-up and the first prefetched batches
             next_batch()
-        run = lambda n: [next_batch() for _ in range(n)]  # noqa: E731
+        run = each(next_batch)
         run.close = close
         return run
     return build
@@ -367,7 +376,7 @@ def _torch_paths(cfg: PMGConfig, images: torch.Tensor, per_transform: bool, skip
     paths = [Path("auto", group, "PseudoMotion, renderer='auto' (sample + render)",
                   partial(sampled, auto, images, cfg)),
              Path("auto_render_only", group, "renderer='auto', one program reused (render only)",
-                  lambda: lambda n: [auto(images, fixed, cfg) for _ in range(n)])]
+                  lambda: each(lambda: auto(images, fixed, cfg)))]
     usable = {"fused": device.type == "cuda" and importlib.util.find_spec("triton") is not None,
               "cpu": device.type == "cpu", "reference": True}
     for name, ok in usable.items():
@@ -429,6 +438,7 @@ def working(runs: dict, device, failed: dict) -> dict:
             kept[name] = run
         except Exception as exc:  # noqa: BLE001 - any failure of one path
             failed[name] = _failure(exc)
+            getattr(run, "close", lambda: None)()     # DataLoader workers, DALI threads
     return kept
 
 
@@ -456,6 +466,8 @@ def run_generate(args: argparse.Namespace) -> dict:
     paths = [p for p in paths if not (set(args.skip) & {p.name, p.group, p.name.split(":")[0]})]
     runs = {p.name: run for p in paths if not p.alone and (run := _try(p, device, skipped)) is not None}
     seconds = timed(runs, device, args.steps, args.repeats, args.warmup)
+    del runs              # free the in-process paths (a loader's live iterator) before the alone ones
+    gc.collect()
     for p in paths:
         if p.alone and (run := _try(p, device, skipped)) is not None:
             try:

@@ -207,7 +207,8 @@ def sample_program(cfg: PMGConfig, batch_size: int, generator: torch.Generator |
     Random numbers are drawn on the generator's device (the default CPU generator when None), the
     program's arithmetic runs on the host in float64 (NumPy), and the program is moved to ``device``
     (default: the generator's device). A CPU generator therefore gives the same program for every
-    device and backend; a CUDA generator's numbers are copied to the host (one synchronisation).
+    device and backend; a CUDA generator's numbers are copied to the host draw by draw (each a
+    synchronisation: prefer a CPU generator).
     """
     batch_size = check_int("batch_size", batch_size, 0)
     check_generator(generator)

@@ -169,7 +169,8 @@ class VideoFolder:
     def __init__(self, root, num_frames: int = 16, frame_stride: int | None = None,
                  scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), num_threads: int | None = None):
         num_frames = check_int("num_frames", num_frames, 1)
-        self.num_threads = (min(8, len(os.sched_getaffinity(0))) if num_threads is None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.num_threads = (min(8, cores) if num_threads is None
                             else check_int("num_threads", num_threads, 1))
         frame_stride = None if frame_stride is None else check_int("frame_stride", frame_stride, 1)
         check_crop_ranges(scale, ratio)
@@ -203,13 +204,11 @@ class VideoFolder:
 
     def decode(self, index: int, size, noise: ClipNoise | None = None) -> torch.Tensor:
         """uint8 (3, T, H, W) clip of video ``index``, or of the next readable one."""
-        clip, failures = self._decode(index, parse_size(size), noise)
-        self._record(failures)
-        return clip
+        return self._collect([self._decode(index, parse_size(size), noise)])[0]
 
     def _decode(self, index: int, size: tuple[int, int], noise: ClipNoise | None):
-        """(clip, [(path, error), ...] of the files that failed on the way); touches no state, so
-        threads can run it side by side."""
+        """(clip or None when no file is readable, [(path, error), ...] of the files that failed on
+        the way); changes no state, so threads can run it side by side."""
         failures = []
         for k in range(len(self)):
             path = self.files[(index + k) % len(self)]
@@ -222,16 +221,21 @@ class VideoFolder:
                 raise                 # the machine's problem, not the file's
             except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
                 failures.append((path, err))
-        self._record(failures)
-        raise RuntimeError(f"VideoFolder: no readable video under {str(self.root)!r}")
+        return None, failures
 
-    def _record(self, failures) -> None:
-        """Add newly failed files to ``bad_files``, warning once per file (in the caller's thread)."""
-        for path, err in failures:
-            if path not in self.bad_files:
-                self.bad_files.add(path)
-                warnings.warn(f"VideoFolder: skipping unreadable video {path} ({type(err).__name__}: {err}); "
-                              "it is replaced by the next readable video", RuntimeWarning, stacklevel=3)
+    def _collect(self, results) -> list[torch.Tensor]:
+        """The clips of ``_decode`` results, after adding their failed files to ``bad_files`` with
+        one warning per new file, here in the caller's thread; RuntimeError when a clip found no
+        readable video."""
+        for _, failures in results:
+            for path, err in failures:
+                if path not in self.bad_files:
+                    self.bad_files.add(path)
+                    warnings.warn(f"VideoFolder: skipping unreadable video {path} ({type(err).__name__}: "
+                                  f"{err}); it is replaced by the next readable video", RuntimeWarning, stacklevel=3)
+        if any(clip is None for clip, _ in results):
+            raise RuntimeError(f"VideoFolder: no readable video under {str(self.root)!r}")
+        return [clip for clip, _ in results]
 
     def load(self, indices, size, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 (B, 3, T, H, W) clips of videos ``indices`` at ``size`` on ``device``."""
@@ -249,6 +253,4 @@ class VideoFolder:
                 results = list(pool.map(lambda job: self._decode(*job), jobs))
         else:
             results = [self._decode(*job) for job in jobs]
-        for _, failures in results:
-            self._record(failures)
-        return torch.stack([clip for clip, _ in results]).to(device)
+        return torch.stack(self._collect(results)).to(device)

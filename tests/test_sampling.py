@@ -252,6 +252,29 @@ def test_program_is_the_same_on_cuda():
         assert torch.equal(x, q.tensors()[name].cpu()), name
 
 
+@pytest.mark.gpu
+def test_cuda_generator_draws_there_and_is_deterministic():
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=TRANSFORMS, mixup="videomix")
+    a, b = (PseudoMotion(cfg).sample(16, generator=torch.Generator("cuda").manual_seed(5)) for _ in range(2))
+    assert a.device.type == "cuda"
+    for name, x in a.tensors().items():
+        assert torch.equal(x, b.tensors()[name]), name
+    cpu = PseudoMotion(cfg).sample(16, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(a.homography.cpu(), cpu.homography)     # another stream than the CPU's
+
+
+def test_colour_transforms_are_exactly_the_samplers_with_colour(generator):
+    """sample_program skips the colour maps unless a transform of COLOR_TRANSFORMS is configured:
+    that set must name every sampler whose colour maps are not the identity."""
+    from pmg_dali import sampling
+    cfg = PMGConfig(num_frames=T, size=SIZE)
+    draw = sampling._Draw(16, generator, torch.device("cpu"))
+    for name, sampler in sampling.SAMPLERS.items():
+        _, _, c0, cs = sampler(cfg, draw)
+        coloured = not (np.allclose(c0, np.eye(4)) and np.allclose(cs, np.eye(4)))
+        assert coloured == (name in sampling.COLOR_TRANSFORMS), name
+
+
 def test_angles_are_not_degenerate():
     # sanity: the default affine magnitude produces visible motion over 16 frames
     cfg = PMGConfig(transforms=("affine",))

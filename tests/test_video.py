@@ -4,6 +4,7 @@ Every frame encodes its index in the red channel (10 * i + 10, flat) and carries
 pattern in green / blue, so temporal sampling and crop consistency can be read back from pixels.
 """
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -223,18 +224,42 @@ def test_missing_pyav_is_an_import_error_not_unreadable_videos(folder, monkeypat
         VideoFolder(folder, num_frames=4)
 
 
-def test_threads_decode_the_same_clips_and_warn_once(folder):
+def _warned_from(monkeypatch) -> list[tuple[str, str]]:
+    """(message, thread name) of every warning issued by pmg_dali.video from now on (catch_warnings
+    is process-wide, so it would not tell which thread warned)."""
+    import pmg_dali.video
+    seen = []
+
+    def warn(message, *args, **kwargs):
+        seen.append((str(message), threading.current_thread().name))
+    monkeypatch.setattr(pmg_dali.video.warnings, "warn", warn)
+    return seen
+
+
+def test_threads_decode_the_same_clips_and_warn_once(folder, monkeypatch):
     """A batch decoded by several threads equals the one-thread batch, the broken file is warned
-    about once (from the caller's thread) and replaced the same way."""
+    about once, from the caller's thread, and replaced the same way."""
     batches, caught = [], []
     for threads in (1, 4):
         videos = VideoFolder(folder, num_frames=4, num_threads=threads)
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            batches.append(videos.load([0, 0, 1, 2, 3, 4, 0], 16, generator=torch.Generator().manual_seed(2)))
-        caught.append([str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)])
+        seen = _warned_from(monkeypatch)
+        batches.append(videos.load([0, 0, 1, 2, 3, 4, 0], 16, generator=torch.Generator().manual_seed(2)))
+        caught.append(seen)
         assert videos.bad_files == {str(folder / "a_class" / "broken.mp4")}
     assert torch.equal(batches[0], batches[1])
-    assert len(caught[0]) == len(caught[1]) == 1 and "broken.mp4" in caught[1][0]
+    assert len(caught[0]) == len(caught[1]) == 1 and "broken.mp4" in caught[1][0][0]
+    assert caught[1][0][1] == threading.current_thread().name
     with pytest.raises(ValueError, match="`num_threads` must be"):
         VideoFolder(folder, num_threads=0)
+
+
+def test_threads_all_unreadable_warns_every_file_then_raises(tmp_path, monkeypatch):
+    for k in range(3):
+        (tmp_path / f"x{k}.mp4").write_bytes(bytes([k]) * 100)
+    videos = VideoFolder(tmp_path, num_frames=2, num_threads=3)
+    seen = _warned_from(monkeypatch)
+    with pytest.raises(RuntimeError, match="no readable video"):
+        videos.load([0, 1, 2], 16)
+    assert sorted(m.split()[4] for m, _ in seen) == sorted(str(tmp_path / f"x{k}.mp4") for k in range(3))
+    assert {t for _, t in seen} == {threading.current_thread().name}
+    assert len(videos.bad_files) == 3
