@@ -125,6 +125,7 @@ def run(out: Path, budget: float, min_start: float, only: list[str] | None, quic
         print(f"   {status} in {rows[-1]['seconds']:.0f} s: {rows[-1]['tail'][-300:]}", flush=True)
         write_summary(out, rows, started)
     write_summary(out, rows, started)
+    print((out / "summary.md").read_text(), flush=True)   # the device call returns the output's tail
     return rows
 
 
