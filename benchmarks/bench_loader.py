@@ -24,8 +24,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
-import time
 
 import torch
 
@@ -47,15 +45,8 @@ def host_work(cfg: pmg_dali.PMGConfig, batch: int, calls: int = 200) -> dict:
               "tube mask": lambda: pmg_dali.tube_mask(batch, cfg.num_frames, cfg.size, 16, 2, 0.9, generator=g)}
     if cfg.num_frames % 2 or any(side % 16 for side in cfg.size):
         del pieces["tube mask"]           # VideoMAE's 2 x 16 x 16 tokens do not tile these clips
-    ms = {}
-    for name, call in pieces.items():
-        call()
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        ms[name] = 1000 * statistics.median(times)
+    seconds = timed({name: each(call) for name, call in pieces.items()}, torch.device("cpu"), 1, calls, 1)
+    ms = {name: 1000 * s for name, s in seconds.items()}
     ms["total"] = sum(ms.values())
     return ms
 

@@ -205,6 +205,25 @@ def _decode_jpegs_cuda(datas: list, device) -> list:
             return out
 
 
+class ThreadMap:
+    """``map(fn, items)`` on a pool of ``workers`` threads started at first use (0, or fewer than two
+    items: in the calling thread), for decoders that run outside Python's lock (PIL, FFmpeg). The
+    pool is not pickled: a copy (a DataLoader worker) starts its own."""
+
+    def __init__(self, workers: int, name: str):
+        self.workers, self.name, self._pool = workers, name, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_pool": None}
+
+    def map(self, fn, items: list) -> list:
+        if self.workers == 0 or len(items) < 2:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+        return list(self._pool.map(fn, items))
+
+
 class ImageFolder:
     """Every image file under ``root`` (jpg, jpeg, png, webp, bmp; any case; recursive; sorted).
 
@@ -253,7 +272,7 @@ class ImageFolder:
                              f"recursively): {self.root!r}")
         self.num_workers, self.scale, self.ratio = num_workers, tuple(scale), tuple(ratio)
         self.bad_files: set[str] = set()
-        self._pool = None
+        self._threads = ThreadMap(num_workers, "ImageFolder")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -261,20 +280,8 @@ class ImageFolder:
     def __repr__(self) -> str:
         return f"ImageFolder(root={self.root!r}, num_images={len(self)}, num_workers={self.num_workers})"
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_pool"] = None                       # threads do not pickle (DataLoader workers)
-        return state
-
     def path(self, index: int) -> str:
         return os.path.join(self.root, self.files[index])
-
-    def _map(self, fn, items: list) -> list:
-        if self.num_workers == 0 or len(items) < 2:
-            return [fn(item) for item in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="ImageFolder")
-        return list(self._pool.map(fn, items))
 
     def _decode_or_error(self, item):
         index, noise, size = item
@@ -324,7 +331,7 @@ class ImageFolder:
 
     def _load_cuda(self, idx: list, noise: list, size, device) -> list:
         """nvJPEG for the JPEGs of the batch (one batched call), PIL for the rest; crops on the GPU."""
-        read = self._map(self._read_jpeg, idx)
+        read = self._threads.map(self._read_jpeg, idx)
         rows = [r for r, data in enumerate(read) if isinstance(data, bytes)]
         full = dict(zip(rows, _decode_jpegs_cuda([read[r] for r in rows], device))) if rows else {}
         out = [None] * len(idx)
@@ -333,7 +340,7 @@ class ImageFolder:
                 box = crop_box(image.shape[1], image.shape[2], size, noise[r], self.scale, self.ratio)
                 out[r] = resized_crop(image, box, size)
         cpu_rows = [r for r in range(len(idx)) if out[r] is None and not isinstance(read[r], Exception)]
-        decoded = self._map(self._decode_or_error, [(idx[r], noise[r], size) for r in cpu_rows])
+        decoded = self._threads.map(self._decode_or_error, [(idx[r], noise[r], size) for r in cpu_rows])
         for r, result in zip(cpu_rows, decoded):
             ok = isinstance(result, torch.Tensor)
             out[r] = result if ok else self._replace(idx[r], noise[r], size, result)
@@ -358,7 +365,7 @@ class ImageFolder:
         if device.type == "cuda":
             images = self._load_cuda(idx, noise, size, device)
         else:
-            images = self._map(self._decode_or_error, [(i, n, size) for i, n in zip(idx, noise)])
+            images = self._threads.map(self._decode_or_error, [(i, n, size) for i, n in zip(idx, noise)])
             images = [im if isinstance(im, torch.Tensor) else self._replace(i, n, size, im)
                       for i, n, im in zip(idx, noise, images)]
         return torch.stack(images).to(device)

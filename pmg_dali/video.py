@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 
 from ._checks import check_generator, check_int
 from .config import parse_size
-from .sources import _CROP_ATTEMPTS, check_crop_ranges, check_indices, crop_box
+from .sources import _CROP_ATTEMPTS, ThreadMap, check_crop_ranges, check_indices, crop_box
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipNoise", "VideoFolder", "decode_clip", "sample_clip_noise",
            "temporal_indices"]
@@ -155,9 +154,9 @@ class VideoFolder:
     videos of a VideoMAE list file (``path label`` per line).
 
     ``load(indices, size, device, generator=None) -> uint8 (B, 3, T, H, W)``: see the module docstring
-    for sampling. The clips of a batch are decoded by ``num_threads`` threads (FFmpeg decodes outside
-    Python's lock, so they run in parallel; default: one per core, at most 8); the result does not
-    depend on it. An unreadable video is warned about once (naming it), recorded in ``bad_files`` and
+    for sampling. The clips of a batch are decoded by ``num_workers`` threads (FFmpeg decodes outside
+    Python's lock, so they run in parallel; 0: in the calling thread; default None: one per core, at
+    most 8), as ``ImageFolder``'s; the result does not depend on it. An unreadable video is warned about once (naming it), recorded in ``bad_files`` and
     replaced by the next readable video in file order (so the replacement is deterministic); the
     clip's noise is drawn before decoding, so the generator stream does not depend on failures.
 
@@ -167,11 +166,10 @@ class VideoFolder:
     """
 
     def __init__(self, root, num_frames: int = 16, frame_stride: int | None = None,
-                 scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), num_threads: int | None = None):
+                 scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), num_workers: int | None = None):
         num_frames = check_int("num_frames", num_frames, 1)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.num_threads = (min(8, cores) if num_threads is None
-                            else check_int("num_threads", num_threads, 1))
+        num_workers = min(8, cores) if num_workers is None else check_int("num_workers", num_workers, 0)
         frame_stride = None if frame_stride is None else check_int("frame_stride", frame_stride, 1)
         check_crop_ranges(scale, ratio)
         if importlib.util.find_spec("av") is None:   # else every video would look unreadable
@@ -194,6 +192,7 @@ class VideoFolder:
         if not self.files:
             raise ValueError(f"`root` holds no video files ({', '.join(VIDEO_EXTENSIONS)}): {str(root)!r}")
         self.bad_files: set[str] = set()
+        self.num_workers, self._threads = num_workers, ThreadMap(num_workers, "VideoFolder")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -247,10 +246,5 @@ class VideoFolder:
         if not len(idx):
             return torch.empty(0, 3, self.num_frames, *size, dtype=torch.uint8, device=device)
         jobs = [(int(i), size, n) for i, n in zip(idx, noise)]
-        workers = min(self.num_threads, len(jobs))
-        if workers > 1:
-            with ThreadPoolExecutor(workers, thread_name_prefix="VideoFolder") as pool:
-                results = list(pool.map(lambda job: self._decode(*job), jobs))
-        else:
-            results = [self._decode(*job) for job in jobs]
+        results = self._threads.map(lambda job: self._decode(*job), jobs)
         return torch.stack(self._collect(results)).to(device)

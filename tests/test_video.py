@@ -4,6 +4,7 @@ Every frame encodes its index in the red channel (10 * i + 10, flat) and carries
 pattern in green / blue, so temporal sampling and crop consistency can be read back from pixels.
 """
 import math
+import pickle
 import threading
 import warnings
 
@@ -240,8 +241,8 @@ def test_threads_decode_the_same_clips_and_warn_once(folder, monkeypatch):
     """A batch decoded by several threads equals the one-thread batch, the broken file is warned
     about once, from the caller's thread, and replaced the same way."""
     batches, caught = [], []
-    for threads in (1, 4):
-        videos = VideoFolder(folder, num_frames=4, num_threads=threads)
+    for workers in (0, 4):
+        videos = VideoFolder(folder, num_frames=4, num_workers=workers)
         seen = _warned_from(monkeypatch)
         batches.append(videos.load([0, 0, 1, 2, 3, 4, 0], 16, generator=torch.Generator().manual_seed(2)))
         caught.append(seen)
@@ -249,14 +250,17 @@ def test_threads_decode_the_same_clips_and_warn_once(folder, monkeypatch):
     assert torch.equal(batches[0], batches[1])
     assert len(caught[0]) == len(caught[1]) == 1 and "broken.mp4" in caught[1][0][0]
     assert caught[1][0][1] == threading.current_thread().name
-    with pytest.raises(ValueError, match="`num_threads` must be"):
-        VideoFolder(folder, num_threads=0)
+    with pytest.raises(ValueError, match="`num_workers` must be"):
+        VideoFolder(folder, num_workers=-1)
+    with pytest.raises(TypeError, match="`num_workers` must be an int"):
+        VideoFolder(folder, num_workers=2.0)
+    pickle.loads(pickle.dumps(videos)).load([1], 16)     # a DataLoader worker's copy starts its own threads
 
 
 def test_threads_all_unreadable_warns_every_file_then_raises(tmp_path, monkeypatch):
     for k in range(3):
         (tmp_path / f"x{k}.mp4").write_bytes(bytes([k]) * 100)
-    videos = VideoFolder(tmp_path, num_frames=2, num_threads=3)
+    videos = VideoFolder(tmp_path, num_frames=2, num_workers=3)
     seen = _warned_from(monkeypatch)
     with pytest.raises(RuntimeError, match="no readable video"):
         videos.load([0, 1, 2], 16)
