@@ -176,6 +176,9 @@ def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
     run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out", str(out))
     assert json.loads((out / "results" / "session.json").read_text())[0]["status"] == "skipped: budget spent"
     assert "| loader | skipped" in (out / "summary.md").read_text()
+    bad = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry", "--only", "render,nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "`--only` names unknown steps ['nope']" in bad.stderr
 
 
 def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
