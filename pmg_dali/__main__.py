@@ -1,4 +1,6 @@
-"""Command line: ``python -m pmg_dali demo`` (preview GIF + generation speed) and ``python -m pmg_dali bench``."""
+"""Command line: ``python -m pmg_dali demo`` (preview GIF + generation speed), ``python -m pmg_dali bench``
+and ``python -m pmg_dali check`` (every rendering engine against the reference renderer; exit status 1
+when one fails). A bad option value is a usage error (exit status 2) naming the option."""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +15,20 @@ from .synthetic import SyntheticImages
 
 
 def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> None:
-    """Write an animated GIF: one row per (N, 3, T, H, W) uint8 clip batch, all frames animated."""
+    """Write an animated GIF: one row per (N, 3, T, H, W) uint8 clip batch, all frames animated.
+
+    All frames share one 256-colour palette (a median cut of every frame together, every second pixel),
+    mapped without dithering and written as the GIF's only colour table, so colours do not flicker.
+    """
     from PIL import Image
 
     sheet = torch.cat([torch.cat(list(clips), dim=-1) for clips in rows], dim=-2)   # (3, T, rows*H, N*W)
-    frames = [Image.fromarray(sheet[:, t].permute(1, 2, 0).cpu().numpy()) for t in range(sheet.shape[1])]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    frames = sheet.permute(1, 2, 3, 0).contiguous().cpu().numpy()                   # (T, rows*H, N*W, 3)
+    sample = frames[:, ::2, ::2].reshape(-1, frames[:, ::2, ::2].shape[2], 3)       # all frames, stacked
+    palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0,
+                   optimize=False, palette=bytes(palette.getpalette()))   # `palette`: no per-frame tables
 
 
 def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> float:
@@ -53,29 +63,96 @@ def demo(args) -> None:
           f"(zoom+affine, frame Mixup, normalised bf16, batch {batch}) on {device}")
 
 
-def bench(args) -> None:
+def bench(argv: list[str]) -> None:
+    """``python -m pmg_dali bench ...``: the options are checked here (usage error), then run by
+    :func:`pmg_dali.bench.main`."""
+    from .bench import add_arguments
     from .bench import main as bench_main
-    bench_main(args.rest)
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m pmg_dali bench",
+                                                   description="quick benchmark of every generation path"))
+    parser.add_argument("--json", default=None, help="also write the result record here")
+    args = parser.parse_args(argv)
+    lows = {"batch_size": 1, "num_frames": 1, "size": 2, "steps": 1, "repeats": 1, "warmup": 0, "workers": 0,
+            "threads": 1, "torch_threads": 1, "seed": 0}
+    for name, low in lows.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            parser.error(f"argument --{name}: must be an int >= {low}, but got {value}")
+    if args.device is not None:
+        try:
+            device_arg(args.device)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --device: {exc}")
+    bench_main(argv)
+
+
+def check(args) -> None:
+    """Print :func:`pmg_dali.check_engines` of the device; exit status 1 when an engine failed."""
+    from .engine_check import check_engines
+    report = check_engines(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def int_arg(low: int):
+    """An argparse ``type``: an int >= ``low``, else a usage error naming the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}, but got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}, but got {value}")
+        return value
+    return parse
+
+
+def device_arg(text: str) -> str:
+    """An argparse ``type``: ``cpu``, ``cuda`` or ``cuda:N`` of a device present on this machine."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, but got {text!r}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a CUDA device, but none is available")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"must name one of the {count} CUDA devices, but got {text!r}")
+    return text
+
+
+def out_dir_arg(text: str) -> str:
+    """An argparse ``type``: a folder path (it may not exist yet), not an existing file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"must be a folder, but {text!r} is a file")
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:     # argparse.REMAINDER drops options (`bench --quick`): hand over as is
-        return bench(argparse.Namespace(rest=argv[1:]))
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pmg_dali", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="write a preview GIF of every transform and print clips/s")
-    d.add_argument("--out_dir", default="out/demo")
-    d.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    d.add_argument("--size", type=int, default=112, help="preview frame size")
-    d.add_argument("--num_frames", type=int, default=16)
-    d.add_argument("--clips_per_row", type=int, default=6)
-    d.add_argument("--batch_size", type=int, default=None, help="speed test batch (default 64 on GPU, 8 on CPU)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out_dir", type=out_dir_arg, default="out/demo")
+    d.add_argument("--device", type=device_arg, default=None, help="default: cuda if available, else cpu")
+    d.add_argument("--size", type=int_arg(2), default=112, help="preview frame size")
+    d.add_argument("--num_frames", type=int_arg(1), default=16)
+    d.add_argument("--clips_per_row", type=int_arg(1), default=6)
+    d.add_argument("--batch_size", type=int_arg(1), default=None,
+                   help="speed test batch (default 64 on GPU, 8 on CPU)")
+    d.add_argument("--seed", type=int_arg(0), default=0)
     d.set_defaults(func=demo)
-    b = sub.add_parser("bench", help="quick benchmark of every generation path on this device")
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=bench)
+    sub.add_parser("bench", help="quick benchmark of every generation path on this device (see bench --help)")
+    c = sub.add_parser("check", help="check every rendering engine against the reference renderer (a small "
+                                     "canary batch); exit status 1 when one fails")
+    c.add_argument("--device", type=device_arg, default=None, help="default: cuda if available, else cpu")
+    c.set_defaults(func=check)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -7,7 +7,11 @@ import numbers
 
 import torch
 
-__all__ = ["check_int", "check_rank", "check_bool", "check_number", "check_choice", "check_range", "check_generator"]
+__all__ = ["check_int", "check_rank", "check_bool", "check_number", "check_choice", "check_range", "check_generator",
+           "check_seed", "check_device", "MAX_SEED"]
+
+# Seeds reach torch.Generator.manual_seed (< 2**64) as seed + epoch: half the range keeps room for epochs.
+MAX_SEED = 2 ** 63 - 1
 
 
 def _check_bounds(name: str, value, low, high) -> None:
@@ -80,3 +84,22 @@ def check_generator(generator) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None, but got {type(generator).__name__}")
     return generator
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """``value`` as an int seed in ``[0, MAX_SEED]``."""
+    return check_int(name, value, 0, MAX_SEED)
+
+
+def check_device(value, name: str = "device") -> torch.device:
+    """``value`` (a ``torch.device``, a string such as ``"cpu"`` / ``"cuda:1"``, or a CUDA index) as a
+    ``torch.device``; a string torch cannot parse is a ValueError naming the argument."""
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"`{name}` must be a torch.device, a str or an int, but got {type(value).__name__}")
+    try:
+        return torch.device(value)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"`{name}` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"but got {value!r}") from err

@@ -22,6 +22,7 @@ LAYOUTS = ("BCTHW", "BTCHW")
 MIXUPS = (None, "frame", "videomix")
 RECURSIONS = ("composed", "iterative")
 PADDING_MODES = ("zeros", "border", "reflection")
+FRAMINGS = ("inside", "whole")
 DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +45,17 @@ class PMGConfig:
         layout: ``"BCTHW"`` (VideoMAE, torchvision) or ``"BTCHW"`` (Hugging Face VideoMAE).
         dtype: ``torch.uint8`` (0-255, never normalised) or a float dtype.
         normalize: float output is ``(x - IMAGENET_MEAN) / IMAGENET_STD``; else in [0, 1].
+        framing: where a clip's first view comes from. ``"inside"`` (default): affine and perspective
+            clips start on a crop of the source placed so that every frame of the clip sees only image
+            pixels (a camera framing part of a larger scene), and cutmix patches are cut between the
+            partner's pixel centres: no frame shows padding (sliding_window and zoom always work this
+            way). ``"whole"``: the literal behaviour -- the view starts on the whole image and may walk
+            off it, showing ``padding_mode`` there. ``recursion="iterative"`` resamples frame t-1, whose
+            content ends at its edges, so it shows padding under either framing.
+        min_view_area: with ``"inside"`` framing, the smallest first view as a fraction of the image
+            area (0.35, the smallest crop of :class:`pmg_dali.ImageFolder`'s random resized crop): a clip
+            whose motion would need a smaller view moves less instead (its per-step intensity is scaled
+            down so that its view keeps about that area), so the framing never zooms far into the image.
         padding_mode: what the warp shows outside the source: ``"zeros"``, ``"border"``
             (replicate the edge pixel) or ``"reflection"`` (mirror about the edge pixel centre).
 
@@ -76,6 +88,8 @@ class PMGConfig:
     normalize: bool = True
     # ---- keyword fields beyond the API contract --------------------------------------------
     mixup_per_frame: bool = False
+    framing: str = "inside"
+    min_view_area: float = 0.35
     padding_mode: str = "zeros"
     sliding_window_scale: tuple[float, float] = (0.5, 0.8)
     sliding_window_speed: tuple[float, float] = (0.0025, 0.0135)
@@ -121,6 +135,9 @@ class PMGConfig:
         check_choice("dtype", self.dtype, DTYPES)
         for flag in ("normalize", "mixup_per_frame"):
             check_bool(flag, getattr(self, flag))
+        check_choice("framing", self.framing, FRAMINGS)
+        if not 0 < check_number("min_view_area", self.min_view_area) <= 1:
+            raise ValueError(f"`min_view_area` must be in (0, 1], but got {self.min_view_area!r}")
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         set_("sliding_window_scale", check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
         set_("sliding_window_speed", check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))

@@ -32,11 +32,12 @@ from torch.utils.data import DistributedSampler
 from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_color, box_mask,  # noqa: F401
                          corner_forward, dali_dtype, format_clips, mix_clips, paste_patches,
                          pseudo_motion, render_motion, sample_motion, warp_frames)
-from ._checks import check_choice, check_int, check_rank
+from ._checks import check_choice, check_int, check_rank, check_seed
 from .config import PMGConfig
 from .geometry import dali_inverse_map
 from .program import MotionProgram
 from .render import check_images, check_program
+from .sources import CROP_RATIO, CROP_SCALE
 from .sources import IMG_EXTENSIONS as IMAGE_EXTENSIONS
 
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
@@ -322,17 +323,18 @@ def list_image_files(root: str, validate: str = "decode", num_threads: int = 2) 
 
 # ---- pipelines --------------------------------------------------------------------------------------
 
-def _check_shards(batch_size, shard_id, num_shards) -> tuple[int, int, int]:
-    """``batch_size`` >= 1 and shard ``shard_id`` of ``num_shards``, as ints."""
+def _check_shards(batch_size, shard_id, num_shards, seed) -> tuple[int, int, int, int]:
+    """``batch_size`` >= 1, shard ``shard_id`` of ``num_shards`` and the ``seed``, as ints."""
+    check_seed(seed)
     num_shards = check_int("num_shards", num_shards, 1)
     shard_id = check_rank("shard_id", shard_id, "num_shards", num_shards)
-    return check_int("batch_size", batch_size, 1), shard_id, num_shards
+    return check_int("batch_size", batch_size, 1), shard_id, num_shards, int(seed)
 
 
 def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device_id: int | None = 0,
                     seed: int = 0, shard_id: int = 0, num_shards: int = 1, *, files: list[str] | None = None,
-                    validate: str = "decode", random_area: tuple[float, float] = (0.25, 1.0),
-                    random_aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3), shuffle: bool = True,
+                    validate: str = "decode", random_area: tuple[float, float] = CROP_SCALE,
+                    random_aspect_ratio: tuple[float, float] = CROP_RATIO, shuffle: bool = True,
                     num_threads: int = 4, reader_name: str = "Reader", **pipeline_kwargs):
     """A DALI pipeline: image files -> decode + random-resized crop -> in-graph pseudo-motion clips.
 
@@ -352,7 +354,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     Returns:
         The (unbuilt) ``nvidia.dali.Pipeline``.
     """
-    batch_size, shard_id, num_shards = _check_shards(batch_size, shard_id, num_shards)
+    batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     if files is None:
         files = list_image_files(root, validate=validate, num_threads=num_threads)
     files = [os.fspath(f) for f in files]
@@ -423,7 +425,7 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     Outputs ``(video, index)`` as :func:`folder_pipeline`; iterate with
     ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration).
     """
-    batch_size, shard_id, num_shards = _check_shards(batch_size, shard_id, num_shards)
+    batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     device = "cpu" if device_id is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
 

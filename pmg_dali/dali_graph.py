@@ -28,8 +28,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, check_seed
 from .config import PMGConfig
+from .sampling import videomix_edges, weakening
 
 __all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask", "paste_patches",
            "apply_color", "mix_clips", "format_clips", "render_motion", "corner_forward",
@@ -274,30 +275,82 @@ def _sliding_window(cfg: PMGConfig, draw: _Draw, t):
                                                                       "velocity": (vx, vy)}
 
 
-def _affine(cfg: PMGConfig, draw: _Draw, t, perspective: bool):
-    """:func:`pmg_dali.sampling.sample_affine`: frame t is step^t, ``fn.transforms.combine`` powers."""
+def _affine_step(cfg: PMGConfig, p: dict, alpha):
+    """The affine step ``[[a, b, c], [d, e, f]]`` of drawn parameters ``p`` at intensity ``alpha``, in
+    the package convention: :func:`pmg_dali.geometry.affine_step_matrix` on scalar nodes."""
     h, w = cfg.size
-    angle = draw.uniform(-cfg.affine_degrees, cfg.affine_degrees)
-    tx = draw.uniform(-cfg.affine_translate, cfg.affine_translate) * float(w - 1)
-    ty = draw.uniform(-cfg.affine_translate, cfg.affine_translate) * float(h - 1)
-    scale = draw.uniform(*cfg.affine_scale)
-    shx, shy = (draw.uniform(-cfg.affine_shear, cfg.affine_shear) for _ in range(2))
-    rad = angle * (math.pi / 180)
+    rad = alpha * p["angle"] * (math.pi / 180)
     cos, sin = dmath.cos(rad), dmath.sin(rad)
-    kx, ky = dmath.tan(shx * (math.pi / 180)), dmath.tan(shy * (math.pi / 180))
+    kx, ky = (dmath.tan(alpha * sh * (math.pi / 180)) for sh in p["shear"])
+    scale = dmath.pow(p["scale"], alpha)
     # linear part R @ Sh @ S: R = [[cos, sin], [-sin, cos]], Sh = [[1, kx], [ky, 1]], S = scale * I
     a, b = (cos + sin * ky) * scale, (cos * kx + sin) * scale
     d, e = (cos * ky - sin) * scale, (cos - sin * kx) * scale
     cx, cy = (w - 1) / 2, (h - 1) / 2
-    c, f = cx + tx - (a * cx + b * cy), cy + ty - (d * cx + e * cy)
-    step = fn.reshape(fn.stack(*corner_forward(a, b, c, d, e, f)), shape=[2, 3])
-    powers = [fn.transforms.scale(scale=[1.0, 1.0])]
-    for _ in range(cfg.num_frames - 1):
+    tx, ty = (alpha * v for v in p["translate"])
+    return a, b, cx + tx - (a * cx + b * cy), d, e, cy + ty - (d * cx + e * cy)
+
+
+def _matrix(a, b, c, d, e, f):
+    return fn.reshape(fn.stack(a, b, c, d, e, f), shape=[2, 3])
+
+
+def _chain(first, step, num_frames: int):
+    """(T, 2, 3) maps ``step^t @ first`` by ``fn.transforms.combine``."""
+    powers = [first]
+    for _ in range(num_frames - 1):
         powers.append(fn.transforms.combine(powers[-1], step))
-    frames = fn.stack(*powers, axis=0)
+    return fn.stack(*powers, axis=0)
+
+
+def _view_extent(cfg: PMGConfig, step):
+    """:func:`pmg_dali.sampling.view_extent` of an affine step: (ratio, (low x, low y), (high x, high y))."""
+    h, w = cfg.size
+    a, b, c, d, e, f = step
+    det = a * e - b * d
+    inverse = _matrix(e / det, -b / det, (b * f - c * e) / det, -d / det, a / det, (c * d - a * f) / det)
+    rows = fn.reshape(_chain(fn.transforms.scale(scale=[1.0, 1.0]), inverse, cfg.num_frames), shape=[-1, 3])
+    corners = np.float32([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]])
+    points = fn.reshape(fn.coord_transform(rows, M=corners.flatten().tolist()), shape=[-1, 2, 4])
+    low, high = fn.reductions.min(points, axes=[0, 2]), fn.reductions.max(points, axes=[0, 2])   # (x, y)
+    span = dmath.max(high - low, 1e-12)
+    ratio = dmath.min(1.0, dmath.min(float(w - 1) / span[0], float(h - 1) / span[1]))
+    return ratio, (low[0], low[1]), (high[0], high[1])
+
+
+def _fit_affine(cfg: PMGConfig, p: dict):
+    """:func:`pmg_dali.sampling._fit_motion` in the graph: every clip is re-evaluated at its intensity
+    (1 where the full motion fits the floor). Returns (step, extent, intensity)."""
+    ratio = _view_extent(cfg, _affine_step(cfg, p, 1.0))[0]
+    over = ratio < math.sqrt(cfg.min_view_area)
+    alpha = 1.0 + over * (weakening(ratio, cfg.min_view_area) - 1.0)
+    step = _affine_step(cfg, p, alpha)
+    return step, _view_extent(cfg, step), alpha
+
+
+def _affine(cfg: PMGConfig, draw: _Draw, perspective: bool):
+    """:func:`pmg_dali.sampling.sample_affine`: frame t is ``step^t @ first`` (``fn.transforms.combine``
+    powers); with ``"inside"`` framing the step is fitted and the first view placed as on the host."""
+    h, w = cfg.size
+    p = {"angle": draw.uniform(-cfg.affine_degrees, cfg.affine_degrees),
+         "translate": tuple(draw.uniform(-cfg.affine_translate, cfg.affine_translate) * float(side - 1)
+                            for side in (w, h)),
+         "scale": draw.uniform(*cfg.affine_scale),
+         "shear": tuple(draw.uniform(-cfg.affine_shear, cfg.affine_shear) for _ in range(2))}
+    if cfg.framing == "inside":
+        step, (ratio, low, high), p["intensity"] = _fit_affine(cfg, p)
+        p["placement"] = (draw.uniform(0, 1), draw.uniform(0, 1))
+        corner = [-ratio * lo + dmath.max(float(side - 1) - ratio * hi + ratio * lo, 0.0) * u
+                  for lo, hi, side, u in zip(low, high, (w, h), p["placement"])]
+        k = 1.0 / ratio
+        first = _matrix(*corner_forward(k, 0.0, -corner[0] * k, 0.0, k, -corner[1] * k))
+    else:
+        step = _affine_step(cfg, p, 1.0)
+        first = fn.transforms.scale(scale=[1.0, 1.0])
+    frames = _chain(first, _matrix(*corner_forward(*step)), cfg.num_frames)
     if perspective:
         frames = fn.cat(frames, types.Constant(np.float32([[[0, 0, 1]]] * cfg.num_frames)), axis=1)
-    return frames, {"angle": angle, "translate": (tx, ty), "scale": scale, "shear": (shx, shy)}
+    return frames, p
 
 
 def _fade(cfg: PMGConfig, draw: _Draw, t):
@@ -330,13 +383,8 @@ def _mix(cfg: PMGConfig, draw: _Draw):
     if cfg.mixup == "frame":
         return index, lam, None
     cut = dmath.sqrt(1.0 - lam[0])
-    edges = []
-    for side in (w, h):
-        length = dmath.floor(cut * float(side) + 0.5)
-        centre = dmath.floor(draw.uniform(0, side))
-        edges.append((dmath.clamp(dmath.floor(centre - length / 2), 0.0, float(side)),
-                      dmath.clamp(dmath.floor(centre + length / 2), 0.0, float(side))))
-    (x0, x1), (y0, y1) = edges
+    (x0, x1), (y0, y1) = (videomix_edges(cut, dmath.floor(draw.uniform(0, side)), float(side), dmath.floor,
+                                         dmath.clamp) for side in (w, h))
     return index, lam, fn.stack(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)
 
 
@@ -354,7 +402,7 @@ def sample_motion(config: PMGConfig, seed: int | None = None) -> InGraphSample:
                          f"sampling, but got {other}: feed MotionPrograms through ProgramRenderer instead")
     if config.recursion != "composed":
         raise ValueError(f"`config.recursion` must be 'composed' for the DALI backend, but got {config.recursion!r}")
-    draw, n = _Draw(seed), config.num_frames
+    draw, n = _Draw(None if seed is None else check_seed(seed)), config.num_frames
     t = types.Constant(np.arange(n, dtype=np.float32))
     perspective = config.padding_mode == "reflection"
     which = draw.choice(len(config.transforms)) if len(config.transforms) > 1 else None
@@ -362,7 +410,7 @@ def sample_motion(config: PMGConfig, seed: int | None = None) -> InGraphSample:
     for name in config.transforms:
         gain, found = 1.0, {}
         if name == "affine":
-            frames, found = _affine(config, draw, t, perspective)
+            frames, found = _affine(config, draw, perspective)
         else:
             comps = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
             if name in ("zoom", "sliding_window"):

@@ -308,7 +308,7 @@ def prepare_source(images: torch.Tensor, size: tuple[int, int], pack: bool) -> t
     bytes as byte / 256); else float32 planes
     (B, 3, H, W), kind 2, scale 1, resized exactly as the reference does when the size differs."""
     if tuple(images.shape[-2:]) != tuple(size) or images.dtype != torch.uint8:
-        return reference.to_float_images(images, size).contiguous(), 2, 1.0
+        return reference._to_float(images, size).contiguous(), 2, 1.0   # checked by the caller
     if not pack:
         return images.contiguous(), 1, 256 / 255
     b, _, h, w = images.shape

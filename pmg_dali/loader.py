@@ -18,18 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
 
-from ._checks import check_bool, check_choice, check_int, check_rank
+from ._checks import check_bool, check_choice, check_device, check_int, check_rank, check_seed
 from .config import PMGConfig
+from .engine_check import checked_renderer
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
 from .mixed import RealVideos, plan_epoch, plan_generator
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
+from .targets import TARGET_KEYS, batch_targets, check_targets
 
 __all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer"]
 
 BACKENDS = ("torch", "dali")
-BATCH_KEYS = ("video", "mask", "index", "is_real")
+BATCH_KEYS = ("video", "mask", "index", "is_real", *(k for keys in TARGET_KEYS.values() for k in keys))
 Renderer = Callable[[torch.Tensor, MotionProgram], torch.Tensor]
 
 
@@ -57,9 +59,10 @@ def make_renderer(backend: str, config: PMGConfig, device: torch.device, batch_s
     if backend == "torch":
         module = PseudoMotion(config)
         return lambda images, program: module(images, program=program)   # renderers move it
-    from .dali import ProgramRenderer    # ImportError with the install command without the extra
+    from . import dali  # ImportError with the install command without the extra
     kind = "gpu" if device.type == "cuda" else "cpu"
-    return ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
+    renderer = dali.ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
+    return checked_renderer("dali", renderer, config)   # self-check against the torch reference first
 
 
 def resolve_rank(rank, world_size) -> tuple[int, int]:
@@ -134,13 +137,21 @@ class PseudoMotionLoader:
         mix_per: ``"sample"`` (each clip drawn real or pseudo on its own) or ``"batch"`` (whole batches).
         augment_videos: apply pseudo-motion to the real clips (PMG as augmentation, needs
             ``config.recursion="composed"``) or pass them through unchanged.
+        targets: motion ground truth added to each batch, made on ``device`` from the batch's program
+            (:func:`pmg_dali.targets.batch_targets`): ``"flow"`` adds ``"flow"`` (B, T - 1, 2, H, W)
+            float32 px and ``"flow_valid"`` (B, T - 1, H, W) bool (:meth:`MotionProgram.flow`);
+            ``"tracks"`` adds ``"tracks"`` (B, T, N, 2) float32 and ``"tracks_visible"`` (B, T, N) bool of
+            the N = (H // patch_size) * (W // patch_size) patch-token centres of frame 0, row-major
+            (:meth:`MotionProgram.track` with the frame size). None / ``()`` (default): no extra keys.
+            Not with ``videos`` (the motion of a real clip is not known).
     """
 
     def __init__(self, source, batch_size: int = 32, config: PMGConfig | None = None, device="cuda",
                  backend: str = "torch", seed: int = 0, mask_ratio: float | None = 0.75,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = True, *,
                  shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False,
-                 videos=None, pmg_ratio: float | None = None, mix_per: str = "sample", augment_videos: bool = True):
+                 videos=None, pmg_ratio: float | None = None, mix_per: str = "sample", augment_videos: bool = True,
+                 targets: tuple[str, ...] | None = None):
         if not (hasattr(source, "__len__") and callable(getattr(source, "load", None))):
             raise TypeError(f"`source` must have len(source) and source.load(indices, size, device, "
                             f"generator), but got {type(source).__name__}")
@@ -150,7 +161,7 @@ class PseudoMotionLoader:
         if not isinstance(self.config, PMGConfig):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(self.config).__name__}")
         self.batch_size = check_int("batch_size", batch_size, 1)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_seed(seed)
         self.mask_ratio = None if mask_ratio is None else check_mask_ratio(mask_ratio)
         self.patch_size = check_int("patch_size", patch_size, 1)
         self.tubelet_size = check_int("tubelet_size", tubelet_size, 1)
@@ -160,7 +171,7 @@ class PseudoMotionLoader:
         self.drop_last = check_bool("drop_last", drop_last)
         self.shuffle = check_bool("shuffle", shuffle)
         self.prefetch = check_bool("prefetch", prefetch)
-        self.device = torch.device(device)
+        self.device = check_device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"`device` is {str(self.device)!r} but CUDA is not available; pass device='cpu'")
         if self.prefetch and self.device.type != "cuda":
@@ -176,6 +187,10 @@ class PseudoMotionLoader:
             what = "images" if self.real is None else "clips"
             raise ValueError(f"`batch_size` must be at most the {self.num_slots} {what} each "
                              f"rank gets per epoch with drop_last=True, but got {self.batch_size}")
+        self.targets = check_targets(targets)
+        if self.targets and self.real is not None:
+            raise ValueError(f"`targets` needs image-only batches (a real clip's own motion is not known), "
+                             f"but got targets={targets!r} with `videos`")
         self._render = make_renderer(backend, self.config, self.device, self.batch_size)
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
@@ -256,6 +271,7 @@ class PseudoMotionLoader:
             images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
             program = sample_program(cfg, len(index), generator=gens["program"])
             batch = {"video": self._render(images, program)}
+            batch.update(batch_targets(program, self.targets, cfg.size, self.patch_size, self.device))
         else:
             batch = {"video": self.real.draw(self.source, index, is_real, gens, self._render, self.device)}
         if self.mask_ratio is not None:
@@ -356,6 +372,10 @@ class PseudoMotionDataset(IterableDataset):
                 raise ValueError("`keys` names 'mask', but the loader has mask_ratio=None (no mask)")
             if "is_real" in keys and loader.real is None:
                 raise ValueError("`keys` names 'is_real', but the loader has no `videos` (images only)")
+            for target, names in TARGET_KEYS.items():
+                if set(names) & set(keys) and target not in loader.targets:
+                    raise ValueError(f"`keys` names {sorted(set(names) & set(keys))}, but the loader's "
+                                     f"`targets` {loader.targets} do not include {target!r}")
         self.loader, self.keys = loader, keys
 
     def __len__(self) -> int:

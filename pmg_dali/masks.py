@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_generator, check_int, check_number
+from ._checks import check_device, check_generator, check_int, check_number
 from .config import parse_size
 
 __all__ = ["tube_mask", "tube_mask_shape"]
@@ -67,7 +67,7 @@ def tube_mask(batch_size: int, num_frames: int = 16, size=224, patch_size: int =
     steps, spatial = tube_mask_shape(num_frames, size, patch_size, tubelet_size)
     mask_ratio = check_mask_ratio(mask_ratio)
     check_generator(generator)
-    device = torch.device(device) if device is not None else None
+    device = check_device(device) if device is not None else None
     if generator is not None:
         draw_device = generator.device
     else:

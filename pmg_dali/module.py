@@ -10,6 +10,7 @@ from torch import nn
 from . import render as reference
 from ._checks import check_choice
 from .config import PMGConfig
+from .engine_check import engine_function, ensure_engine
 from .program import MotionProgram
 from .sampling import sample_program
 
@@ -41,6 +42,12 @@ class PseudoMotion(nn.Module):
             (:func:`pmg_dali.render.render`, the specification), ``"fused"``
             (:func:`pmg_dali.fused.render_fused`) or ``"cpu"`` (:func:`pmg_dali.cpu_render.render_cpu`).
             All draw the same clips (to float rounding).
+
+    Self-check: the first time an engine other than the reference renders on a device in a process,
+    it renders a small canary batch that is compared with the reference's
+    (:mod:`pmg_dali.engine_check`). If it fails, ``"auto"`` warns once and uses the reference
+    renderer from then on; an explicitly requested engine raises ``RuntimeError``. Set
+    ``PMG_DALI_SKIP_ENGINE_CHECK=1`` to skip the check.
     """
 
     def __init__(self, config: PMGConfig | None = None, renderer: str = "auto"):
@@ -72,9 +79,9 @@ class PseudoMotion(nn.Module):
         With ``program`` the render is deterministic; without, one is sampled from ``generator``.
         Returns clips on the images' device in ``config.layout`` and ``config.dtype``.
         """
-        reference.check_images(images)
+        reference.check_images(images, values=False)      # the renderer checks the pixel values
         program = self._program(images.shape[0], program, generator)
-        return self.render_function(images.device)(images, program, self.config)
+        return self._checked_function(images, "render")(images, program, self.config)
 
     def augment(self, video: torch.Tensor, program: MotionProgram | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -88,9 +95,9 @@ class PseudoMotion(nn.Module):
         ``config.recursion="composed"`` (ValueError otherwise: see :func:`pmg_dali.render.augment`).
         Returns clips on the video's device in ``config.layout`` and ``config.dtype``.
         """
-        reference.check_video(video)
+        reference.check_video(video, values=False)        # the renderer checks the pixel values
         program = self._program(video.shape[0], program, generator)
-        return self.augment_function(video.device)(video, program, self.config)
+        return self._checked_function(video, "augment")(video, program, self.config)
 
     def _program(self, batch_size: int, program: MotionProgram | None, generator) -> MotionProgram:
         """``program`` checked against the config, or one sampled from ``generator``."""
@@ -99,27 +106,52 @@ class PseudoMotion(nn.Module):
         reference.check_program(program, cfg=self.config)
         return program
 
-    def render_function(self, device: torch.device):
-        """The function ``(images, program, config) -> clips`` that ``forward`` uses on ``device``."""
-        name = self.renderer
+    def engine(self, device: torch.device, op: str = "render") -> str:
+        """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
+        ``device``, before its self-check: ``"reference"``, ``"fused"`` or ``"cpu"``."""
+        name, device = self.renderer, torch.device(device)
+        if op == "augment":     # the CPU renderer draws from still images only
+            fused = name == "fused" or (name == "auto" and device.type == "cuda" and _HAS_TRITON)
+            return "fused" if fused else "reference"
         if name == "auto":
             h, w = self.config.size
             name = ("fused" if device.type == "cuda" and _HAS_TRITON
                     else "cpu" if device.type == "cpu" and h * w >= _CPU_MIN_PIXELS else "reference")
-        if name == "fused":
-            from .fused import render_fused
-            return render_fused
-        if name == "cpu":
-            from .cpu_render import render_cpu
-            return render_cpu
-        return lambda images, program, cfg: reference.render(images, program.to(images.device), cfg)
+        return name
+
+    def render_function(self, device: torch.device):
+        """The function ``(images, program, config) -> clips`` of the engine ``forward`` picks on
+        ``device`` (looked up through its module now), without the self-check ``forward`` adds."""
+        return _function(self.engine(device), "render")
 
     def augment_function(self, device: torch.device):
-        """The function ``(video, program, config) -> clips`` that ``augment`` uses on ``device``:
-        ``"fused"`` (and ``"auto"`` for CUDA clips with Triton) -> :func:`pmg_dali.fused.augment_fused`,
-        else :func:`pmg_dali.render.augment` (the CPU renderer draws from still images only)."""
-        auto_fused = self.renderer == "auto" and device.type == "cuda" and _HAS_TRITON
-        if self.renderer == "fused" or auto_fused:
-            from .fused import augment_fused
-            return augment_fused
-        return lambda video, program, cfg: reference.augment(video, program.to(video.device), cfg)
+        """The function ``(video, program, config) -> clips`` of the engine ``augment`` picks on
+        ``device``: ``"fused"`` (and ``"auto"`` for CUDA clips with Triton) ->
+        :func:`pmg_dali.fused.augment_fused`, else :func:`pmg_dali.render.augment` (the CPU renderer
+        draws from still images only); without the self-check ``augment`` adds."""
+        return _function(self.engine(device, "augment"), "augment")
+
+    def _checked_function(self, x: torch.Tensor, op: str):
+        """The engine's function for ``x`` after its self-check (:func:`pmg_dali.engine_check.ensure_engine`):
+        the reference's when ``renderer="auto"`` picked an engine that failed; RuntimeError when an
+        explicitly requested engine failed."""
+        name = self.engine(x.device, op)
+        if name != "reference" and not ensure_engine(name, x, self.config, op=op, auto=self.renderer == "auto"):
+            name = "reference"
+        return _function(name, op)
+
+
+def _reference_render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    return reference.render(images, program.to(images.device), cfg)
+
+
+def _reference_augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    return reference.augment(video, program.to(video.device), cfg)
+
+
+def _function(name: str, op: str):
+    """The function of engine ``name`` for ``op``, looked up through the engine's module at call time
+    (the reference's: a thin wrapper moving the program to the images' device)."""
+    if name == "reference":
+        return _reference_render if op == "render" else _reference_augment
+    return engine_function(name, op)

@@ -12,6 +12,9 @@ share every other step.
 """
 from __future__ import annotations
 
+import math
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -23,15 +26,23 @@ __all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", 
            "format_clips", "render_clips", "render", "augment_clips", "augment"]
 
 
-def check_images(images, name: str = "images") -> None:
-    _check_rgb(images, name, "(B, 3, H, W)")
+# Float pixels are checked to be finite and in [0, 1] (one reduction per batch; on CUDA it waits for the
+# batch once, to read the result). PMG_DALI_CHECK_INPUTS=0 skips that value check, not the shape checks.
+CHECK_INPUTS_VARIABLE = "PMG_DALI_CHECK_INPUTS"
 
 
-def check_video(video, name: str = "video") -> None:
-    _check_rgb(video, name, "(B, 3, T, H, W)")
+def check_images(images, name: str = "images", values: bool = True) -> None:
+    """``images`` is a (B, 3, H, W) uint8 tensor, or float with every value finite and in [0, 1]
+    (``values``; see :data:`CHECK_INPUTS_VARIABLE`)."""
+    _check_rgb(images, name, "(B, 3, H, W)", values)
 
 
-def _check_rgb(x, name: str, shape: str) -> None:
+def check_video(video, name: str = "video", values: bool = True) -> None:
+    """``video`` is a (B, 3, T, H, W) clip tensor, uint8 or float as :func:`check_images` asks."""
+    _check_rgb(video, name, "(B, 3, T, H, W)", values)
+
+
+def _check_rgb(x, name: str, shape: str, values: bool) -> None:
     """``x``: a uint8 or float tensor of ``shape`` (written out, e.g. "(B, 3, H, W)")."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, but got {type(x).__name__}")
@@ -39,6 +50,13 @@ def _check_rgb(x, name: str, shape: str) -> None:
         raise ValueError(f"`{name}` must have shape {shape}, but got {tuple(x.shape)}")
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise TypeError(f"`{name}` must be uint8 or floating point, but got {x.dtype}")
+    if values and x.is_floating_point() and x.numel() and os.environ.get(CHECK_INPUTS_VARIABLE, "1") != "0":
+        low, high = torch.stack(torch.aminmax(x)).float().tolist()    # NaN anywhere makes both NaN
+        if not 0 <= low <= high <= 1:
+            found = "NaN values" if math.isnan(low) else f"values from {low:.6g} to {high:.6g}"
+            hint = " (0-255 pixels? divide by 255, or pass uint8)" if 1 < high <= 255 else ""
+            raise ValueError(f"`{name}` must be uint8 (0-255) or float with finite values in [0, 1], "
+                             f"but got {x.dtype} {found}{hint}")
 
 
 def check_program(program, images: torch.Tensor | None = None, cfg: PMGConfig | None = None) -> None:
@@ -76,6 +94,15 @@ def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     A different size is reached with antialiased bilinear resizing (``align_corners=False``).
     """
     check_images(images)
+    return _to_float(images, size)
+
+
+def _to_float(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`to_float_images` / :func:`to_float_video` of checked images or clips."""
+    if images.ndim == 5:                        # (B, 3, T, H, W): every frame as an image
+        b, c, t, h, w = images.shape
+        frames = _to_float(images.transpose(1, 2).reshape(b * t, c, h, w), size)
+        return frames.reshape(b, t, c, *size).transpose(1, 2)
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     if x.shape[0] == 0:
         return x.new_zeros(0, 3, *size)
@@ -88,9 +115,7 @@ def to_float_video(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, 3, T, H, W) uint8 (0-255) or float ([0, 1]) -> float32 in [0, 1] at ``size``, every frame
     converted exactly as :func:`to_float_images` converts an image."""
     check_video(video)
-    b, c, t, h, w = video.shape
-    frames = to_float_images(video.transpose(1, 2).reshape(b * t, c, h, w), size)
-    return frames.reshape(b, t, c, *size).transpose(1, 2)
+    return _to_float(video, size)
 
 
 def _grid(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -259,7 +284,7 @@ def augment_clips(video: torch.Tensor, program: MotionProgram, size: tuple[int, 
     Returns (B, 3, T, H, W) float32 in [0, 1].
     """
     check_video_program(video, program)
-    return _compose(to_float_video(video, size), program, padding_mode)
+    return _compose(_to_float(video, size), program, padding_mode)
 
 
 def augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Drawing motion programs: the only place in pmg_dali that draws random numbers.
+"""Drawing motion programs: every random number of a clip's motion is drawn here (the image sources
+draw their own crops, the masks their own patterns, each from an explicit generator too).
 
 Each ``sample_<transform>`` draws one intensity per clip and returns the clip's first view and its
 per-step map -- ``(first, step)`` homographies (B, 3, 3) and colour matrices (B, 4, 4), float64 --
@@ -14,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_generator, check_int
+from ._checks import check_device, check_generator, check_int
 from .config import PMGConfig
 from .geometry import (affine_step_matrix, color_jitter_matrix, eye, matrix_powers, scale_matrix,
                        translation_matrix)
@@ -115,33 +116,127 @@ def sample_fade(cfg: PMGConfig, draw: _Draw):
     return first, step, c0, cs
 
 
-def sample_affine(cfg: PMGConfig, draw: _Draw):
-    """Per step: rotation, translation, isotropic scale and shear about the image centre."""
+def view_extent(step: np.ndarray, size: tuple[int, int], num_frames: int):
+    """Where frames 0 .. T-1 of a motion ``step`` (B, 3, 3) look, in frame-0 pixel coordinates.
+
+    Frame t shows the frame-0 points ``step^-t @ p`` at its pixel centres p; the image of the frame's
+    rectangle is the quadrilateral of its corners' images, so the corners of every frame bound what the
+    clip sees. Returns (ratio (B,), low (B, 2), high (B, 2)): the bounding box ``[low, high]`` of those
+    corners and the largest ``ratio <= 1`` for which a view of ``ratio`` times the image side holds the
+    box inside the image (0 where a corner crosses the line at infinity).
+    """
+    h, w = size
+    corners = np.array([[0, w - 1, w - 1, 0], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], dtype=np.float64)
+    inverse = np.linalg.inv(step)
+    points = np.empty((step.shape[0], num_frames, 3, 4))
+    points[:, 0] = corners
+    for t in range(1, num_frames):
+        points[:, t] = inverse @ points[:, t - 1]
+    z = points[:, :, 2:]
+    ahead = (z > 1e-9).all(axis=(1, 2, 3))
+    xy = points[:, :, :2] / np.where(z > 1e-9, z, 1.0)
+    low, high = xy.min(axis=(1, 3)), xy.max(axis=(1, 3))
+    span = np.maximum(high - low, 1e-12)
+    ratio = np.minimum(1.0, np.minimum((w - 1) / span[:, 0], (h - 1) / span[:, 1]))
+    return np.where(ahead, ratio, 0.0), low, high
+
+
+def _fit_motion(cfg: PMGConfig, make_step):
+    """A batch's per-step maps and :func:`view_extent`; with ``cfg.framing == "inside"`` the motion of
+    a clip that would need a first view smaller than ``cfg.min_view_area`` of the image is weakened.
+
+    ``make_step(alpha, rows)`` builds the steps of clips ``rows`` at intensity ``alpha`` (1: as drawn,
+    0: no motion; None: 1 for every clip). How much larger than the view the clip's extent is,
+    ``g = 1 / ratio - 1``, grows a little faster than linearly with the intensity, so one step to
+    ``alpha = (g_goal / g)^2`` lands at or just above the floor (:func:`weakening`); the view is then
+    framed on the weakened motion's own extent, so no frame leaves the image whatever the fit.
+    """
+    step = make_step(None, slice(None))
+    ratio, low, high = view_extent(step, cfg.size, cfg.num_frames)
+    rows = np.flatnonzero(ratio < math.sqrt(cfg.min_view_area)) if cfg.framing == "inside" else []
+    if len(rows):
+        step[rows] = make_step(weakening(ratio[rows], cfg.min_view_area), rows)
+        ratio[rows], low[rows], high[rows] = view_extent(step[rows], cfg.size, cfg.num_frames)
+    return step, (ratio, low, high)
+
+
+def weakening(ratio, min_view_area: float):
+    """The intensity factor of a clip whose full motion needs a view of ``ratio`` of the image side
+    (< sqrt(min_view_area)): ``(g_goal / g)^2`` with ``g = 1 / ratio - 1``. Plain arithmetic, so the
+    host (NumPy) and DALI's graph (nodes) share it."""
+    goal = 1 / math.sqrt(min_view_area) - 1
+    return (goal * ratio / (1 - ratio + 1e-12)) ** 2
+
+
+def _first_view(cfg: PMGConfig, extent, placement: np.ndarray | None) -> np.ndarray:
+    """(B, 3, 3) source -> frame-0 maps. ``"inside"`` framing: a view of ``ratio`` times the image,
+    placed at ``placement`` (B, 2) in [0, 1) along the positions that keep every frame of the clip
+    inside the image (frame-0 pixel p shows source pixel ``corner + ratio * p``); ``"whole"``: the
+    whole image (identity)."""
+    ratio, low, high = extent
+    if cfg.framing != "inside":
+        return eye(ratio.shape[0])
     h, w = cfg.size
-    first, _, c0, cs = _identity(draw.batch)
+    lowest = -ratio[:, None] * low                                   # corner keeping ``low`` at pixel 0
+    slack = np.maximum(np.array([w - 1, h - 1]) - ratio[:, None] * high - lowest, 0)
+    corner = lowest + slack * placement
+    return scale_matrix(1 / np.maximum(ratio, 1e-12), 0.0, 0.0) @ translation_matrix(*(-corner).T)
+
+
+def _placement(cfg: PMGConfig, draw: _Draw) -> np.ndarray | None:
+    """(B, 2) uniform position of the first view (drawn only for ``"inside"`` framing)."""
+    return draw.uniform(0, 1, 2) if cfg.framing == "inside" else None
+
+
+def affine_motion(cfg: PMGConfig, angle, translate, scale, shear, placement):
+    """(first, step) of affine clips from their drawn parameters (B,) degrees, (B, 2) pixels, (B,)
+    factor, (B, 2) degrees and the view's ``placement`` (B, 2) (None for ``"whole"`` framing)."""
+    h, w = cfg.size
+    center = np.broadcast_to(np.array([w - 1, h - 1], dtype=np.float64) / 2, (len(angle), 2))
+
+    def make_step(alpha, rows):
+        a = np.ones_like(angle[rows]) if alpha is None else alpha
+        return affine_step_matrix(a * angle[rows], a[:, None] * translate[rows], scale[rows] ** a,
+                                  a[:, None] * shear[rows], center[rows])
+
+    step, extent = _fit_motion(cfg, make_step)
+    return _first_view(cfg, extent, placement), step
+
+
+def sample_affine(cfg: PMGConfig, draw: _Draw):
+    """Per step: rotation, translation, isotropic scale and shear about the image centre
+    (:func:`affine_motion`; by default the view stays inside the image, see ``PMGConfig.framing``)."""
+    h, w = cfg.size
+    _, _, c0, cs = _identity(draw.batch)
     angle = draw.uniform(-cfg.affine_degrees, cfg.affine_degrees)
     side = np.array([w - 1, h - 1], dtype=np.float64)
     translate = draw.uniform(-cfg.affine_translate, cfg.affine_translate, 2) * side
     scale = draw.uniform(*cfg.affine_scale)
     shear = draw.uniform(-cfg.affine_shear, cfg.affine_shear, 2)
-    center = np.broadcast_to(side / 2, (draw.batch, 2))
-    return first, affine_step_matrix(angle, translate, scale, shear, center), c0, cs
+    first, step = affine_motion(cfg, angle, translate, scale, shear, _placement(cfg, draw))
+    return first, step, c0, cs
 
 
 def sample_perspective(cfg: PMGConfig, draw: _Draw):
     """Per step: the homography that moves each image corner by up to ``perspective_distortion``
-    of the side (kornia's four-point solver)."""
+    of the side (kornia's four-point solver), framed as affine clips are."""
     from kornia.geometry.transform import get_perspective_transform
 
     h, w = cfg.size
-    first, _, c0, cs = _identity(draw.batch)
+    _, _, c0, cs = _identity(draw.batch)
     corners = np.tile(np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64),
                       (draw.batch, 1, 1))
     side = np.array([w - 1, h - 1], dtype=np.float64)
     d = cfg.perspective_distortion
-    moved = corners + draw.uniform(-d, d, 4, 2) * side
-    step = get_perspective_transform(torch.from_numpy(corners), torch.from_numpy(moved))
-    return first, step.numpy(), c0, cs
+    shift = draw.uniform(-d, d, 4, 2) * side
+
+    def make_step(alpha, rows):
+        moved = shift[rows] if alpha is None else alpha[:, None, None] * shift[rows]
+        src = torch.from_numpy(np.ascontiguousarray(corners[rows]))
+        return get_perspective_transform(src, src + torch.from_numpy(moved)).numpy()
+
+    step, extent = _fit_motion(cfg, make_step)
+    return _first_view(cfg, extent, _placement(cfg, draw)), step, c0, cs
 
 
 def sample_color_jitter(cfg: PMGConfig, draw: _Draw):
@@ -164,7 +259,11 @@ def sample_paste(cfg: PMGConfig, draw: _Draw):
     partner = draw.shift()
     extent = np.array([w, h], dtype=np.float64)
     patch = draw.uniform(*cfg.cutmix_scale)[:, None] * extent
-    cut = -0.5 + draw.uniform(0, 1, 2) * (extent - patch)
+    if cfg.framing == "inside":     # every pasted pixel samples between the partner's pixel centres
+        patch = np.minimum(patch, extent - 1)
+        cut = draw.uniform(0, 1, 2) * (extent - 1 - patch)
+    else:                           # the cut may reach the partner's outer pixel edges
+        cut = -0.5 + draw.uniform(0, 1, 2) * (extent - patch)
     origin, velocity = _fit_path(draw, _direction(draw, cfg.cutmix_speed, cfg.size), extent - patch,
                                  cfg.num_frames)
     origin = origin - 0.5
@@ -179,6 +278,15 @@ SAMPLERS = {"identity": sample_identity, "sliding_window": sample_sliding_window
 COLOR_TRANSFORMS = {"fade", "color_jitter"}   # the samplers whose colour maps are not the identity
 
 
+def videomix_edges(cut, centre, side: int, floor, clip):
+    """One side of a VideoMix box, in whole pixels: a length of ``cut * side`` rounded half up,
+    centred on the pixel ``centre`` and clipped to ``[0, side]``. Returns (start, stop). ``floor`` and
+    ``clip`` are the array library's (NumPy on the host, ``nvidia.dali.math`` in DALI's graph), so both
+    samplers apply this one rule."""
+    length = floor(cut * side + 0.5)
+    return clip(floor(centre - length / 2), 0, side), clip(floor(centre + length / 2), 0, side)
+
+
 def sample_mix(cfg: PMGConfig, draw: _Draw):
     """Frame Mixup / VideoMix parameters: (partner (B,), lambda (B,) or (B, T), box (B, 4) or None)."""
     partner = draw.shift()
@@ -190,10 +298,8 @@ def sample_mix(cfg: PMGConfig, draw: _Draw):
     # VideoMix: a box of area (1 - lambda) H W, clipped to the frame, in whole pixels (as CutMix).
     h, w = cfg.size
     cut = np.sqrt(1 - lam)
-    cw, ch = np.round(cut * w), np.round(cut * h)
-    cx, cy = np.floor(draw.uniform(0, w)), np.floor(draw.uniform(0, h))
-    x0, x1 = np.floor(cx - cw / 2).clip(0, w), np.floor(cx + cw / 2).clip(0, w)
-    y0, y1 = np.floor(cy - ch / 2).clip(0, h), np.floor(cy + ch / 2).clip(0, h)
+    x0, x1 = videomix_edges(cut, np.floor(draw.uniform(0, w)), w, np.floor, np.clip)
+    y0, y1 = videomix_edges(cut, np.floor(draw.uniform(0, h)), h, np.floor, np.clip)
     lam = 1 - (x1 - x0) * (y1 - y0) / (w * h)
     # pixel centres are integers: the box [x0, x1) of whole pixels is [x0 - 0.5, x1 - 0.5) in centres
     box = np.stack([x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5], axis=-1)
@@ -239,5 +345,5 @@ def sample_program(cfg: PMGConfig, batch_size: int, generator: torch.Generator |
     program = MotionProgram(homography=torch.from_numpy(homography).float(),
                             color=torch.from_numpy(np.ascontiguousarray(color)).float(), transform=which,
                             **{k: v if k.endswith("index") else v.float() for k, v in tensors.items()})
-    target = torch.device(device) if device is not None else draw_device
+    target = check_device(device) if device is not None else draw_device
     return program if program.device == target else program.to(target)

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ._checks import check_generator, check_int, check_range
+from ._checks import check_device, check_generator, check_int, check_range
 from .config import parse_size
 
 __all__ = ["TensorImages", "ImageFolder", "IMG_EXTENSIONS", "check_indices", "check_generator", "scan_images",
-           "check_crop_ranges", "crop_box", "resized_crop", "pil_to_rgb", "decode_pil"]
+           "check_crop_ranges", "crop_box", "resized_crop", "pil_to_rgb", "decode_pil", "CROP_SCALE", "CROP_RATIO",
+           "MAX_PIXELS"]
 
 
 def check_indices(indices, length: int) -> torch.Tensor:
@@ -68,7 +69,7 @@ class TensorImages:
         idx = check_indices(indices, len(self))
         size = parse_size(size)
         check_generator(generator)
-        out = self.images[idx.to(self.images.device)].to(device)
+        out = self.images[idx.to(self.images.device)].to(None if device is None else check_device(device))
         if tuple(out.shape[-2:]) != size and out.shape[0]:
             out = F.interpolate(out.float(), size=size, mode="bilinear", antialias=True,
                                 align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
@@ -80,6 +81,9 @@ class TensorImages:
 # ----------------------------------------------------------------------------------------------
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+CROP_SCALE = (0.35, 1.0)     # random-resized-crop area fraction: ImageFolder, VideoFolder, DALI's folder_pipeline
+CROP_RATIO = (3 / 4, 4 / 3)  # and aspect ratio (torchvision's)
+MAX_PIXELS = 50_000_000      # default limit on the pixels decoded for one image (about 150 MB as RGB)
 _CROP_ATTEMPTS = 10      # rows of noise (area, log-aspect, y, x) that crop_box consumes per image
 
 
@@ -114,7 +118,7 @@ def check_crop_ranges(scale, ratio) -> None:
 
 
 def crop_box(height: int, width: int, size: tuple[int, int], noise: torch.Tensor | None = None,
-             scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+             scale=CROP_SCALE, ratio=CROP_RATIO) -> tuple[int, int, int, int]:
     """(top, left, h, w) of the region of a ``height`` x ``width`` image that is resized to ``size``.
 
     noise None: the largest centred box of the output aspect (= resize the shorter side, centre crop).
@@ -165,12 +169,14 @@ def pil_to_rgb(image) -> np.ndarray:
 
 
 def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = None,
-               scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+               scale=CROP_SCALE, ratio=CROP_RATIO, max_pixels: int | None = MAX_PIXELS) -> torch.Tensor:
     """Decode one file with PIL and return its resized crop, uint8 (3, H, W) on the CPU.
 
     JPEGs whose crop is at least four times the output size are decoded at 1/2, 1/4 or 1/8 scale by
-    libjpeg (``Image.draft``, DCT scaling: much faster), leaving at least a 2x antialiased resize.
-    PIL's decompression-bomb guard stays on: a bomb raises like any undecodable file.
+    libjpeg (``Image.draft``, DCT scaling: much faster and smaller), leaving at least a 2x antialiased
+    resize; other formats have no reduced decode. An image that would still decode to more than
+    ``max_pixels`` pixels (None: no limit) raises ``ValueError`` before anything is decoded, as PIL's
+    decompression-bomb guard (which stays on) does for bombs.
     """
     with Image.open(path) as im:
         width, height = im.size
@@ -182,6 +188,9 @@ def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = No
             fy, fx = im.size[1] / height, im.size[0] / width
             top, left = int(top * fy), int(left * fx)
             h, w = max(1, min(round(h * fy), im.size[1] - top)), max(1, min(round(w * fx), im.size[0] - left))
+        if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
+            raise ValueError(f"the image is {width}x{height} and would decode to {im.size[0] * im.size[1]:,} "
+                             f"pixels, more than max_pixels={max_pixels:,}")
         array = pil_to_rgb(im)
     return resized_crop(torch.from_numpy(array).permute(2, 0, 1), (top, left, h, w), size)
 
@@ -243,8 +252,11 @@ class ImageFolder:
       ``ratio`` = (3/4, 4/3), torchvision's rule; 40 numbers per image drawn from the generator
       before decoding, so its stream does not depend on the files), then the resize;
 
-    both antialiased bilinear. A file that cannot be decoded (corrupt, truncated, unsupported, a
-    decompression bomb: PIL's ``Image.MAX_IMAGE_PIXELS`` guard stays on) is warned about once,
+    both antialiased bilinear. Decoding is bounded: JPEGs much larger than the crop are decoded at a
+    reduced scale (see :func:`decode_pil`; on CUDA they go to PIL instead of nvJPEG when the full image
+    would exceed ``max_pixels``), and an image that would still decode to more than ``max_pixels``
+    pixels is refused as undecodable. A file that cannot be decoded (corrupt, truncated, unsupported,
+    too large, a decompression bomb: PIL's ``Image.MAX_IMAGE_PIXELS`` guard stays on) is warned about once,
     naming it, recorded in ``bad_files`` and replaced by the next decodable file in sorted order,
     with the same crop numbers -- never an exception mid-epoch; only when no file decodes at all
     is a ``RuntimeError`` raised.
@@ -253,15 +265,19 @@ class ImageFolder:
         root: the folder.
         num_workers: CPU decoding threads (0: decode in the calling thread).
         scale, ratio: random-resized-crop ranges.
+        max_pixels: the most pixels one image may decode to (default 50 million, about 150 MB as RGB;
+            None: no limit beyond PIL's bomb guard).
 
     Attributes: ``root``, ``files`` (sorted paths relative to ``root``), ``bad_files`` (set of paths).
     """
 
-    def __init__(self, root, num_workers: int = 0, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, root, num_workers: int = 0, scale=CROP_SCALE, ratio=CROP_RATIO,
+                 max_pixels: int | None = MAX_PIXELS):
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"`root` must be a str or os.PathLike, but got {type(root).__name__}")
         num_workers = check_int("num_workers", num_workers, 0)
         check_crop_ranges(scale, ratio)
+        self.max_pixels = None if max_pixels is None else check_int("max_pixels", max_pixels, 1)
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"`root` must be an existing folder, but {self.root!r} "
@@ -278,7 +294,8 @@ class ImageFolder:
         return len(self.files)
 
     def __repr__(self) -> str:
-        return f"ImageFolder(root={self.root!r}, num_images={len(self)}, num_workers={self.num_workers})"
+        return (f"ImageFolder(root={self.root!r}, num_images={len(self)}, num_workers={self.num_workers}, "
+                f"max_pixels={self.max_pixels})")
 
     def path(self, index: int) -> str:
         return os.path.join(self.root, self.files[index])
@@ -289,7 +306,7 @@ class ImageFolder:
         if path in self.bad_files:
             return None
         try:
-            return decode_pil(path, size, noise, self.scale, self.ratio)
+            return decode_pil(path, size, noise, self.scale, self.ratio, self.max_pixels)
         except Exception as err:  # noqa: BLE001 -- any decoder failure means "undecodable"
             return err
 
@@ -317,7 +334,8 @@ class ImageFolder:
 
     def _read_jpeg(self, index: int):
         """Bytes of a baseline RGB / grey JPEG for nvJPEG, False for anything else PIL should
-        decode, None for a known bad file, or the exception (header unreadable, bomb)."""
+        decode (also a JPEG larger than ``max_pixels``: PIL decodes it at a reduced scale or refuses
+        it), None for a known bad file, or the exception (header unreadable, bomb)."""
         path = self.path(index)
         if path in self.bad_files:
             return None
@@ -325,7 +343,8 @@ class ImageFolder:
             with open(path, "rb") as f:
                 data = f.read()
             with Image.open(io.BytesIO(data)) as im:            # header only; the bomb check runs here
-                return data if im.format == "JPEG" and im.mode in ("RGB", "L") else False
+                small = self.max_pixels is None or im.size[0] * im.size[1] <= self.max_pixels
+                return data if im.format == "JPEG" and im.mode in ("RGB", "L") and small else False
         except Exception as err:  # noqa: BLE001
             return err
 
@@ -355,7 +374,7 @@ class ImageFolder:
         idx = check_indices(indices, len(self)).tolist()
         size = parse_size(size)
         check_generator(generator)
-        device = torch.device("cpu" if device is None else device)
+        device = check_device("cpu" if device is None else device)
         noise = [None] * len(idx)
         if generator is not None:
             noise = list(torch.rand(len(idx), _CROP_ATTEMPTS, 4, generator=generator,

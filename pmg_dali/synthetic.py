@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_generator, check_int
+from ._checks import check_choice, check_device, check_generator, check_int, check_seed
 from .config import parse_size
 from .procedural import (Draws, combine, composite, cosine_palette, mul32, over, per_image, pixel_grid,
                          sample_palette, signed32, to_uint8)
@@ -286,7 +286,7 @@ class SyntheticImages:
         check_choice("kind", kind, KINDS)
         self.kind = kind
         self.num_images = check_int("num_images", num_images, 1, 2 ** 48)
-        self.seed = check_int("seed", seed, 0, 2 ** 63 - 1)
+        self.seed = check_seed(seed)
 
     def __len__(self) -> int:
         return self.num_images
@@ -318,7 +318,7 @@ class SyntheticImages:
         idx = check_indices(indices, len(self))
         size = parse_size(size)
         check_generator(generator)
-        device = torch.device("cpu" if device is None else device)
+        device = check_device("cpu" if device is None else device)
         out = torch.empty(idx.numel(), 3, *size, dtype=torch.uint8, device=device)
         chunk = _CPU_CHUNK if device.type == "cpu" else max(1, idx.numel())
         for start in range(0, idx.numel(), chunk):

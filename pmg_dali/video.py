@@ -35,9 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_generator, check_int
+from ._checks import check_device, check_generator, check_int
 from .config import parse_size
-from .sources import _CROP_ATTEMPTS, ThreadMap, check_crop_ranges, check_indices, crop_box
+from .sources import _CROP_ATTEMPTS, CROP_RATIO, CROP_SCALE, ThreadMap, check_crop_ranges, check_indices, crop_box
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipNoise", "VideoFolder", "decode_clip", "sample_clip_noise",
            "temporal_indices"]
@@ -114,7 +114,7 @@ def _read_frames(path: str, wanted: Callable[[int], list[int]]) -> list[np.ndarr
 
 
 def decode_clip(path, num_frames: int, size, *, frame_stride: int | None = None,
-                noise: ClipNoise | None = None, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+                noise: ClipNoise | None = None, scale=CROP_SCALE, ratio=CROP_RATIO) -> torch.Tensor:
     """Decode T = ``num_frames`` frames of the video at ``path`` as uint8 (3, T, H, W) at ``size``.
 
     Temporal sampling and crop as the module docstring says; ``noise`` from :func:`sample_clip_noise`
@@ -166,7 +166,7 @@ class VideoFolder:
     """
 
     def __init__(self, root, num_frames: int = 16, frame_stride: int | None = None,
-                 scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), num_workers: int | None = None):
+                 scale=CROP_SCALE, ratio=CROP_RATIO, num_workers: int | None = None):
         num_frames = check_int("num_frames", num_frames, 1)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         num_workers = min(8, cores) if num_workers is None else check_int("num_workers", num_workers, 0)
@@ -241,6 +241,7 @@ class VideoFolder:
         idx = check_indices(indices, len(self))
         size = parse_size(size)
         check_generator(generator)
+        device = None if device is None else check_device(device)
         noise = [sample_clip_noise(self.num_frames, generator) if generator is not None else None
                  for _ in range(len(idx))]
         if not len(idx):

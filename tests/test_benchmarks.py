@@ -204,3 +204,12 @@ def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
     assert result["skipped"]["broken"] == "failed: RuntimeError: no such kernel"
     assert result["skipped"]["broken_alone"] == "failed: RuntimeError: workers died"
     assert "skipped: broken: failed: RuntimeError" in bench.table(result)
+
+
+def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
+    run("benchmarks/bench_framing.py", "--quick", "--out", str(tmp_path / "framing.json"))
+    rows = json.loads((tmp_path / "framing.json").read_text())["rows"]
+    for name in ("sliding_window", "zoom", "affine", "perspective", "cutmix"):
+        assert rows[f"{name}, inside"]["padded_fraction"] == 0, name
+    assert rows["affine, whole"]["padded_fraction"] > 0.01 and rows["perspective, whole"]["padded_fraction"] > 0.01
+    assert 0.35 * 0.97 <= rows["affine, inside"]["first_view_area_min"] < rows["affine, inside"]["first_view_area_mean"] < 1

@@ -176,7 +176,7 @@ def test_layouts_and_dtypes(images, layout, dtype):
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 def test_padding_modes(images, padding_mode):
     cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("affine", "perspective"), mixup=None,
-                    affine_scale=(0.85, 0.9), padding_mode=padding_mode, normalize=False)
+                    affine_scale=(0.85, 0.9), padding_mode=padding_mode, normalize=False, framing="whole")
     program = _program(cfg, seed=2)
     out, ref = _dali().render(images, program, cfg), reference_render(images, program, cfg)
     assert _max_diff(out, ref) < TOL
@@ -311,7 +311,7 @@ def test_in_graph_matrices_match_geometry(images):
     """The in-graph matrices equal pmg_dali.geometry's builders on the drawn parameters, and the
     rendered clips equal the torch reference rendering of those matrices."""
     cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("zoom", "affine", "sliding_window"), mixup=None,
-                    normalize=False)
+                    normalize=False, framing="whole")
     names = ["zoom_scale", "zoom_cx", "zoom_cy", "angle", "scale", "window"]
     pairs = ["translate", "shear", "start", "velocity"]
     clips, which, mats, *p = _in_graph(cfg, images, extra=lambda s: [s.motion.matrices]
@@ -338,6 +338,25 @@ def test_in_graph_matrices_match_geometry(images):
     program = _program(cfg.replace(transforms=("identity",)))
     program = type(program)(homography=got.float(), color=program.color, transform=program.transform)
     assert _max_diff(torch.from_numpy(clips), reference_render(images, program, cfg)) < TOL
+
+
+@pytest.mark.parametrize("kw", [{}, dict(affine_degrees=8.0, affine_translate=0.04, min_view_area=0.5)])
+def test_in_graph_affine_framing_matches_the_host(kw):
+    """``"inside"`` framing in the graph: the fitted intensity and the placed first view are the host
+    sampler's (pmg_dali.sampling.affine_motion on the drawn parameters), and a white image stays white."""
+    from pmg_dali.sampling import affine_motion
+    cfg = PMGConfig(num_frames=16, size=(20, 28), transforms=("affine",), mixup=None, normalize=False, **kw)
+    white = torch.full((B, 3, 20, 28), 255, dtype=torch.uint8)
+    keys = lambda p: [p["angle"], *p["translate"], p["scale"], *p["shear"], p["intensity"], *p["placement"]]  # noqa
+    clips, _, mats, *p = _in_graph(cfg, white, extra=lambda s: [s.motion.matrices] + keys(s.params))
+    angle, tx, ty, scale, shx, shy, intensity, ux, uy = (v.astype(np.float64).reshape(-1) for v in p)
+    first, step = affine_motion(cfg, angle, np.stack([tx, ty], -1), scale, np.stack([shx, shy], -1),
+                                np.stack([ux, uy], -1))
+    expected = torch.from_numpy(matrix_powers(step, first, 16))
+    torch.testing.assert_close(_homographies(mats), expected, rtol=1e-3, atol=5e-3)
+    assert clips.min() >= 1 - 1e-4
+    if kw:                                       # strong motions are weakened, not stopped
+        assert (intensity < 1).any() and intensity.min() > 0
 
 
 def test_in_graph_fade_colour(images):

@@ -1,8 +1,11 @@
-"""examples/videomae: masking correctness of the model (in-process) and CPU smoke runs of
-pretrain.py / finetune.py (subprocesses, tiny sizes)."""
+"""examples/videomae: masking correctness of the model (in-process), the configurator, the shared
+runtime (lr rule, checkpoints, threads, GIFs) and CPU runs of pretrain.py / finetune.py (subprocesses,
+tiny sizes): smoke, exact resume, a refused pickled payload, --help, signals."""
 import csv
 import math
 import os
+import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -172,7 +175,7 @@ def losses(out_dir: Path) -> dict[int, str]:
 
 
 PRETRAIN = TINY_FLAGS + ["--batch_size=2", "--num_images=4", "--log_interval=1", "--warmup_iters=1",
-                         "--base_lr=0.5", "--source=synthetic:mixed"]
+                         "--base_lr=4e-3", "--source=synthetic:mixed"]
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +191,10 @@ def test_pretrain_smoke(pretrained):
     out, stdout = pretrained
     assert "iter 2/4: loss" in stdout and "iter 4/4: loss" in stdout
     assert sorted(losses(out)) == [1, 2, 3, 4] and all(math.isfinite(float(v)) for v in losses(out).values())
-    ckpt = torch.load(out / "ckpt_000002.pt", weights_only=False)
+    ckpt = torch.load(out / "ckpt_000002.pt", weights_only=True)          # tensors and plain values only
     assert ckpt["iter_num"] == 2 and ckpt["loader"]["step"] == 2 and ckpt["loader"]["epoch"] == 0
-    assert {"model", "optimizer", "rng", "model_args", "config"} <= ckpt.keys()
-    assert torch.load(out / "ckpt.pt", weights_only=False)["loader"]["epoch"] == 1
+    assert {"model", "optimizer", "rng", "model_args", "config", "elapsed_s"} <= ckpt.keys()
+    assert torch.load(out / "ckpt.pt", weights_only=True)["loader"]["epoch"] == 1
     assert (out / "recon_000004.png").is_file() and (out / "clips.gif").is_file()
 
 
@@ -209,21 +212,233 @@ def test_resume_continues_bit_exactly(pretrained, tmp_path):
 def test_config_overrides():
     from configurator import configure
 
-    namespace = {"max_iters": 10, "lr": 0.1, "device": "auto", "depth": None, "compile": False, "_hidden": 1}
-    config = configure(namespace, ["--max_iters=20", "--lr=1", "--device=cuda:1", "--depth=(1, 2)",
-                                   "--compile=True"])
-    assert config == {"max_iters": 20, "lr": 1.0, "device": "cuda:1", "depth": (1, 2), "compile": True}
-    assert namespace["max_iters"] == 20 and isinstance(namespace["lr"], float)
+    def fresh() -> dict:
+        return {"max_iters": 10, "lr": 0.1, "device": "auto", "depth": None, "compile": False, "_hidden": 1,
+                "transforms": ("zoom", "affine"), "mixup": "frame", "scale": (0.08, 1.0)}
+
+    namespace = fresh()
+    config = configure(namespace, ["--max_iters=1e3", "--lr=1", "--device=cuda:1", "--depth=(1, 2)",
+                                   "--compile=true", "--transforms=identity", "--scale=0.5,1"])
+    assert config == {"max_iters": 1000, "lr": 1.0, "device": "cuda:1", "depth": (1, 2), "compile": True,
+                      "transforms": ("identity",), "mixup": "frame", "scale": (0.5, 1)}
+    assert namespace["max_iters"] == 1000 and isinstance(namespace["lr"], float)
+    assert configure(fresh(), ["--transforms=zoom,affine"])["transforms"] == ("zoom", "affine")
+    assert configure(fresh(), ["--transforms=('fade',)"])["transforms"] == ("fade",)
+    assert configure(fresh(), ["--mixup=none"], nullable=("mixup",))["mixup"] is None
+    assert configure(fresh(), ["--depth=none"])["depth"] is None
+    assert configure(fresh(), ["--depth=3"], types={"depth": int})["depth"] == 3
     with pytest.raises(SystemExit, match="unknown config key 'no_such_key'"):
-        configure(dict(namespace), ["--no_such_key=1"])
+        configure(fresh(), ["--no_such_key=1"])
     with pytest.raises(SystemExit, match="unknown config key '_hidden'"):
-        configure(dict(namespace), ["--_hidden=2"])
-    with pytest.raises(SystemExit, match="--max_iters must be a int"):
-        configure(dict(namespace), ["--max_iters=ten"])
+        configure(fresh(), ["--_hidden=2"])
+    with pytest.raises(SystemExit, match=r"--max_iters must be an int \(default 10\), but got 'ten'"):
+        configure(fresh(), ["--max_iters=ten"])
+    with pytest.raises(SystemExit, match=r"--max_iters must be an int .* but got '2.5'"):
+        configure(fresh(), ["--max_iters=2.5"])
+    with pytest.raises(SystemExit, match="--compile must be True or False .* but got 'maybe'"):
+        configure(fresh(), ["--compile=maybe"])
+    with pytest.raises(SystemExit, match="--lr must be a float; it cannot be None"):
+        configure(fresh(), ["--lr=None"])
+    with pytest.raises(SystemExit, match="--mixup must be a str; it cannot be None"):
+        configure(fresh(), ["--mixup=none"])
+    with pytest.raises(SystemExit, match="--depth must be an int .* but got 'deep'"):
+        configure(fresh(), ["--depth=deep"], types={"depth": int})
     with pytest.raises(SystemExit, match="must look like --key=value"):
-        configure(dict(namespace), ["max_iters=3"])
-    unset = configure({"mixup": "frame", "lr": 0.1}, ["--mixup=None", "--lr=None"])   # e.g. no Mixup
-    assert unset == {"mixup": None, "lr": None}
+        configure(fresh(), ["max_iters=3"])
+
+
+@pytest.mark.parametrize("script", ["pretrain.py", "finetune.py"])
+def test_help_lists_every_key_with_default_and_comment(script):
+    result = run(script, "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "usage: python " + script in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("--base_lr="))
+    assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
+    for key in ("batch_size", "device", "seed", "out_dir", "resume"):
+        assert f"--{key}=" in result.stdout
+    flag, message = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
+                     "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}[script]
+    bad = run(script, flag, check=False)
+    assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+def test_peak_lr_is_linear_from_256_and_base_lr_below():
+    from runtime import peak_lr
+
+    assert peak_lr(1.5e-4, 256) == pytest.approx(1.5e-4)
+    assert peak_lr(1.5e-4, 1024) == pytest.approx(6e-4)                   # VideoMAE: base_lr * batch / 256
+    assert peak_lr(1.5e-4, 2048) == pytest.approx(1.2e-3)
+    assert peak_lr(1.5e-4, 16) == peak_lr(1.5e-4, 1) == 1.5e-4            # not 9.4e-6 at batch 16
+    assert peak_lr(1e-3, 8) == 1e-3
+
+
+def test_lr_schedule_warms_up_then_anneals_to_the_floor():
+    from runtime import lr_at
+
+    n, warmup = 100, 10
+    lrs = [lr_at(k / n, 1.0, 0.01, warmup / n, 1 / n) for k in range(n)]
+    assert lrs[:warmup] == pytest.approx([(k + 1) / (warmup + 1) for k in range(warmup)])
+    assert lrs[warmup] == pytest.approx(1.0) and all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))
+    assert lr_at(1.0, 1.0, 0.01, 0.1, 0.01) == pytest.approx(0.01)
+    assert lr_at(0.55, 1.0, 0.0, 0.1, 0.01) == pytest.approx(0.5)          # half-way through the cosine
+
+
+def test_cpu_threads_leave_a_core_per_worker(monkeypatch):
+    import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        assert runtime.cpu_threads(num_workers=1) == 3 == torch.get_num_threads()
+        assert runtime.cpu_threads(num_workers=4) == 1
+        assert runtime.cpu_threads(num_workers=0, requested=2) == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert runtime.cpu_threads(num_workers=0) == torch.get_num_threads() == 2   # left as it is
+    finally:
+        torch.set_num_threads(before)
+
+
+def gif_color_tables(path: Path) -> tuple[bool, list[bool]]:
+    """(global colour table?, [local colour table? per frame]) read from the GIF blocks directly."""
+    data = path.read_bytes()
+    flags, i, local = data[10], 13, []
+    if flags & 0x80:
+        i += 3 * 2 ** ((flags & 7) + 1)
+    while i < len(data) and data[i] != 0x3B:
+        if data[i] == 0x21:                                    # extension: label, then sub-blocks
+            i += 2
+        else:                                                  # 0x2C image descriptor
+            f = data[i + 9]
+            local.append(bool(f & 0x80))
+            i += 10 + (3 * 2 ** ((f & 7) + 1) if f & 0x80 else 0) + 1    # + LZW minimum code size
+        while data[i]:
+            i += data[i] + 1
+        i += 1
+    return bool(flags & 0x80), local
+
+
+def moving_frames(num_frames: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = (rng.random((24, 40, 3)) * 255).astype(np.uint8)
+    frames = np.stack([np.roll(base, 3 * t, axis=1) for t in range(num_frames)])
+    frames[3, :, :8] = (250, 0, 0)                             # a colour only one frame has
+    return frames
+
+
+def test_gifs_use_one_palette_for_all_frames(tmp_path):
+    from PIL import Image
+    from runtime import save_gif
+
+    from pmg_dali.__main__ import save_gif as save_preview
+
+    frames = moving_frames()
+    save_gif(frames, str(tmp_path / "a.gif"))
+    save_preview([torch.from_numpy(frames).permute(3, 0, 1, 2)[None]], tmp_path / "b.gif")
+    for name in ("a.gif", "b.gif"):
+        assert gif_color_tables(tmp_path / name) == (True, [False] * len(frames))
+        with Image.open(tmp_path / name) as gif:
+            assert gif.n_frames == len(frames)
+            for t in range(len(frames)):
+                gif.seek(t)
+                error = np.abs(np.asarray(gif.convert("RGB"), dtype=float) - frames[t]).mean()
+                assert error < 25, (name, t, error)
+    # the writer this replaces: PIL's default gives every frame after the first its own palette
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(tmp_path / "c.gif", save_all=True, append_images=images[1:])
+    assert any(gif_color_tables(tmp_path / "c.gif")[1])
+
+
+class Payload:
+    """Unpickling this calls ``Path.touch(marker)``: a stand-in for any code a checkpoint could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_with_pickled_code_is_refused(pretrained, tmp_path):
+    out, _ = pretrained
+    marker = tmp_path / "code_ran"
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["config"]["payload"] = Payload(marker)
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "ckpt.pt")
+    resumed = run("pretrain.py", *PRETRAIN, f"--out_dir={tmp_path / 'run'}", "--max_iters=6", "--resume=True",
+                  check=False)
+    assert resumed.returncode != 0 and "refusing to load" in resumed.stderr and "Traceback" not in resumed.stderr
+    init = run("finetune.py", f"--init={tmp_path / 'run' / 'ckpt.pt'}", "--data_root=/nonexistent", "--device=cpu",
+               f"--out_dir={tmp_path / 'ft'}", check=False)              # refused before the data is read
+    assert init.returncode != 0 and "--init=" in init.stderr and "refusing to load" in init.stderr
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)             # the payload is live
+    assert marker.exists()
+
+
+SIGNAL_RUN = PRETRAIN + ["--max_iters=40", "--ckpt_every=1000", "--image_every=1000"]
+
+
+def interrupt(out_dir: Path, sig: int) -> subprocess.CompletedProcess:
+    """Run SIGNAL_RUN into ``out_dir`` and send ``sig`` once iteration 2 is logged."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(EXAMPLE / "pretrain.py"), *SIGNAL_RUN, f"--out_dir={out_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("iter 2/"):                       # mid-run
+            proc.send_signal(sig)
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_the_step_and_writes_a_loadable_checkpoint(tmp_path, sig):
+    result = interrupt(tmp_path, sig)
+    assert result.returncode == 128 + sig, result.stderr
+    assert f"stopped by {signal.Signals(sig).name} after iteration" in result.stderr
+    assert "--resume=True" in result.stderr and "Traceback" not in result.stderr
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert 2 <= ckpt["iter_num"] < 40 and sorted(losses(tmp_path)) == list(range(1, ckpt["iter_num"] + 1))
+    assert not (tmp_path / "ckpt.pt.tmp").exists()
+
+
+def test_resume_after_sigterm_matches_a_straight_run(tmp_path):
+    """After SIGTERM and --resume=True, log.csv has every iteration once, with the straight run's losses,
+    and its elapsed time keeps counting."""
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    run("pretrain.py", *SIGNAL_RUN, f"--out_dir={straight}")
+    assert interrupt(cut, signal.SIGTERM).returncode == 128 + signal.SIGTERM
+    ckpt = torch.load(cut / "ckpt.pt", weights_only=True)
+    stopped = ckpt["iter_num"]
+    with open(cut / "log.csv", "a") as f:                     # a row logged after the checkpoint: dropped on resume
+        f.write(f"{stopped + 1},9.9,0.1,1.0,0.0,1.0\n")
+    resumed = run("pretrain.py", *SIGNAL_RUN, f"--out_dir={cut}", "--resume=True")
+    assert f"at iteration {stopped}" in resumed.stdout
+    with open(cut / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iter"]) for r in rows] == list(range(1, 41))
+    assert losses(cut) == losses(straight)
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[stopped] >= float(ckpt["elapsed_s"])
+
+
+def test_time_budget_anneals_and_flags_are_accepted(tmp_path):
+    """--max_seconds ends a long run on time with the lr at its floor; --transforms=identity and
+    --mixup=none are taken."""
+    result = run("pretrain.py", *PRETRAIN, f"--out_dir={tmp_path}", "--max_iters=100000", "--max_seconds=3",
+                 "--base_min_lr=0", "--warmup_iters=0", "--transforms=identity", "--mixup=none", "--log_interval=5")
+    assert "or 3 s, whichever comes first" in result.stdout and "the 3 s budget ended it" in result.stdout
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    lrs = [float(r["lr"]) for r in rows]
+    assert len(rows) >= 2 and lrs[-1] < 0.1 * lrs[0]
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["config"]["transforms"] == ("identity",)
 
 
 @pytest.fixture(scope="module")
@@ -242,15 +457,17 @@ def video_root(tmp_path_factory):
 def test_finetune_one_epoch_from_pretrained(pretrained, video_root, tmp_path):
     out, _ = pretrained
     result = run("finetune.py", f"--data_root={video_root}", f"--init={out / 'ckpt.pt'}", "--model=vit_tiny",
-                 "--img_size=32", "--num_frames=4", "--batch_size=4", "--epochs=1", "--device=cpu",
-                 f"--out_dir={tmp_path}", "--num_workers=1", "--warmup_epochs=0")
+                 "--batch_size=4", "--epochs=1", "--device=cpu", f"--out_dir={tmp_path}", "--num_workers=1",
+                 "--warmup_epochs=0")          # img_size / num_frames: the checkpoint's (32, 4)
     assert "data: 7 train / 4 val videos, 2 classes" in result.stdout
-    assert "unexpected keys ['norm.weight', 'norm.bias']" in result.stdout
+    assert "2 blocks, 32 wide, 4x32² input; its final norm is not used" in result.stdout
+    assert "fine-tuning 4x32² clips" in result.stdout
+    assert "keys" not in result.stderr and "unexpected" not in result.stderr
     assert "val_acc=" in result.stdout
     acc = float(result.stdout.split("val_acc=")[1].split()[0])
     assert acc in (0.0, 25.0, 50.0, 75.0, 100.0)
     assert "corrupt.mp4" in result.stderr
-    ckpt = torch.load(tmp_path / "finetune.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "finetune.pt", weights_only=True)
     assert ckpt["classes"] == ["jump", "run"] and ckpt["model_args"]["embed_dim"] == 32
 
 

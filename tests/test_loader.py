@@ -262,7 +262,7 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     (dict(rank=2, world_size=2), ValueError, r"`rank` must be in \[0, 1\] \(world_size 2\)"),
     (dict(rank=-1, world_size=2), ValueError, "`rank` must be >= 0"),
     (dict(rank=1), ValueError, r"`rank` must be in \[0, 0\]"),
-    (dict(seed=-1), ValueError, "`seed` must be >= 0"),
+    (dict(seed=-1), ValueError, r"`seed` must be in \[0, 9223372036854775807\], but got -1"),
     (dict(patch_size=5), ValueError, "`size` must be divisible by `patch_size`"),
     (dict(tubelet_size=3), ValueError, "`num_frames` must be divisible by `tubelet_size`"),
     (dict(config="default"), TypeError, "`config` must be a PMGConfig"),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
+from pmg_dali.sampling import view_extent
 
 T, SIZE = 6, (40, 56)
 
@@ -70,9 +71,56 @@ def test_recursion_is_one_step_applied_t_times(name):
 
 
 @pytest.mark.parametrize("name", ["identity", "fade", "affine", "perspective", "color_jitter", "cutmix"])
-def test_first_view_is_the_whole_image(name):
-    _, p = sample((name,))
+def test_first_view_is_the_whole_image_with_whole_framing(name):
+    _, p = sample((name,), framing="whole")
     torch.testing.assert_close(p.homography[:, 0], torch.eye(3).expand(32, 3, 3))
+
+
+@pytest.mark.parametrize("name", ["affine", "perspective"])
+@pytest.mark.parametrize("kw", [{}, dict(affine_degrees=10.0, affine_translate=0.05, perspective_distortion=0.05)])
+def test_inside_framing_keeps_every_frame_inside_the_image(name, kw):
+    """Every frame's corners (hence every pixel: a frame is a convex quadrilateral in the source) map
+    between the source's pixel centres; the first view is a crop of at least min_view_area."""
+    _, p = sample((name,), b=512, **kw)
+    c = frame_corners_in_source(p.homography)
+    assert c[..., 0].min() >= -1e-3 and c[..., 0].max() <= SIZE[1] - 1 + 1e-3
+    assert c[..., 1].min() >= -1e-3 and c[..., 1].max() <= SIZE[0] - 1 + 1e-3
+    first = p.homography[:, 0].double()
+    ratio = 1 / first[:, 0, 0]
+    torch.testing.assert_close(first[:, 1, 1], first[:, 0, 0])                # a crop: scale + shift
+    torch.testing.assert_close(first[:, [0, 1, 2, 2], [1, 0, 0, 1]], torch.zeros(512, 4, dtype=torch.float64))
+    assert ratio.max() <= 1 + 1e-6 and ratio.min() ** 2 >= 0.35 * 0.97      # the fit lands close to the floor
+    # the same draws without framing: the motion is unchanged unless it needed a view below 0.35
+    _, q = sample((name,), b=512, framing="whole", **kw)
+    needed = view_extent(steps(q.homography)[:, 0].numpy(), SIZE, T)[0]
+    same = torch.from_numpy(needed ** 2 >= 0.35)
+    assert same.float().mean() > 0.5
+    torch.testing.assert_close(steps(p.homography)[same], steps(q.homography)[same], atol=2e-4, rtol=1e-4)
+
+
+def test_inside_framing_weakens_only_motions_that_need_a_small_view():
+    _, p = sample(("affine",), b=512, affine_degrees=10.0, min_view_area=0.6)
+    _, q = sample(("affine",), b=512, affine_degrees=10.0, framing="whole")
+    angle = lambda h: torch.rad2deg(torch.atan2(steps(h)[:, 0, 0, 1], steps(h)[:, 0, 0, 0]))  # noqa: E731
+    weaker = angle(p.homography).abs() < angle(q.homography).abs() - 1e-3
+    assert 0.2 < weaker.float().mean() < 1
+    ratio = 1 / p.homography[:, 0, 0, 0].double()
+    assert ratio.min() ** 2 >= 0.6 * 0.97 and (ratio[weaker] ** 2 < 0.63).all()
+
+
+def test_inside_framing_cutmix_samples_between_partner_pixel_centres():
+    _, p = sample(("cutmix",), b=256, cutmix_scale=(0.5, 1.0))
+    hh, ww = SIZE
+    inv = torch.linalg.inv(p.paste_homography.double())
+    ys, xs = torch.meshgrid(torch.arange(hh, dtype=torch.float64), torch.arange(ww, dtype=torch.float64),
+                            indexing="ij")
+    box = p.paste_box.double()[..., None, None]
+    inside = (xs >= box[..., 0, :, :]) & (xs < box[..., 2, :, :]) & (ys >= box[..., 1, :, :]) & (ys < box[..., 3, :, :])
+    src_x = inv[..., 0, 0, None, None] * xs + inv[..., 0, 1, None, None] * ys + inv[..., 0, 2, None, None]
+    src_y = inv[..., 1, 0, None, None] * xs + inv[..., 1, 1, None, None] * ys + inv[..., 1, 2, None, None]
+    assert inside.any(dim=(-1, -2)).all()
+    assert src_x[inside].min() >= -1e-4 and src_x[inside].max() <= ww - 1 + 1e-4
+    assert src_y[inside].min() >= -1e-4 and src_y[inside].max() <= hh - 1 + 1e-4
 
 
 def test_geometry_free_transforms_keep_identity_geometry():

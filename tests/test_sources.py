@@ -1,6 +1,6 @@
 """Image sources: TensorImages and ImageFolder (pmg_dali.sources), checked against PIL.
 
-The folder fixture holds what the issue asks for: an RGB JPEG (upper-case extension), an RGBA PNG,
+The folder fixture holds an RGB JPEG (upper-case extension), an RGBA PNG,
 a grey PNG, a tiny BMP, a WebP, a corrupt .jpg and a .txt, in nested folders.
 """
 import os
@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import pmg_dali
-from pmg_dali import ImageFolder, TensorImages
+from pmg_dali import ImageFolder, TensorImages, sources
 from pmg_dali.sources import crop_box, scan_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +167,40 @@ def test_decompression_bomb_guard_is_kept_and_counts_as_broken(tmp_path, monkeyp
         images = source.load([0, 1], 8)
     assert torch.equal(images[0], images[1])
     assert source.bad_files == {str(tmp_path / "a_bomb.png")}
+
+
+def test_images_above_max_pixels_are_refused_as_broken(tmp_path):
+    """A PNG (no reduced decode) above the limit is refused before decoding: one warning naming it,
+    ``bad_files``, the next image instead; a JPEG as large is decoded at a reduced scale and kept."""
+    Image.fromarray(smooth_image(1000, 1200)).save(tmp_path / "a_large.png")
+    Image.fromarray(smooth_image(1000, 1200, 1)).save(tmp_path / "b_large.jpg", quality=90)
+    Image.fromarray(smooth_image(40, 40, 2)).save(tmp_path / "c_small.png")
+    source = ImageFolder(tmp_path, max_pixels=500_000)
+    with pytest.warns(RuntimeWarning, match=r"a_large\.png.*more than max_pixels=500,000") as caught:
+        out = source.load([0, 1, 2], 32)
+    assert len(caught) == 1 and source.bad_files == {str(tmp_path / "a_large.png")}
+    torch.testing.assert_close(out[0], out[1])                   # replaced by the next decodable file
+    unlimited = ImageFolder(tmp_path, max_pixels=None).load([0, 1], 32)
+    assert (out[1].int() - unlimited[1].int()).abs().max() <= 4  # the JPEG: 1/8-scale decode ~ full decode
+    assert ImageFolder(tmp_path).load([0], 32).shape == (1, 3, 32, 32)    # the default limit is far above
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    """No more pixels than the output needs: a 1200 x 1000 JPEG for a 32^2 output is decoded at 1/8."""
+    Image.fromarray(smooth_image(1000, 1200)).save(tmp_path / "big.jpg", quality=90)
+    decoded = []
+    original = sources.pil_to_rgb
+    monkeypatch.setattr(sources, "pil_to_rgb", lambda im: decoded.append(im.size) or original(im))
+    ImageFolder(tmp_path).load([0], 32)
+    assert decoded == [(150, 125)]
+
+
+def test_max_pixels_is_checked(tmp_path):
+    Image.fromarray(smooth_image(10, 10)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="`max_pixels` must be >= 1, but got 0"):
+        ImageFolder(tmp_path, max_pixels=0)
+    with pytest.raises(TypeError, match="`max_pixels` must be an int, but got 1.5"):
+        ImageFolder(tmp_path, max_pixels=1.5)
 
 
 def test_all_broken_raises_naming_the_root(tmp_path):

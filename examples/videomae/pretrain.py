@@ -1,5 +1,6 @@
 """VideoMAE pre-training on pseudo-motion clips made on the fly by pmg_dali (no videos needed).
 
+    python examples/videomae/pretrain.py --help                             # every key, its default and meaning
     python examples/videomae/pretrain.py                                    # ViT-S, 16 x 224², synthetic images
     python examples/videomae/pretrain.py --demo=True                        # short demo (tiny on CPU)
     python examples/videomae/pretrain.py --source=folder:/data/images --model=vit_base
@@ -9,9 +10,18 @@
 
 Config values below can be overridden as ``--key=value``. Every ``ckpt_every`` iterations (and at
 the end) ``out_dir/ckpt.pt`` holds the model, the optimiser, the iteration (the lr schedule is a
-function of it), the loader state and the RNG state; ``--resume=True`` continues bit-exactly. Also
-written: ``log.csv`` (+ TensorBoard with ``--tensorboard=True``), ``recon_<iter>.png`` (original /
-masked / reconstructed frames) and ``clips.gif`` (the first batch of clips).
+function of it), the elapsed time, the loader state and the RNG state, as tensors and plain Python
+values (it is read back with ``torch.load(weights_only=True)``); ``--resume=True`` continues bit-exactly
+and appends to ``log.csv`` from the checkpoint's iteration on. SIGTERM or Ctrl-C (SIGINT) finishes the
+current step, writes the checkpoint and exits with status 128 + the signal number, printing the command
+that resumes. Also written: ``log.csv`` (+ TensorBoard with ``--tensorboard=True``), ``recon_<iter>.png``
+(original / masked / reconstructed frames) and ``clips.gif`` (the first batch of clips).
+
+Learning rate: peak ``base_lr * batch / 256`` from a total batch of 256 up (VideoMAE's rule, made for
+512-2048), ``base_lr`` below (see ``runtime.peak_lr``: scaled down, a small batch stays at chance); linear
+warm-up over ``warmup_iters``, cosine decay to the end. With ``--max_seconds`` the run ends at ``max_iters`` or at
+the time budget, whichever comes first, and the schedule follows whichever is further along, so a
+time-capped run still anneals (such a run is not bit-reproducible: its lr depends on the clock).
 
 Mixed pre-training on real videos (the paper's PMG-as-augmentation result): ``--source=videos:<path>``
 (a folder of videos or a VideoMAE list file, decoded by ``pmg_dali.VideoFolder`` in this process)
@@ -24,6 +34,7 @@ import csv
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -34,19 +45,21 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from configurator import configure  # noqa: E402
+from configurator import configure, given_keys  # noqa: E402
 from model import VideoMAE, VideoMAEConfig, patchify, unpatchify  # noqa: E402
+from runtime import (SignalStop, cpu_threads, load_checkpoint, lr_at, peak_lr, resume_command,  # noqa: E402
+                     save_checkpoint, save_gif)
 
 import pmg_dali  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # I/O
-out_dir = "out/videomae"
+out_dir = "out/videomae"     # ckpt.pt, log.csv, recon_<iter>.png, clips.gif go here
 log_interval = 10            # print + CSV row (mean loss of the interval) every N iterations
-ckpt_every = 1000            # write out_dir/ckpt.pt every N iterations (and at the end)
+ckpt_every = 1000            # write out_dir/ckpt.pt every N iterations (and at the end or on SIGTERM / SIGINT)
 ckpt_keep = False            # also keep each one as out_dir/ckpt_<iter>.pt
 image_every = 1000           # write out_dir/recon_<iter>.png every N iterations (and at the end)
-resume = False               # continue from out_dir/ckpt.pt
+resume = False               # continue from out_dir/ckpt.pt (same settings; log.csv continues)
 tensorboard = False          # also log to out_dir/tb (needs `pip install tensorboard`)
 demo = False                 # short demo: fills in every key not given on the command line (see DEMO)
 # data
@@ -55,8 +68,8 @@ num_images = 100_000         # synthetic images per epoch
 pmg_source = "synthetic:mixed"   # with --source=videos:<path>: the images of the pseudo-motion clips
 pmg_ratio = 0.5              # with --source=videos:<path>: fraction of clips that are pseudo-motion
 augment_videos = True        # with --source=videos:<path>: apply pseudo-motion to the real clips too
-transforms = ("zoom", "affine")   # PMG transforms (the paper's best pair)
-mixup = "frame"              # None | "frame" | "videomix"
+transforms = ("zoom", "affine")   # PMG transforms, comma-separated (the paper's best pair); see pmg_dali.TRANSFORMS
+mixup = "frame"              # none | frame | videomix
 backend = "torch"            # loader backend: torch | dali
 seed = 0
 # model
@@ -73,13 +86,13 @@ decoder_depth = 4
 decoder_num_heads = None
 mask_ratio = 0.75
 norm_pix_loss = True         # target: per-patch normalised pixels (VideoMAE); False: [0, 1] pixels
-# optimisation (VideoMAE: AdamW 0.9 / 0.95, wd 0.05, lr 1.5e-4 * batch / 256, warm-up + cosine)
+# optimisation (VideoMAE: AdamW 0.9 / 0.95, wd 0.05, warm-up + cosine)
 batch_size = 32              # clips per micro-step per rank
 grad_accum = 1               # micro-steps per iteration
 max_iters = 10_000
-max_seconds = 0              # also stop (with checkpoint and PNG) after this much time; 0: off
-base_lr = 1.5e-4             # lr = base_lr * total batch / 256
-base_min_lr = 1e-5           # min_lr = base_min_lr * total batch / 256
+max_seconds = 0.0            # time budget in s: stop at max_iters or here, the lr schedule follows the further; 0: off
+base_lr = 1.5e-4             # peak lr = base_lr * B / 256 for total batch B >= 256, base_lr below
+base_min_lr = 1e-5           # final lr, scaled like base_lr
 warmup_iters = None          # None: 5% of lr_decay_iters (VideoMAE: 40 of 800 epochs)
 lr_decay_iters = None        # None: max_iters (set it to extend a run with --resume)
 weight_decay = 0.05
@@ -89,21 +102,25 @@ grad_clip = 0.0              # 0: off (VideoMAE pre-training does not clip)
 # system
 device = "auto"              # auto | cpu | cuda | cuda:1 ...
 dtype = "bfloat16"           # autocast dtype on CUDA (CPU runs float32)
+threads = 0                  # CPU: torch threads; 0: OMP_NUM_THREADS if set, else all usable cores
 compile = False
 sync_timing = False          # synchronise CUDA around the data fetch: exact loader share, slightly slower
 _argv = sys.argv[1:]
-config = configure(globals(), _argv)
+config = configure(globals(), _argv, nullable=("mixup",),
+                   types=dict(embed_dim=int, depth=int, num_heads=int, decoder_embed_dim=int,
+                              decoder_num_heads=int, warmup_iters=int, lr_decay_iters=int))
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
-# CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips
-# (64 tokens), 600 iterations or 4 minutes, whichever comes first.
+# CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
+# 8 x 8 patches (256 tokens), DEMO_CPU_ITERS iterations, about 2.5 minutes on one free core of a 2-core
+# x86_64 CPU; a 240 s budget ends it early (and still anneals) on a slower or busy machine.
 DEMO = {
     "cuda": dict(out_dir="out/demo", model="vit_small", max_iters=600, batch_size=32, base_lr=1.5e-3,
                  warmup_iters=60, log_interval=20, ckpt_every=600, image_every=200),
-    "cpu": dict(out_dir="out/demo", model="vit_tiny", img_size=64, num_frames=8, embed_dim=128, depth=4,
-                num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2, batch_size=16,
-                max_iters=600, max_seconds=240, base_lr=6e-2, warmup_iters=50, num_images=10_000,
-                log_interval=25, ckpt_every=200, image_every=200),
+    "cpu": dict(out_dir="out/demo", model="vit_tiny", img_size=64, num_frames=8, patch_size=8, embed_dim=128,
+                depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2, batch_size=16,
+                max_iters=300, max_seconds=240.0, base_lr=1.5e-3, warmup_iters=15, num_images=10_000, log_interval=25,
+                ckpt_every=100, image_every=100),
 }
 
 
@@ -142,29 +159,11 @@ def make_sources() -> tuple[object, dict]:
                                                           augment_videos=augment_videos)
 
 
-def get_lr(it: int, peak: float, low: float, warmup: int, decay_iters: int) -> float:
-    """Linear warm-up to ``peak``, then cosine decay to ``low`` at ``decay_iters``."""
-    if it < warmup:
-        return peak * (it + 1) / (warmup + 1)
-    progress = min(1.0, (it - warmup) / max(1, decay_iters - warmup))
-    return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * progress))
-
-
 def batches(loader):
     """Batches forever: epoch after epoch (a resumed loader first finishes its epoch)."""
     while True:
         yield from loader
         loader.set_epoch(loader.epoch + 1)
-
-
-def out_of_time(t_start: float, ddp: bool, dev: str) -> bool:
-    """``max_seconds`` has passed (on any rank: all ranks stop at the same iteration)."""
-    if max_seconds <= 0:
-        return False
-    flag = torch.tensor(float(time.time() - t_start >= max_seconds), device=dev)
-    if ddp:
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag)
 
 
 def to_pixels(video: torch.Tensor, mean, std) -> torch.Tensor:
@@ -201,20 +200,40 @@ def save_png(rows: torch.Tensor, path: str, max_frames: int = 8, min_side: int =
     image.resize((image.width * zoom, image.height * zoom), Image.NEAREST).save(path)
 
 
-def save_gif(clips: torch.Tensor, path: str, ms_per_frame: int = 120) -> None:
-    """float (B, 3, T, H, W) in [0, 1] -> an animated GIF with the B clips side by side."""
-    from PIL import Image
-
+def save_clips_gif(clips: torch.Tensor, path: str) -> None:
+    """float (B, 3, T, H, W) in [0, 1] -> an animated GIF with the B clips side by side (one palette)."""
     strip = torch.cat(list(clips), dim=-1)                                    # (3, T, H, B*W)
-    frames = [Image.fromarray((strip[:, t] * 255).round().byte().permute(1, 2, 0).cpu().numpy())
-              for t in range(strip.shape[1])]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    save_gif((strip * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy(), path)
+
+
+def sync_stop(elapsed: float, signum: int, ddp: bool, dev: str) -> tuple[float, int]:
+    """(elapsed s, signal number) agreed by all ranks (the maxima), so every rank takes the same lr and
+    stops at the same iteration."""
+    if not ddp:
+        return elapsed, signum
+    flags = torch.tensor([elapsed, float(signum)], device=dev, dtype=torch.float64)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return float(flags[0]), int(flags[1])
+
+
+def trim_log(path: str, iter_num: int) -> None:
+    """Keep the header and the rows of ``log.csv`` up to ``iter_num`` (rows logged after the checkpoint
+    a run resumes from would be logged again)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= iter_num]
+    with open(path + ".tmp", "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(path + ".tmp", path)
 
 
 def main() -> None:
     ddp, rank, world_size, dev = setup_distributed(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     master, device_type = rank == 0, ("cuda" if dev.startswith("cuda") else "cpu")
+    stop = SignalStop(verbose=master)
+    if device_type == "cpu":
+        cpu_threads(0, threads)
     torch.manual_seed(seed)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -230,7 +249,7 @@ def main() -> None:
         decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, norm_pix_loss=norm_pix_loss)
     net = VideoMAE(model_args).to(dev)
     total_batch = batch_size * grad_accum * world_size
-    lr, min_lr = base_lr * total_batch / 256, base_min_lr * total_batch / 256
+    lr, min_lr = peak_lr(base_lr, total_batch), peak_lr(base_min_lr, total_batch)
     decay_iters = lr_decay_iters or max_iters
     warmup = warmup_iters if warmup_iters is not None else decay_iters // 20
     decay = [p for p in net.parameters() if p.ndim > 1]
@@ -240,7 +259,10 @@ def main() -> None:
                                   lr=lr, betas=(beta1, beta2), fused=device_type == "cuda")
 
     # data: every rank makes its own clips (the loader takes rank / world size from torch.distributed)
-    pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
+    try:
+        pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"--transforms={','.join(map(str, transforms))} / --mixup={mixup}: {err}") from None
     images, mixing = make_sources()
     loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
                                          backend=backend, seed=seed, mask_ratio=mask_ratio,
@@ -248,52 +270,63 @@ def main() -> None:
     mean = torch.tensor(pmg.mean, device=dev).view(1, 3, 1, 1, 1)
     std = torch.tensor(pmg.std, device=dev).view(1, 3, 1, 1, 1)
 
-    iter_num = 0
+    iter_num, elapsed = 0, 0.0
     if resume:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, "--resume=True")
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         loader.load_state_dict(ckpt["loader"])
         torch.set_rng_state(ckpt["rng"])
-        iter_num = ckpt["iter_num"]
+        iter_num, elapsed = ckpt["iter_num"], float(ckpt.get("elapsed_s", 0.0))
         if master:
-            print(f"resumed from {ckpt_path} at iteration {iter_num}")
+            print(f"resumed from {ckpt_path} at iteration {iter_num} ({elapsed:.0f} s in)")
     run = torch.compile(net) if compile else net
     run = DDP(run, device_ids=[torch.device(dev).index] if device_type == "cuda" else None) if ddp else run
 
-    def save_checkpoint() -> None:
+    def write_checkpoint() -> None:
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": iter_num,
-                 "loader": loader.state_dict(), "rng": torch.get_rng_state(), "model_args": asdict(model_args),
-                 "config": config}
-        torch.save(state, ckpt_path + ".tmp")
-        os.replace(ckpt_path + ".tmp", ckpt_path)          # never a half-written checkpoint
+                 "elapsed_s": elapsed, "loader": loader.state_dict(), "rng": torch.get_rng_state(),
+                 "model_args": asdict(model_args), "config": config}
+        save_checkpoint(state, ckpt_path)                   # temp file + rename: never half-written
         if ckpt_keep:
             shutil.copyfile(ckpt_path, os.path.join(out_dir, f"ckpt_{iter_num:06d}.pt"))
         print(f"checkpoint: {ckpt_path} (iteration {iter_num})", flush=True)
 
     log_file, writer = None, None
     if master:
-        fresh = not (resume and os.path.exists(os.path.join(out_dir, "log.csv")))
-        log_file = open(os.path.join(out_dir, "log.csv"), "w" if fresh else "a", newline="")
+        log_path = os.path.join(out_dir, "log.csv")
+        fresh = not (resume and os.path.exists(log_path))
+        if not fresh:
+            trim_log(log_path, iter_num)
+        log_file = open(log_path, "w" if fresh else "a", newline="")
         log = csv.writer(log_file)
         if fresh:
             log.writerow(["iter", "loss", "lr", "clips_per_s", "data_share", "elapsed_s"])
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(os.path.join(out_dir, "tb"))
+        budget = f" or {max_seconds:.0f} s, whichever comes first," if max_seconds > 0 else ""
+        threads_note = f" ({torch.get_num_threads()} threads)" if device_type == "cpu" else ""
         print(f"{model} {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M params | "
-              f"{num_frames}x{img_size}² clips, {model_args.num_patches} tokens, mask {mask_ratio} | "
-              f"batch {total_batch} ({world_size} rank(s)) | lr {lr:.2e} | {max_iters} iters on {dev}")
+              f"{num_frames}x{img_size}² clips, {model_args.num_patches} tokens of {tubelet_size}x{patch_size}², "
+              f"mask {mask_ratio} | batch {total_batch} ({world_size} rank(s)) | peak lr {lr:.2e} | "
+              f"{max_iters} iterations{budget} on {dev}{threads_note}", flush=True)
         if mixing:
             print(f"data: {len(mixing['videos'])} videos from {source[len('videos:'):]}, "
                   f"{pmg_ratio:.0%} pseudo-motion clips of {pmg_source}, {len(loader)} batches per epoch")
 
+    def progress() -> float:
+        """Share of the run done: iterations against lr_decay_iters, time against the budget."""
+        done = iter_num / max(1, decay_iters)
+        return max(done, elapsed / max_seconds) if max_seconds > 0 else done
+
     sync = torch.cuda.synchronize if (sync_timing and device_type == "cuda") else (lambda: None)
     stream = batches(loader)
-    t_start = t_log = time.time()
+    t_start = t_log = time.time() - elapsed          # a resumed run keeps counting its time
     t_data, clips_since, loss_since = 0.0, 0, torch.zeros((), device=dev)
-    while iter_num < max_iters:
-        step_lr = get_lr(iter_num, lr, min_lr, warmup, decay_iters)
+    signum = 0
+    while iter_num < max_iters and not (max_seconds > 0 and elapsed >= max_seconds):
+        step_lr = lr_at(progress(), lr, min_lr, warmup / max(1, decay_iters), 1 / max(1, decay_iters))
         for group in optimizer.param_groups:
             group["lr"] = step_lr
         loss_sum = torch.zeros((), device=dev)
@@ -309,46 +342,57 @@ def main() -> None:
                 loss, pred = run(batch["video"], batch["mask"])
             (loss / grad_accum).backward()
             loss_sum += loss.detach() / grad_accum
-        if iter_num == 0 and master:
-            save_gif(to_pixels(batch["video"][:8], mean, std), os.path.join(out_dir, "clips.gif"))
+        if iter_num == 0 and master and not resume:
+            save_clips_gif(to_pixels(batch["video"][:8], mean, std), os.path.join(out_dir, "clips.gif"))
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         iter_num += 1
         clips_since, loss_since = clips_since + total_batch, loss_since + loss_sum
-        last = iter_num == max_iters or out_of_time(t_start, ddp, dev)
-        if master and (iter_num % log_interval == 0 or last):
+        elapsed, signum = sync_stop(time.time() - t_start, stop.signum, ddp, dev)
+        last = iter_num == max_iters or (max_seconds > 0 and elapsed >= max_seconds) or signum > 0
+        if master and (iter_num % log_interval == 0 or last) and clips_since:
             loss_value = loss_since.item() / (clips_since // total_batch)   # mean since the last log line
             now = time.time()                                # after .item(), which waits for the GPU
             rate, share = clips_since / (now - t_log), t_data / (now - t_log)
             print(f"iter {iter_num}/{max_iters}: loss {loss_value:.4f}, lr {step_lr:.2e}, "
-                  f"{rate:.1f} clips/s, data {share:.0%}", flush=True)
-            log.writerow([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{now - t_start:.1f}"])
+                  f"{rate:.1f} clips/s, data {share:.0%}, {elapsed:.0f} s", flush=True)
+            log.writerow([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{elapsed:.1f}"])
             log_file.flush()
             if writer is not None:
                 writer.add_scalar("loss", loss_value, iter_num)
                 writer.add_scalar("clips_per_s", rate, iter_num)
             t_log, t_data, clips_since, loss_since = time.time(), 0.0, 0, torch.zeros((), device=dev)
-        if master and (iter_num % image_every == 0 or last):
+        if master and (iter_num % image_every == 0 or (last and not signum)):
             path = os.path.join(out_dir, f"recon_{iter_num:06d}.png")
             save_png(reconstruction(batch["video"], batch["mask"], pred.detach(), model_args, mean, std), path)
             print(f"reconstruction: {path}", flush=True)
         if master and (iter_num % ckpt_every == 0 or last):
-            save_checkpoint()
+            write_checkpoint()
         if last:
             break
     if master:
         log_file.close()
-        print(f"done: {iter_num} iterations in {time.time() - t_start:.0f} s; outputs in {out_dir} "
-              f"(ckpt.pt, log.csv, recon_*.png, clips.gif)")
+        if signum:
+            print(f"stopped by {signal.Signals(signum).name} after iteration {iter_num} of {max_iters} "
+                  f"({elapsed:.0f} s); checkpoint {ckpt_path}. Resume with:\n  {resume_command(sys.argv[0], _argv)}",
+                  file=sys.stderr, flush=True)
+        else:
+            why = ("" if iter_num == max_iters else
+                   f" (the {max_seconds:.0f} s budget ended it at iteration {iter_num} of {max_iters}; "
+                   "the lr schedule followed the time)")
+            print(f"done: {iter_num} iterations in {elapsed:.0f} s{why}; outputs in {out_dir} "
+                  f"(ckpt.pt, log.csv, recon_*.png, clips.gif)", flush=True)
     if ddp:
         dist.destroy_process_group()
+    if signum:
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
     if demo:
-        _given = {a[2:].split("=", 1)[0] for a in _argv}
+        _given = given_keys(_argv)
         _kind = "cuda" if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else "cpu"
         for _key, _value in DEMO[_kind].items():
             if _key not in _given:

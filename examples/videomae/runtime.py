@@ -1,0 +1,126 @@
+"""What pretrain.py and finetune.py share: the lr rule, safe checkpoints, stopping on a signal, CPU threads
+and the GIF writer.
+
+- ``peak_lr``: VideoMAE's linear rule ``base_lr * batch / 256`` from a total batch of 256 up (the recipe
+  runs at 512-2048), and ``base_lr`` itself below 256. Scaling down linearly leaves a small-batch run at
+  chance (batch 16 would pre-train at ``base_lr / 16`` = 9.4e-6; even the square-root rule's ``base_lr / 4``
+  had not reached the flat-patch loss after 200 iterations; examples/videomae/README.md has the curves).
+- ``load_checkpoint`` reads with ``torch.load(weights_only=True)``: a checkpoint is tensors and plain
+  Python values only, and one that holds anything else (a pickled object, which could run code) is refused.
+  ``save_checkpoint`` writes a temporary file and renames it, so a checkpoint is never half-written.
+- ``SignalStop``: SIGTERM / SIGINT ask the loop to stop after the current step (a second one stops at once).
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import signal
+import sys
+
+import numpy as np
+import torch
+
+RECIPE_BATCH = 256      # base_lr is the lr at this total batch and below; the linear rule holds above
+
+
+def peak_lr(base_lr: float, total_batch: int) -> float:
+    """``base_lr * total_batch / 256`` for a total batch >= 256, ``base_lr`` below (never less)."""
+    return base_lr * max(total_batch, RECIPE_BATCH) / RECIPE_BATCH
+
+
+def lr_at(progress: float, peak: float, low: float, warmup: float, step: float) -> float:
+    """Linear warm-up to ``peak`` over the first ``warmup`` of the run, then cosine decay to ``low`` at 1.
+
+    ``progress`` in [0, 1] is the share of the run done before this step; ``step`` is one iteration's
+    share (warm-up step k of n gets ``peak * (k + 1) / (n + 1)``).
+    """
+    if progress < warmup:
+        return peak * (progress + step) / (warmup + step)
+    frac = min(1.0, (progress - warmup) / max(step, 1.0 - warmup))
+    return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * frac))
+
+
+def load_checkpoint(path: str, flag: str) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU; a refused or unreadable file is a ``SystemExit``."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"{flag}: no checkpoint at {path!r}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SystemExit(f"{flag}: refusing to load {path!r}: it holds more than tensors and plain Python "
+                         f"values, and unpickling it could run code ({reason})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} ({type(err).__name__}: {err})") from None
+
+
+def save_checkpoint(state: dict, path: str) -> None:
+    """``torch.save`` to ``path + ".tmp"``, then ``os.replace``: readers see the old file or the new one."""
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+class SignalStop:
+    """Turns SIGTERM / SIGINT into a request to stop: ``signum`` is set, the loop finishes its step,
+    writes a checkpoint and exits with ``exit_code``. A second signal raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self, verbose: bool = True):
+        self.signum, self.verbose = 0, verbose
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame) -> None:
+        if self.signum:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+        self.signum = signum
+        if self.verbose:
+            print(f"\n{signal.Signals(signum).name}: finishing this step, then writing a checkpoint "
+                  "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def resume_command(script: str, argv: list[str]) -> str:
+    """The command line that continues this run: the same arguments with ``--resume=True``."""
+    kept = [a for a in argv if not a.startswith("--resume=")]
+    return " ".join([sys.executable, script, *kept, "--resume=True"])
+
+
+def cpu_threads(num_workers: int = 0, requested: int = 0) -> int:
+    """Set and return the torch thread count of a CPU run.
+
+    ``requested`` > 0 wins; else ``OMP_NUM_THREADS`` if set; else the usable cores minus the DataLoader
+    worker processes (at least 1): each worker already keeps one core busy, and more threads than cores
+    make torch's threads wait on each other.
+    """
+    if requested > 0:
+        threads = requested
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores - num_workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def save_gif(frames: np.ndarray, path: str, ms_per_frame: int = 120) -> None:
+    """uint8 (T, H, W, 3) -> an animated GIF with one palette for all frames (no colour flicker).
+
+    The 256 colours are a median cut of all frames together; every frame maps to them without dithering.
+    """
+    from PIL import Image
+
+    sample = np.concatenate(list(frames[:, ::2, ::2]), axis=0)          # every frame, every 2nd pixel
+    palette = Image.fromarray(np.ascontiguousarray(sample)).quantize(256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=Image.Dither.NONE)
+              for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0,
+                   optimize=False, palette=bytes(palette.getpalette()))     # `palette`: no local tables

@@ -1,0 +1,459 @@
+"""Every rendering engine against the reference renderer (the specification), in one parametrised suite.
+
+Modelled on torchvision v2's ``check_kernel``: each engine of :data:`ENGINES` renders the same
+:class:`~pmg_dali.MotionProgram` from the same inputs as :func:`pmg_dali.render.render` (and
+:func:`pmg_dali.render.augment` for engines that augment real clips) and must return the same clips
+within its own tolerance. The same call also checks the contract: an engine that accepts ``out=`` gets a
+buffer poisoned with NaN (uint8: 255) and must return it, every element overwritten; an engine without
+``out=`` returns a contiguous tensor of the right shape, dtype, layout and device, without NaN; the
+inputs (images and program) are not modified. Further checks per engine: a clip rendered alone equals
+its row of the batch (programs without a cross-clip partner: no Mixup, no cutmix), an empty batch gives
+an empty clip tensor, and an engine with its own resize resizes like the reference inside the frame.
+
+Adding an engine is one more :class:`Engine` in :data:`ENGINES`; adding a transform to
+``pmg_dali.TRANSFORMS`` adds its cases to every engine.
+
+The grid (B = 3 clips of T = 3 frames at 13 x 18: odd, H != W, not a multiple of any tile):
+
+- every transform x every engine, one transform per config, strong motions (``framing="whole"``: the
+  view leaves the image) cycling through layouts, output dtypes, padding modes and mixing modes;
+- features x every engine, all transforms per config: a covering array over layout, output (uint8,
+  float32 normalised or raw, float16, bfloat16), view (``framing="whole"`` with each padding mode, or
+  ``"inside"``), mixing (none, frame Mixup per clip or per frame, VideoMix), source (uint8 or float at
+  the output size, uint8 downscaled, float16 upscaled) and batch (1: a clip is its own partner, or 3).
+  Fast engines get every pair of values (``covering=2``: 20 configs); the fused Triton kernel, which
+  without a GPU runs through Triton's interpreter (slow), gets every value once (``covering=1``: 5);
+- real clips (``augment``): four cases for the engines that have it;
+- batched equals per-clip and the empty batch, for each operation of each engine that has them.
+
+Tolerances (what the engines' own tests establish): the reference equals itself; the CPU renderer is
+bit-identical but for colour matrices (float rounding); the fused kernel differs by float rounding; DALI
+by its interpolation arithmetic (2/255). uint8 output may differ by one level in under 1 % of the
+values (a value near a rounding tie); float16 / bfloat16 output by one unit in the last place.
+
+The fused engine runs on CUDA in this process when a GPU is present; without one,
+:func:`test_fused_engine_through_the_interpreter` runs its cases in a subprocess with
+``TRITON_INTERPRET=1`` (which must be set before Triton is imported). In the interpreter it draws with
+one 16 x 32 tile (a partial tile on both axes); on CUDA with 8 x 16 tiles (several, partial ones last).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from itertools import combinations, product
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig
+from pmg_dali.cpu_render import render_cpu
+from pmg_dali.render import augment, render, to_float_images
+from pmg_dali.sampling import sample_program
+
+B, T, SIZE = 3, 3, (13, 18)
+SOURCE_SIZES = {"down": (SIZE[0] + 6, SIZE[1] + 9), "up": (9, 11)}   # resized to SIZE by the engine
+WILD = dict(affine_degrees=25.0, affine_translate=0.2, affine_scale=(0.85, 1.15), perspective_distortion=0.1,
+            zoom_scale=(0.85, 1.15), sliding_window_speed=(0.1, 0.2), cutmix_speed=(0.1, 0.2))
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+HAS_CUDA = torch.cuda.is_available()
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+ULP = {torch.float32: 0.0, torch.float16: 2 ** -10, torch.bfloat16: 2 ** -7}   # relative spacing of the dtype
+
+
+# ---- engines ------------------------------------------------------------------------------------
+
+def _reference_render(images, program, cfg, out=None):
+    return render(images, program, cfg)
+
+
+def _reference_augment(video, program, cfg, out=None):
+    return augment(video, program, cfg)
+
+
+def _cpu_render(images, program, cfg, out=None):
+    return render_cpu(images, program, cfg, out=out)
+
+
+FUSED_BLOCK = (16, 32) if INTERPRET or not HAS_CUDA else (8, 16)
+
+
+def _fused_render(images, program, cfg, out=None):
+    from pmg_dali.fused import render_fused
+    return render_fused(images, program, cfg, out=out, block=FUSED_BLOCK)
+
+
+def _fused_augment(video, program, cfg, out=None):
+    from pmg_dali.fused import augment_fused
+    return augment_fused(video, program, cfg, out=out, block=FUSED_BLOCK)
+
+
+def _dali_render(images, program, cfg, out=None):
+    from pmg_dali import dali
+    return dali.render(images, program, cfg, device="cpu")
+
+
+def _dali_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """DALI's own resize of ``images`` (B, 3, H, W) to ``size``: float32 in [0, 1], read back through the
+    DALI engine as the frame of an identity program (sampled at pixel centres: the source itself)."""
+    cfg = PMGConfig(num_frames=1, size=size, transforms=("identity",), mixup=None, normalize=False)
+    return _dali_render(images, sample_program(cfg, images.shape[0]), cfg)[:, :, 0]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One rendering engine as the suite drives it.
+
+    Fields:
+        name: the pytest id.
+        render: ``(images, program, cfg, out=None) -> clips``, like :func:`pmg_dali.render.render`.
+        augment: the same for real clips (B, 3, T, H, W), like :func:`pmg_dali.render.augment`; None
+            when the engine draws from still images only.
+        device: where its inputs and output live.
+        takes_out: ``render`` / ``augment`` write into ``out`` and return it.
+        atol: largest difference of float output to the reference, in [0, 1] pixel units (divided by
+            the smallest ImageNet std for normalised output), plus one unit in the last place of float16
+            / bfloat16 unless 0 (bit-identical).
+        uint8_levels, uint8_fraction: uint8 output differs from the reference by at most this many
+            levels, in at most this fraction of the values.
+        resize: the engine's own resize ``(images, size) -> float32 in [0, 1]`` where it is not the
+            reference's; clips are then checked against the reference drawn from that resized source,
+            and :func:`test_own_resize` checks the resize itself. None: the reference's resize.
+        covering: 2 = every pair of feature values, 1 = every value once (an engine slow on this machine).
+        per_clip: a clip drawn alone equals its row of the batch (programs without a cross-clip partner).
+        empty_batch: a batch of 0 clips gives an empty clip tensor.
+        unavailable: why the engine cannot run anywhere in this environment ("" when it can).
+    """
+
+    name: str
+    render: Callable
+    augment: Callable | None
+    device: str
+    takes_out: bool
+    atol: float
+    uint8_levels: int
+    uint8_fraction: float
+    resize: Callable | None = None
+    covering: int = 2
+    per_clip: bool = True
+    empty_batch: bool = True
+    unavailable: str = ""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ENGINES = [
+    Engine("reference", _reference_render, _reference_augment, "cpu", takes_out=False, atol=0.0,
+           uint8_levels=0, uint8_fraction=0.0),
+    Engine("cpu", _cpu_render, None, "cpu", takes_out=True, atol=1e-5, uint8_levels=1, uint8_fraction=0.01),
+    Engine("fused", _fused_render, _fused_augment, "cuda" if HAS_CUDA and not INTERPRET else "cpu", takes_out=True,
+           atol=5e-5, uint8_levels=1, uint8_fraction=0.01, covering=2 if HAS_CUDA and not INTERPRET else 1,
+           unavailable="" if HAS_TRITON else "needs Triton"),
+    Engine("dali", _dali_render, None, "cpu", takes_out=False, atol=2 / 255, uint8_levels=1, uint8_fraction=0.01,
+           resize=_dali_resize, unavailable="" if HAS_DALI else "needs NVIDIA DALI (pip install pmg_dali[dali])"),
+]
+
+
+def runs_here(engine: Engine) -> bool:
+    """The fused engine runs in this process on CUDA or through the interpreter; without either its
+    cases run in :func:`test_fused_engine_through_the_interpreter`."""
+    return engine.name != "fused" or HAS_CUDA or INTERPRET
+
+
+# ---- cases --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration and its inputs: ``source`` is ``"<dtype>"`` at the output size or
+    ``"<dtype> down|up"`` (resized by the engine); ``view`` is ``"inside"`` or ``"whole <padding_mode>"``
+    (strong motions leaving the image); ``mixup`` ``"frame/t"`` is frame Mixup with a lambda per frame."""
+
+    transforms: tuple[str, ...] = TRANSFORMS
+    layout: str = "BCTHW"
+    output: str = "float32"            # uint8 | float32 | float32 raw (not normalised) | float16 | bfloat16
+    view: str = "inside"
+    mixup: str | None = None
+    source: str = "uint8"
+    batch: int = B
+    seed: int = 0
+
+    @property
+    def config(self) -> PMGConfig:
+        framing, *padding = self.view.split()
+        strong = WILD if framing == "whole" else {}
+        return PMGConfig(num_frames=T, size=SIZE, transforms=self.transforms, layout=self.layout,
+                         dtype=getattr(torch, self.output.split()[0]), normalize="raw" not in self.output,
+                         framing=framing, padding_mode=padding[0] if padding else "zeros",
+                         mixup=None if self.mixup is None else self.mixup.split("/")[0],
+                         mixup_per_frame=self.mixup == "frame/t", **strong)
+
+    def inputs(self, video: bool = False) -> torch.Tensor:
+        """Uniform noise (the hardest input for interpolation): (batch, 3, H, W), or (batch, 3, T, H, W)."""
+        dtype, *resize = self.source.split()
+        size = SOURCE_SIZES[resize[0]] if resize else SIZE
+        g = torch.Generator().manual_seed(1000 + self.seed)
+        x = torch.randint(0, 256, (self.batch, 3, *((T,) if video else ()), *size), dtype=torch.uint8, generator=g)
+        return x if dtype == "uint8" else (x.double() / 255).to(getattr(torch, dtype))
+
+    def program(self) -> MotionProgram:
+        return sample_program(self.config, self.batch, generator=torch.Generator().manual_seed(self.seed))
+
+    @property
+    def id(self) -> str:
+        transforms = "all" if self.transforms == TRANSFORMS else "+".join(self.transforms)
+        return "-".join([transforms, self.layout, self.output, self.view, f"mixup={self.mixup}", self.source,
+                         f"b{self.batch}"]).replace(" ", "_")
+
+
+def covering_rows(factors: dict[str, list], strength: int) -> list[dict]:
+    """Rows (one value per factor) in which every combination of ``strength`` factors' values appears
+    at least once: 1 = each value once, 2 = each pair of values (a pairwise covering array). Greedy and
+    deterministic: each row starts from the first missing combination and takes, factor by factor, the
+    value completing the most missing combinations."""
+    names = list(factors)
+    levels = [range(len(factors[n])) for n in names]
+    missing = {tuple(zip(ks, vs)) for ks in combinations(range(len(names)), strength)
+               for vs in product(*(levels[k] for k in ks))}
+    within = lambda row: set(combinations(sorted(row.items()), strength))  # noqa: E731
+    rows = []
+    while missing:
+        row = dict(min(missing))
+        for k in range(len(names)):
+            if k not in row:
+                row[k] = max(levels[k], key=lambda v: len(within({**row, k: v}) & missing))
+        missing -= within(row)
+        rows.append({names[k]: factors[names[k]][v] for k, v in row.items()})
+    return rows
+
+
+FEATURES = dict(output=["uint8", "float32", "float32 raw", "float16", "bfloat16"],
+                view=["inside", "whole zeros", "whole border", "whole reflection"],
+                mixup=[None, "frame", "frame/t", "videomix"],
+                source=["uint8", "float32", "uint8 down", "float16 up"],
+                layout=["BCTHW", "BTCHW"],
+                batch=[1, B])
+FEATURE_CASES = {k: [Case(**row, seed=i) for i, row in enumerate(covering_rows(FEATURES, k))] for k in (1, 2)}
+
+# One transform each, strong motions, cycling through the other features.
+TRANSFORM_CASES = [Case(transforms=(name,), layout=FEATURES["layout"][i % 2], output=FEATURES["output"][i % 5],
+                        view=FEATURES["view"][1 + i % 3], mixup=FEATURES["mixup"][i % 4], seed=i)
+                   for i, name in enumerate(TRANSFORMS)]
+
+AUGMENT_CASES = [
+    Case(layout="BTCHW", output="bfloat16", mixup="frame/t"),
+    Case(output="uint8", view="whole border", mixup="videomix", source="float32"),
+    Case(output="float32 raw", view="whole reflection", mixup="frame", source="uint8 down"),
+    Case(transforms=("cutmix", "color_jitter", "perspective"), layout="BTCHW", output="float16", view="whole zeros",
+         source="float16 up", batch=1),
+]
+
+# Programs without a cross-clip partner (no cutmix, no Mixup): each clip can be drawn alone.
+ALONE_CASE = Case(transforms=tuple(t for t in TRANSFORMS if t != "cutmix"), view="whole reflection", seed=7)
+
+
+def params(cases_of: Callable[[Engine], list], op: str = "render", here: bool = True) -> list:
+    """``pytest.param(engine, case)`` for every engine with ``op`` and each of its cases
+    (``cases_of(engine)``); ``here``: only the engines that run in this process."""
+    out = []
+    for engine in ENGINES:
+        if (op == "augment" and engine.augment is None) or (here and not runs_here(engine)):
+            continue
+        marks = [pytest.mark.skip(reason=engine.unavailable)] if engine.unavailable else []
+        out += [pytest.param(engine, case, marks=marks, id=f"{engine.name}-{case.id}") for case in cases_of(engine)]
+    return out
+
+
+GRID = {  # test -> (cases of an engine, operation)
+    "test_every_transform": (lambda e: TRANSFORM_CASES, "render"),
+    "test_features": (lambda e: FEATURE_CASES[e.covering], "render"),
+    "test_augment_real_clips": (lambda e: AUGMENT_CASES, "augment"),
+    "test_batched_equals_per_clip": (lambda e: [ALONE_CASE] if e.per_clip else [], "render"),
+    "test_batched_equals_per_clip_augment": (lambda e: [ALONE_CASE] if e.per_clip else [], "augment"),
+    "test_empty_batch": (lambda e: [Case(mixup="videomix", batch=0)] if e.empty_batch else [], "render"),
+    "test_empty_batch_augment": (lambda e: [Case(mixup="frame", output="uint8", batch=0)] if e.empty_batch else [],
+                                 "augment"),
+}
+
+
+def grid(test: str) -> list:
+    cases_of, op = GRID[test]
+    return params(cases_of, op)
+
+
+# ---- the checks -----------------------------------------------------------------------------------
+
+def clip_shape(cfg: PMGConfig, batch: int) -> tuple:
+    return (batch, 3, T, *SIZE) if cfg.layout == "BCTHW" else (batch, T, 3, *SIZE)
+
+
+def call(engine: Engine, op: str, x: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    """The engine's clips of ``x`` (moved to its device), with the contract checked: ``out=`` poisoned
+    and returned (engines that take it), or a fresh contiguous tensor; shape, dtype, layout and device;
+    ``x`` and ``program`` unmodified."""
+    x = x.to(engine.device)
+    x_before, program_before = x.clone(), {k: v.clone() for k, v in program.tensors().items()}
+    fn = engine.render if op == "render" else engine.augment
+    shape = clip_shape(cfg, x.shape[0])
+    if engine.takes_out:
+        poison = torch.full(shape, 255 if cfg.dtype == torch.uint8 else float("nan"), dtype=cfg.dtype,
+                            device=engine.device)
+        clips = fn(x, program, cfg, out=poison)
+        assert clips is poison, f"{engine.name} {op}: did not return the `out` buffer"
+    else:
+        clips = fn(x, program, cfg)
+    assert isinstance(clips, torch.Tensor), f"{engine.name} {op}: returned {type(clips).__name__}"
+    device = torch.device(engine.device).type
+    assert (tuple(clips.shape), clips.dtype, clips.device.type) == (shape, cfg.dtype, device), (
+        f"{engine.name} {op}: returned {tuple(clips.shape)} {clips.dtype} on {clips.device}, expected {shape} "
+        f"{cfg.dtype} on {engine.device}")
+    assert clips.is_contiguous(), f"{engine.name} {op}: output not contiguous"
+    if clips.is_floating_point():
+        assert not bool(clips.isnan().any()), f"{engine.name} {op}: NaN in the output (an element left unwritten?)"
+    assert torch.equal(x, x_before), f"{engine.name} {op}: modified its input"
+    for name, value in program.tensors().items():
+        assert torch.equal(value, program_before[name]), f"{engine.name} {op}: modified program.{name}"
+    return clips.cpu()
+
+
+def expected(engine: Engine, op: str, x: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    """The reference's clips of ``x``; from the engine's own resized source where it has one."""
+    if engine.resize is not None and tuple(x.shape[-2:]) != SIZE:
+        if x.ndim == 5:   # every frame of the clips as an image
+            b, c, t, h, w = x.shape
+            frames = engine.resize(x.transpose(1, 2).reshape(b * t, c, h, w).to(engine.device), SIZE).cpu()
+            x = frames.view(b, t, c, *SIZE).transpose(1, 2)
+        else:
+            x = engine.resize(x.to(engine.device), SIZE).cpu()
+    return (render if op == "render" else augment)(x, program, cfg)
+
+
+def assert_conforms(engine: Engine, clips: torch.Tensor, expect: torch.Tensor, cfg: PMGConfig, what: str) -> None:
+    """``clips`` within ``engine``'s tolerance of the reference's ``expect`` (both on the CPU)."""
+    n = expect.numel()
+    if cfg.dtype == torch.uint8:
+        diff = (clips.int() - expect.int()).abs()
+        worst = int(diff.max()) if n else 0
+        changed = float((diff > 0).float().mean()) if n else 0.0
+        assert worst <= engine.uint8_levels and changed <= engine.uint8_fraction, (
+            f"{engine.name} {what}: uint8 clips differ from the reference by up to {worst} levels in {changed:.2%} "
+            f"of the values (allowed {engine.uint8_levels} in {engine.uint8_fraction:.0%}); first at "
+            f"{tuple(int(i) for i in (diff == worst).nonzero()[0])}")
+        return
+    atol = engine.atol / min(cfg.std) if cfg.normalize else engine.atol
+    rtol = ULP[cfg.dtype] if engine.atol else 0.0
+    got, ref = clips.double(), expect.double()
+    diff = (got - ref).abs()
+    bad = ~(diff <= atol + rtol * ref.abs())        # NaN is bad
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        worst = float(diff.nan_to_num(float("inf")).max())
+        scale = 255 * (max(cfg.std) if cfg.normalize else 1)
+        raise AssertionError(
+            f"{engine.name} {what}: {int(bad.sum())} of {n} values beyond the tolerance (atol {atol:.3g}, rtol "
+            f"{rtol:.3g}); max difference {worst:.4g} (~{worst * scale:.3g} uint8 levels); first at {where}: "
+            f"{float(got[where]):.6g} vs {float(ref[where]):.6g}")
+
+
+def check_case(engine: Engine, case: Case, op: str = "render") -> None:
+    cfg, program = case.config, case.program()
+    x = case.inputs(video=op == "augment")
+    clips = call(engine, op, x, program, cfg)
+    assert_conforms(engine, clips, expected(engine, op, x, program, cfg), cfg, f"{op} {case.id}")
+
+
+# ---- tests ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine,case", grid("test_every_transform"))
+def test_every_transform(engine, case):
+    check_case(engine, case)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_features"))
+def test_features(engine, case):
+    check_case(engine, case)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_augment_real_clips"))
+def test_augment_real_clips(engine, case):
+    """Frame t of each clip drawn from the clip's own frame t (a different noise image per frame)."""
+    check_case(engine, case, "augment")
+
+
+def one_clip(program: MotionProgram, i: int) -> MotionProgram:
+    return dataclasses.replace(program, **{k: v[i:i + 1] for k, v in program.tensors().items()})
+
+
+def check_batched_equals_per_clip(engine: Engine, case: Case, op: str) -> None:
+    cfg, program = case.config, case.program()
+    assert program.paste_index is None and program.mix_index is None
+    x = case.inputs(video=op == "augment")
+    batched = call(engine, op, x, program, cfg)
+    for i in range(case.batch):
+        alone = call(engine, op, x[i:i + 1], one_clip(program, i), cfg)
+        assert torch.equal(alone, batched[i:i + 1]), (
+            f"{engine.name} {op}: clip {i} drawn alone differs from its row of the batch by up to "
+            f"{float((alone.double() - batched[i:i + 1].double()).abs().max()):.3g}")
+
+
+@pytest.mark.parametrize("engine,case", grid("test_batched_equals_per_clip"))
+def test_batched_equals_per_clip(engine, case):
+    check_batched_equals_per_clip(engine, case, "render")
+
+
+@pytest.mark.parametrize("engine,case", grid("test_batched_equals_per_clip_augment"))
+def test_batched_equals_per_clip_augment(engine, case):
+    check_batched_equals_per_clip(engine, case, "augment")
+
+
+@pytest.mark.parametrize("engine,case", grid("test_empty_batch"))
+def test_empty_batch(engine, case):
+    assert call(engine, "render", case.inputs(), case.program(), case.config).numel() == 0
+
+
+@pytest.mark.parametrize("engine,case", grid("test_empty_batch_augment"))
+def test_empty_batch_augment(engine, case):
+    assert call(engine, "augment", case.inputs(video=True), case.program(), case.config).numel() == 0
+
+
+OWN_RESIZE = [pytest.param(e, marks=[pytest.mark.skip(reason=e.unavailable)] if e.unavailable else [], id=e.name)
+              for e in ENGINES if e.resize is not None and runs_here(e)]
+
+
+@pytest.mark.parametrize("engine", OWN_RESIZE)
+def test_own_resize(engine):
+    """An engine's own resize equals the reference's (antialiased bilinear) inside the frame, on noise and
+    on smooth images, downscaling and upscaling. DALI's ``fn.resize`` weighs the outermost ring of a
+    downscaled image differently from torch's antialiased ``interpolate`` (~9 levels on noise, ~1.4 on
+    smooth images at this scale; the latter bounded here); its clips are therefore checked against the reference
+    drawn from DALI's resized source (:func:`expected`)."""
+    g = torch.Generator().manual_seed(5)
+    for name, size in SOURCE_SIZES.items():
+        coarse = torch.rand(B, 3, size[0] // 3, size[1] // 3, generator=g)
+        smooth = torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)
+        images = {"noise": torch.randint(0, 256, (B, 3, *size), dtype=torch.uint8, generator=g),
+                  "smooth": (smooth.clamp(0, 1) * 255).round().to(torch.uint8)}
+        for kind, x in images.items():
+            diff = (engine.resize(x.to(engine.device), SIZE).cpu() - to_float_images(x, SIZE)).abs() * 255
+            inside, ring = float(diff[..., 1:-1, 1:-1].max()), float(diff.max())
+            assert inside < 0.01, f"{engine.name} resize {name} {kind}: {inside:.3g} levels off inside the frame"
+            assert kind == "noise" or ring < 4, f"{engine.name} resize {name} {kind}: {ring:.3g} levels off at the edge"
+
+
+@pytest.mark.skipif(INTERPRET or HAS_CUDA or not HAS_TRITON, reason="the fused engine runs in this process")
+def test_fused_engine_through_the_interpreter():
+    """Without a GPU, the fused engine's cases of this module, in a subprocess with TRITON_INTERPRET=1."""
+    expect = sum(1 for test in GRID for p in params(*GRID[test], here=False) if p.values[0].name == "fused")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fused and not "
+                          "interpreter", str(Path(__file__).resolve())], cwd=Path(__file__).resolve().parents[1],
+                         env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", run.stdout)
+    assert passed and int(passed.group(1)) == expect, run.stdout[-2000:]
