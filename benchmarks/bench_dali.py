@@ -83,8 +83,8 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU, DALI CPU operators, tiny clips")
-    parser.add_argument("--batch-size", type=int, default=None, help="64 (4 with --quick)")
-    parser.add_argument("--frames", type=int, default=None, help="16 (4 with --quick)")
+    parser.add_argument("--batch_size", type=int, default=None, help="64 (4 with --quick)")
+    parser.add_argument("--num_frames", type=int, default=None, help="16 (4 with --quick)")
     parser.add_argument("--size", type=int, default=None, help="224 (32 with --quick)")
     parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None,
@@ -92,8 +92,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--folder", action=argparse.BooleanOptionalAction, default=None,
-                        help="time the nvJPEG folder pipeline (GPU default)")
+    parser.add_argument("--folder", type=lambda v: {"yes": True, "no": False}[v], default=None, metavar="yes|no",
+                        help="time the nvJPEG folder pipeline (default: yes on a GPU, no on the CPU)")
     parser.add_argument("--files", type=int, default=512, help="JPEGs generated for --folder")
     parser.add_argument("--json", default=None, help="benchmarks/results/bench_dali[_quick].json")
     args = parser.parse_args(argv)
@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
         parser.error("the full benchmark needs a CUDA device; use --quick on a CPU")
     device, device_id = (torch.device("cuda", 0), 0) if gpu else (torch.device("cpu"), None)
     batch = args.batch_size or (4 if args.quick else 64)
-    frames, size = args.frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
+    frames, size = args.num_frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
     threads = args.threads or (1 if args.quick else 4)
     if args.quick:   # one core each: a busy host's OpenMP spin-waits otherwise swamp tiny torch ops
         torch.set_num_threads(threads)

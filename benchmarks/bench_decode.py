@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--side", type=int, default=10_000, help="side of the square test images, pixels")
     parser.add_argument("--size", type=int, default=32, help="output size of the load")
     parser.add_argument("--quick", action="store_true", help="a 1,500^2 pair (seconds)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     side = 1500 if args.quick else args.side
     rows = {}
@@ -83,8 +83,8 @@ def main(argv=None) -> dict:
     print("| image, limit | load (s) | peak memory added (MB) | refused |\n|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {'yes' if r['refused'] else 'no'} |")
-    if args.out:
-        with open(args.out, "w") as f:
+    if args.json:
+        with open(args.json, "w") as f:
             json.dump({"side": side, "size": args.size, "rows": rows}, f, indent=1)
     return rows
 

@@ -107,7 +107,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunk", type=int, default=250, help="programs per evaluation")
     parser.add_argument("--repeats", type=int, default=200, help="timed sample_program calls")
     parser.add_argument("--quick", action="store_true", help="tiny run: 40 programs, 8 x 32^2")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
         args.num_programs, args.num_frames, args.size, args.stride, args.chunk, args.repeats = 40, 8, 32, 2, 20, 30
@@ -126,8 +126,8 @@ def main(argv=None) -> dict:
         print("DALI in-graph sample_motion, default program, batch 64, CPU: "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in dali.items()))
     result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "dali_sample_motion_ms": dali, "environment": environment("cpu")}
-    if args.out:
-        with open(args.out, "w") as f:
+    if args.json:
+        with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     return result
 

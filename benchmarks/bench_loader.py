@@ -2,7 +2,7 @@
 
     python benchmarks/bench_loader.py                 # CUDA when present: batch 64, 16 x 224^2
     python benchmarks/bench_loader.py --quick         # a short run (CPU default: batch 8, 16 x 112^2)
-    python benchmarks/bench_loader.py --device cpu --batch-size 8 --size 224
+    python benchmarks/bench_loader.py --device cpu --batch_size 8 --size 224
 
 "bare" samples a MotionProgram from a CPU generator and renders it from a batch of images already
 on the device: the generation work itself. "loader" iterates a PseudoMotionLoader over a
@@ -55,8 +55,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="short run; on CPU also smaller clips")
-    parser.add_argument("--batch-size", type=int, default=None, help="64 on CUDA, 8 on CPU")
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=None, help="64 on CUDA, 8 on CPU")
+    parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=None, help="224 (112 with --quick on CPU)")
     parser.add_argument("--dtype", default="float32", choices=["uint8", "float32", "float16", "bfloat16"])
     parser.add_argument("--steps", type=int, default=None, help="batches per timed run")
@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     size = args.size or (112 if cpu and args.quick else 224)
     steps = args.steps or (3 if args.quick else 10)
     repeats = args.repeats or (3 if args.quick else 10)
-    cfg = pmg_dali.PMGConfig(num_frames=args.frames, size=size, dtype=getattr(torch, args.dtype))
+    cfg = pmg_dali.PMGConfig(num_frames=args.num_frames, size=size, dtype=getattr(torch, args.dtype))
     g = torch.Generator().manual_seed(0)
     count = batch * (steps + args.warmup)
     images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=g).to(device)
@@ -100,10 +100,10 @@ def main(argv=None) -> dict:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     result = {"device": name, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-              "python": platform.python_version(), "batch_size": batch, "num_frames": args.frames,
+              "python": platform.python_version(), "batch_size": batch, "num_frames": args.num_frames,
               "size": size, "dtype": args.dtype, "steps": steps, "repeats": repeats, "rows": rows,
               "host_ms": host_work(cfg, batch, 20 if args.quick else 200)}
-    print(f"{name}, batch {batch}, {args.frames} x {size}^2, {args.dtype}, "
+    print(f"{name}, batch {batch}, {args.num_frames} x {size}^2, {args.dtype}, "
           f"median of {repeats} runs of {steps} batches\n")
     print("| path | clips/s | ms / batch | overhead vs bare |\n|---|---|---|---|")
     for row in rows:

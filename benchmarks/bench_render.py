@@ -2,11 +2,11 @@
 the classic PIL per-frame loop as the CPU baseline.
 
     python benchmarks/bench_render.py                          # CUDA when present (else CPU)
-    python benchmarks/bench_render.py --device cpu --batch-size 8 --repeats 7
+    python benchmarks/bench_render.py --device cpu --batch_size 8 --repeats 7
     python benchmarks/bench_render.py --tune                   # CUDA: also sweep block / num_warps
     python benchmarks/bench_render.py --quick                  # tiny CPU run, for tests
 
-The program is the default of issue 8: zoom + affine, frame Mixup, ImageNet-normalised, BCTHW,
+The program is the default one: zoom + affine, frame Mixup, ImageNet-normalised, BCTHW,
 16 x 224^2 (batch 64 on CUDA, 8 on CPU), the same MotionProgram and uint8 images for every path.
 
 CPU (``--threads``, default 1): "pil_recursive" is the classic loader -- per clip, PIL warps frame
@@ -21,7 +21,7 @@ CUDA (output ``--dtype``, default bfloat16): "reference", "fused" (:func:`render
 program on the host, tables built and copied, source packed, kernel) and "fused kernel" (the launch
 alone, inputs prepared). "write floor" is the output size over the measured device-to-device copy
 bandwidth (bytes read + written per second); ``floor`` = floor time / measured time. "ViT-S share"
-= render time / the time of a ViT-S VideoMAE step on the same batch at ``--vit-s`` clips/s (577 on
+= render time / the time of a ViT-S VideoMAE step on the same batch at ``--vit_s`` clips/s (577 on
 an H100, from the project's design notes; not measured here).
 
 Each timed run is ``--steps`` batches between two synchronisations; the paths take turns and the
@@ -113,8 +113,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cuda when present, else cpu (cpu with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny run: batch 2, 4 x 32^2, 1 step, 2 repeats")
-    parser.add_argument("--batch-size", type=int, default=None, help="64 on CUDA, 8 on CPU")
-    parser.add_argument("--frames", type=int, default=None, help="16")
+    parser.add_argument("--batch_size", type=int, default=None, help="64 on CUDA, 8 on CPU")
+    parser.add_argument("--num_frames", type=int, default=None, help="16")
     parser.add_argument("--size", type=int, default=None, help="224")
     parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"],
                         help="CUDA output dtype (CPU rows state theirs)")
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None, help="7 (2 with --quick)")
     parser.add_argument("--warmup", type=int, default=None, help="3 on CUDA, 1 on CPU")
     parser.add_argument("--tune", action="store_true", help="CUDA: sweep the kernel's block and num_warps")
-    parser.add_argument("--vit-s", type=float, default=577.0, help="ViT-S step clips/s for the share column")
+    parser.add_argument("--vit_s", type=float, default=577.0, help="ViT-S step clips/s for the share column")
     parser.add_argument("--json", default="benchmarks/results/bench_render.json")
     parser.add_argument("--markdown", default="benchmarks/results/bench_render.md")
     args = parser.parse_args(argv)
@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
     if not cuda:
         torch.set_num_threads(args.threads)
     batch = args.batch_size or (2 if args.quick else 64 if cuda else 8)
-    frames, size = args.frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
+    frames, size = args.num_frames or (4 if args.quick else 16), args.size or (32 if args.quick else 224)
     steps = args.steps or (10 if cuda and not args.quick else 1)
     repeats, warmup = args.repeats or (2 if args.quick else 7), args.warmup or (3 if cuda else 1)
     cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, transforms=("zoom", "affine"), mixup="frame",

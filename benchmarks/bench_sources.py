@@ -1,9 +1,9 @@
 """Image sources: SyntheticImages images/s per kind and ImageFolder decode images/s.
 
     python benchmarks/bench_sources.py                      # CUDA if present: batch 256 (CPU: 64), 224^2
-    python benchmarks/bench_sources.py --device cpu --batch 64
-    python benchmarks/bench_sources.py --scan-files 1000000 # also time listing a million (empty) files
-    python benchmarks/bench_sources.py --contact-sheets docs  # also write docs/contact_<kind>.jpg
+    python benchmarks/bench_sources.py --device cpu --batch_size 64
+    python benchmarks/bench_sources.py --scan_files 1000000 # also time listing a million (empty) files
+    python benchmarks/bench_sources.py --contact_sheets docs  # also write docs/contact_<kind>.jpg
     python benchmarks/bench_sources.py --quick              # seconds: tiny sizes (used by the tests)
 
 Synthetic: ``load`` of ``--batch`` new indices per call (nothing is cached), ``--repeats`` timed
@@ -46,8 +46,8 @@ def bench_synthetic(args, device) -> list[dict]:
     rows = []
     for kind in args.kinds:
         source = SyntheticImages(kind, num_images=10 ** 9, seed=0)
-        ips = rate(lambda s: source.load(range(s * args.batch, (s + 1) * args.batch), args.size, device),
-                   device, args.batch, args.repeats)
+        ips = rate(lambda s: source.load(range(s * args.batch_size, (s + 1) * args.batch_size), args.size, device),
+                   device, args.batch_size, args.repeats)
         rows.append({"what": f"SyntheticImages({kind!r})", "images_per_s": ips})
     return rows
 
@@ -63,7 +63,7 @@ def bench_folder(args, device) -> list[dict]:
             source = ImageFolder(folder, num_workers=workers)
             for crop in ("centre", "random-resized"):
                 gen = torch.Generator().manual_seed(0) if crop != "centre" else None
-                batch = min(args.batch, n)
+                batch = min(args.batch_size, n)
                 ips = rate(lambda s: source.load([(s * batch + i) % n for i in range(batch)], args.size,
                                                  dev, generator=gen), torch.device(dev), batch, args.repeats)
                 decoder = "nvJPEG" if dev == "cuda" else f"PIL, {workers} threads"
@@ -103,14 +103,14 @@ def contact_sheets(folder: str, size: int = 224, thumb: int = 88) -> list[str]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="256 on CUDA, 64 on CPU")
+    parser.add_argument("--batch_size", type=int, default=None, help="256 on CUDA, 64 on CPU")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--files", type=int, default=256, help="JPEGs in the ImageFolder benchmark")
-    parser.add_argument("--file-size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"))
-    parser.add_argument("--scan-files", type=int, default=0, help="also time listing this many files")
-    parser.add_argument("--contact-sheets", default=None, metavar="DIR", help="write contact sheets here")
+    parser.add_argument("--file_size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"))
+    parser.add_argument("--scan_files", type=int, default=0, help="also time listing this many files")
+    parser.add_argument("--contact_sheets", default=None, metavar="DIR", help="write contact sheets here")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (for tests)")
     parser.add_argument("--json", default=None, help="default benchmarks/results/bench_sources_<device>.json")
@@ -118,15 +118,15 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.batch is None:
-        args.batch = 256 if device.type == "cuda" else 64
+    if args.batch_size is None:
+        args.batch_size = 256 if device.type == "cuda" else 64
     if args.quick:
-        args.batch, args.size, args.repeats, args.files, args.file_size = 4, 32, 1, 6, (64, 48)
+        args.batch_size, args.size, args.repeats, args.files, args.file_size = 4, 32, 1, 6, (64, 48)
     rows = bench_synthetic(args, device) + bench_folder(args, device)
     if args.scan_files:
         rows.append(bench_scan(args.scan_files))
     result = {"environment": environment(device), "command": " ".join([sys.executable, *sys.argv]),
-              "batch": args.batch, "size": args.size, "repeats": args.repeats, "results": rows}
+              "batch": args.batch_size, "size": args.size, "repeats": args.repeats, "results": rows}
     if args.contact_sheets:
         result["contact_sheets"] = contact_sheets(args.contact_sheets)
     path = args.json or f"benchmarks/results/bench_sources_{device.type}{'_quick' if args.quick else ''}.json"
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     env = result["environment"]
-    print(f"{env['device']}, torch {env['torch']}, {env['date']}; batch {args.batch}, {args.size}^2\n")
+    print(f"{env['device']}, torch {env['torch']}, {env['date']}; batch {args.batch_size}, {args.size}^2\n")
     print("| source | images/s |\n|---|---|")
     for row in rows:
         value = f"{row['images_per_s']:,.0f}" if "images_per_s" in row else f"{row['seconds']:.2f} s"

@@ -59,8 +59,8 @@ def table(result: dict) -> str:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--batch_size", type=int, default=None)
+    p.add_argument("--num_frames", type=int, default=16)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--repeats", type=int, default=5)

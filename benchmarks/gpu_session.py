@@ -1,13 +1,13 @@
 """Every GPU check and benchmark of the project in one budgeted run, for a short GPU lease.
 
-    python benchmarks/gpu_session.py --out "$OUT"              # on the GPU machine, ~8 minutes
-    python benchmarks/gpu_session.py --out "$OUT" --only tests_gpu,dali   # rerun some steps
+    python benchmarks/gpu_session.py --out_dir "$OUT"              # on the GPU machine, ~8 minutes
+    python benchmarks/gpu_session.py --out_dir "$OUT" --only tests_gpu,dali   # rerun some steps
     python benchmarks/gpu_session.py --dry                      # print the plan, run nothing
-    python benchmarks/gpu_session.py --quick --out out/session  # the same steps, tiny, on this CPU
+    python benchmarks/gpu_session.py --quick --out_dir out/session  # the same steps, tiny, on this CPU
 
 Steps run one after another in the order below (most needed figures first). Each step gets at most
 its own cap and never more than what is left of ``--budget``; a step that would start with less
-than ``--min-start`` seconds left is skipped and marked so. After every step the runner rewrites
+than ``--min_start`` seconds left is skipped and marked so. After every step the runner rewrites
 ``<out>/summary.md`` (step, exit status, seconds, the headline lines of its log) and
 ``<out>/gpu_session.tar.gz`` (every result file and log), so a lease that ends early still returns
 what ran -- two files, within what a device call brings back.
@@ -53,22 +53,22 @@ def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
     per_test = ["--timeout", "180"] if importlib.util.find_spec("pytest_timeout") else []
     return [
         ("env", ["bash", "-c", f"nvidia-smi; df -h /dev/shm; {PY} -c '{SMOKE}'"], 60),
-        # issue 8: the fused kernel against the reference and the write floor, tiles swept
+        # the fused kernel against the reference and the write floor, tiles swept
         ("render", [PY, "benchmarks/bench_render.py", "--tune", "--json", f"{r}/bench_render_cuda.json",
                     "--markdown", f"{r}/bench_render_cuda.md"], 100),
-        # issue 5: DALI in-graph / program-fed / torch, nvJPEG folder pipeline
+        # DALI in-graph / program-fed / torch, nvJPEG folder pipeline
         ("dali", [PY, "benchmarks/bench_dali.py", "--json", f"{r}/bench_dali_cuda.json"], 100),
         # every GPU-marked test: fused/DALI/torch parity on the GPU, nvJPEG, CUDA generators
         ("tests_gpu", [PY, "-m", "pytest", "-q", "-m", "gpu", "tests", "-p", "no:cacheprovider", *per_test,
                        "-rs", f"--junitxml={r}/pytest_gpu.xml"], 200),
-        # issues 2, 7, 8: every generation path and the CPU DataLoader baseline in one run
+        # every generation path and the CPU DataLoader baseline in one run
         ("generate", [PY, "benchmarks/bench_generate.py", "--no_transforms", "--out_dir", r], 150),
-        # issues 4, 6, 8: the loader's share of a ViT-S VideoMAE step
+        # the loader's share of a ViT-S VideoMAE step
         ("overhead", [PY, "benchmarks/bench_overhead.py", "--models", "example", "--sizes", "vit_small",
                       "--masks", "0.9", "--out_dir", r], 120),
-        # issue 4: the loader against the bare renderer, with prefetch
+        # the loader against the bare renderer, with prefetch
         ("loader", [PY, "benchmarks/bench_loader.py", "--prefetch", "--json", f"{r}/bench_loader_cuda.json"], 60),
-        # issue 3: synthetic images/s and ImageFolder decode (PIL and nvJPEG)
+        # synthetic images/s and ImageFolder decode (PIL and nvJPEG)
         ("sources", [PY, "benchmarks/bench_sources.py", "--json", f"{r}/bench_sources_cuda.json"], 60),
     ]
 
@@ -131,14 +131,14 @@ def run(out: Path, budget: float, min_start: float, only: list[str] | None, quic
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.environ.get("OUT") or "out/gpu_session", help="$OUT when set")
+    parser.add_argument("--out_dir", default=os.environ.get("OUT") or "out/gpu_session", help="$OUT when set")
     parser.add_argument("--budget", type=float, default=500, help="seconds for all steps together")
-    parser.add_argument("--min-start", type=float, default=30, help="skip a step with less left than this")
+    parser.add_argument("--min_start", type=float, default=30, help="skip a step with less left than this")
     parser.add_argument("--only", type=lambda s: s.split(","), default=None, help="comma-separated step names")
     parser.add_argument("--quick", action="store_true", help="tiny versions of some steps (runs on a CPU)")
     parser.add_argument("--dry", action="store_true", help="print the plan only")
     args = parser.parse_args(argv)
-    return run(Path(args.out).resolve(), args.budget, args.min_start, args.only, args.quick, args.dry)
+    return run(Path(args.out_dir).resolve(), args.budget, args.min_start, args.only, args.quick, args.dry)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ Every step is the reference's own arithmetic on the same float32 values (the sam
 bit except where a non-identity colour matrix is applied (one matrix product per frame instead of one
 per batch; ~1e-7).
 
-Made for one thread (DataLoader workers): at 16 x 224^2, one thread, it measured 5.3x the reference and
-2.4x a PIL per-frame recursive loop (float32; ``benchmarks/results/bench_render_cpu.md``). Its Python loop costs ~50 us per frame,
-so below ~48^2 pixels the reference is faster, and its many small kernels scale worse than the
-reference's few large ones across threads; ``PseudoMotion(renderer="auto")`` picks it accordingly.
+Made for one thread (DataLoader workers): it pays a fixed Python cost per frame, so for small frames the
+reference is faster, and its many small kernels scale worse than the reference's few large ones across
+threads; ``PseudoMotion(renderer="auto")`` picks it accordingly (the measurements are in BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -28,10 +27,10 @@ from . import render as reference
 from .config import PMGConfig
 from .geometry import normalized_inverse
 from .program import MotionProgram
+from .rules import PASTE_PADDING, identity_color
 
 __all__ = ["render_cpu"]
 
-PASTE_PADDING = "border"   # the cutmix patch's padding in pmg_dali.render.paste_patches
 
 
 class _Frames:
@@ -44,9 +43,8 @@ class _Frames:
         self.ys = torch.linspace(-1, 1, h, device=device)
         self.inv = normalized_inverse(program.homography.to(device), cfg.size)       # (B, T, 3, 3)
         self.affine = _is_affine(self.inv)                                            # (B, T) bool
-        eye = torch.eye(3, 4, device=program.color.device)
         self.color = program.color.to(device)
-        self.plain_color = (program.color == eye).flatten(2).all(-1).tolist()          # (B, T) bool
+        self.plain_color = identity_color(program.color).tolist()                      # (B, T) bool
         self.paste = None
         if program.paste_index is not None:
             self.paste = (program.paste_index.tolist(),

@@ -35,6 +35,7 @@ from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_
 from ._checks import check_choice, check_int, check_rank, check_seed
 from .config import PMGConfig
 from .geometry import dali_inverse_map
+from .rules import identity_color
 from .program import MotionProgram
 from .render import check_images, check_program
 from .sources import CROP_RATIO, CROP_SCALE
@@ -156,7 +157,7 @@ class ProgramRenderer:
         rows = 3 if perspective else 2
         as_array = lambda x, dtype=np.float32: np.ascontiguousarray(x.numpy(), dtype=dtype)  # noqa: E731
         inputs["matrices"] = as_array(dali_inverse_map(prog.homography)[..., :rows, :])
-        has_color = not torch.equal(prog.color, torch.eye(3, 4).expand_as(prog.color))
+        has_color = not bool(identity_color(prog.color).all())
         if has_color:
             inputs["color"] = as_array(prog.color)
         box = prog.paste_box

@@ -33,6 +33,7 @@ of levels on the canary's images. The measured differences and costs are in BENC
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -63,8 +64,9 @@ RESIZED_SIZE = (26, 47)         # source size of the resized / float input case 
 _SEED = 20261203
 
 
-class EngineCheckWarning(UserWarning):
-    """An engine failed its self-check and ``renderer="auto"`` fell back to the reference renderer."""
+class EngineCheckWarning(UserWarning, RuntimeWarning):
+    """An engine failed its self-check and ``renderer="auto"`` fell back to the reference renderer
+    (a ``UserWarning`` and a ``RuntimeWarning``: filters for either catch it)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class EngineReport:
     """What :func:`check_engines` found on ``device``: one :class:`EngineResult` per engine.
 
     ``report.ok`` is False when an engine failed (unavailable engines are not failures);
-    ``report["fused"]`` is one engine's result; ``str(report)`` is a printable table.
+    ``report["fused"]`` is one engine's result; ``report.as_dict()`` plain data (JSON-ready);
+    ``str(report)`` a printable table.
     """
 
     device: str
@@ -113,12 +116,21 @@ class EngineReport:
                 return result
         raise KeyError(f"`engine` must be one of {tuple(r.engine for r in self.results)}, but got {engine!r}")
 
+    def __contains__(self, engine: str) -> bool:
+        return any(r.engine == engine for r in self.results)
+
+    def as_dict(self) -> dict:
+        """``{"device", "ok", "seconds", "engines": {engine: {"status", "max_diff", "seconds", "detail"}}}``."""
+        return {"device": self.device, "ok": self.ok, "seconds": self.seconds,
+                "engines": {r.engine: {k: v for k, v in dataclasses.asdict(r).items() if k != "engine"}
+                            for r in self.results}}
+
     def __str__(self) -> str:
         lines = [f"pmg_dali engine check on {self.device} against the reference renderer "
                  f"(max diff in uint8 levels; tolerance {TOLERANCE_LEVELS:g} + rounding), {self.seconds:.2f} s",
                  f"{'engine':<7} {'status':<12} {'max diff':>9} {'time':>9}  detail"]
         for r in self.results:
-            diff = "" if r.max_diff is None else f"{r.max_diff:.3g}"
+            diff = "" if r.max_diff is None else f"{r.max_diff:.2f}"
             took = "" if r.status == "unavailable" else f"{1e3 * r.seconds:.1f} ms"
             lines.append(f"{r.engine:<7} {r.status:<12} {diff:>9} {took:>9}  {r.detail}".rstrip())
         lines.append("all available engines agree with the reference" if self.ok else
@@ -333,8 +345,28 @@ class _Case:
         return diff, problem, seconds
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """torch on one CPU thread meanwhile: the canary's tensors are tiny, and on a loaded host the
+    thread pool's start-up and spin-waits cost 3-10x the canary itself (BENCHMARKS.md)."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
 def _check(engine: str, cases: list[_Case], lookup=engine_function) -> EngineResult:
-    """Run ``engine`` on every case it supports; the worst difference and the first failure."""
+    """Run ``engine`` on every case it supports (torch on one CPU thread meanwhile); the worst
+    difference and the first failure."""
+    with _one_thread():
+        return _check_cases(engine, cases, lookup)
+
+
+def _check_cases(engine: str, cases: list[_Case], lookup) -> EngineResult:
     device = cases[0].device
     worst, seconds, failure, ran = None, 0.0, "", 0
     for case in cases:
@@ -462,7 +494,7 @@ def checked_renderer(engine: str, renderer, config: PMGConfig):
 
 
 def _failure_message(result: EngineResult, device: torch.device) -> str:
-    diff = "n/a" if result.max_diff is None else f"{result.max_diff:.3g}"
+    diff = "n/a" if result.max_diff is None else f"{result.max_diff:.2f}"
     return (f"pmg_dali: the {result.engine!r} engine failed its self-check on {device}: max difference to "
             f"the reference renderer {diff} uint8 levels (tolerance {TOLERANCE_LEVELS:g} + rounding) -- "
             f"{result.detail}. "

@@ -24,8 +24,7 @@ one packed RGBx int32 word per tap (4 gathers per sample instead of 12; the 12.8
 batch stay in L2); there are no int <-> float conversion instructions (1/8 of the FMA rate on
 sm_80/sm_90): bytes enter the float mantissa directly and floor/round use the 1.5 * 2^23 trick; the
 colour matrix is skipped by a uniform branch when it is the identity; offsets are int32 with an
-int64 base per (clip, frame). Offline ``triton.compile`` for sm_90 of the default program: 72
-registers, no spills.
+int64 base per (clip, frame).
 
 Real clips (:func:`augment_fused`, :func:`pmg_dali.render.augment`): the source is a video, frame t
 of a clip sampled from the clip's own frame t. The kernel only adds ``t`` x a frame stride to the
@@ -46,6 +45,7 @@ from . import render as reference
 from .config import PMGConfig
 from .program import MotionProgram
 from .render import output_buffer
+from .rules import PADDING_CODES, PASTE_PADDING, identity_color
 
 try:
     import triton
@@ -65,8 +65,7 @@ _PASTE_BOX = tl.constexpr(30)
 _LAMBDA = tl.constexpr(34)
 _MIX_BOX = tl.constexpr(35)
 _PLAIN_COLOR = tl.constexpr(39)
-_PADDING = {"zeros": 0, "border": 1, "reflection": 2}
-_PASTE_PADDING = tl.constexpr(1)   # "border", as pmg_dali.render.paste_patches
+_PASTE_PADDING = tl.constexpr(PADDING_CODES[PASTE_PADDING])
 
 
 @triton.jit
@@ -298,7 +297,7 @@ def parameter_tables(program: MotionProgram) -> tuple[torch.Tensor, torch.Tensor
         index[:, 1] = program.mix_index
     if program.mix_box is not None:
         params[..., 35:39] = program.mix_box[:, None]
-    params[..., 39] = (program.color == torch.eye(3, 4, device=device)).flatten(2).all(-1)
+    params[..., 39] = identity_color(program.color)
     return params, index
 
 
@@ -412,6 +411,6 @@ def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params
         _render_kernel[(triton.cdiv(h, block[0]) * triton.cdiv(w, block[1]), t, b)](
             out, src, params, index, t, h, w, per_image * max(frames, 1), per_image if frames else 0, scale,
             out.stride(0), sc, st, *gain, *shift,
-            PAD=_PADDING[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix, PER_FRAME=frames > 0,
+            PAD=PADDING_CODES[cfg.padding_mode], SOURCE=kind, HAS_PASTE=has_paste, MIX=mix, PER_FRAME=frames > 0,
             OUT_U8=cfg.dtype == torch.uint8, NORMALIZE=cfg.normalize, BLOCK_H=block[0], BLOCK_W=block[1],
             num_warps=num_warps)

@@ -9,8 +9,7 @@ Convention (the whole package):
 
 The matrix builders work in NumPy float64 on the host, batch first (any array-like in, NumPy out): a
 batch's program is a few hundred tiny matrix operations, where NumPy's per-call cost is well below
-torch's (``sample_program`` of the default program, batch 64: 0.42 ms against 0.74 ms with torch ops,
-one core of a 2-core sandbox).
+torch's (BENCHMARKS.md, host work per batch).
 
 Each backend's convention is reached from this one by exactly one function here:
 :func:`normalized_inverse` (``torch.nn.functional.grid_sample``, ``align_corners=True``) and

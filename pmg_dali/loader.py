@@ -6,7 +6,7 @@ PyTorch's), and its random numbers from CPU generators seeded by
 ``numpy.random.SeedSequence([seed, epoch, rank, step])``. Nothing depends on what ran before, so
 resuming is restoring ``(epoch, step)`` and nothing else.
 
-With ``videos=`` the loader mixes real clips with pseudo-motion clips (:mod:`pmg_dali.mixed`: the
+With ``videos=`` the loader mixes real clips with pseudo-motion clips (:mod:`pmg_dali.real_videos`: the
 epoch, the ratio and the order of random draws are documented there).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ._checks import check_bool, check_choice, check_device, check_int, check_ra
 from .config import PMGConfig
 from .engine_check import checked_renderer
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
-from .mixed import RealVideos, plan_epoch, plan_generator
+from .real_videos import RealVideos, plan_epoch, plan_generator
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
@@ -126,14 +126,14 @@ class PseudoMotionLoader:
             only). Memory: one more batch held at all times, ``B * 3 * T * H * W * bytes(dtype)``
             (64 x 16 x 224^2: 617 MB float32, 308 MB bf16), and the renderer's transient working
             set -- for the torch backend a peak of about four float32 clip batches (2.5 GB at
-            64 x 16 x 224^2; measured on CPU) -- now overlaps the training step's own peak
+            64 x 16 x 224^2) -- now overlaps the training step's own peak
             instead of coming before it.
         videos: real videos to mix in (``len(videos)``, ``videos.load(indices, size, device,
             generator)`` -> uint8 (B, 3, T, H, W), e.g. :class:`pmg_dali.VideoFolder`); None: images only.
             Batches then carry ``"is_real"`` (B,) bool. Real clips are always drawn with torch
             (:meth:`pmg_dali.PseudoMotion.augment`), also when ``backend="dali"`` renders the images.
         pmg_ratio: with ``videos``, the fraction in [0, 1] of clips that are pseudo-motion (default
-            0.5; exact over an epoch, see :mod:`pmg_dali.mixed`); must be None without videos.
+            0.5; exact over an epoch, see :mod:`pmg_dali.real_videos`); must be None without videos.
         mix_per: ``"sample"`` (each clip drawn real or pseudo on its own) or ``"batch"`` (whole batches).
         augment_videos: apply pseudo-motion to the real clips (PMG as augmentation, needs
             ``config.recursion="composed"``) or pass them through unchanged.

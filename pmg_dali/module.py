@@ -18,9 +18,8 @@ __all__ = ["PseudoMotion", "RENDERERS"]
 
 RENDERERS = ("auto", "reference", "fused", "cpu")
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
-# "auto" on CPU: the per-frame CPU renderer pays ~50 us of Python per frame, so it wins from ~48^2
-# pixels up: at 16 x 224^2 it measured 6.6x the reference on one thread and 3.2x on two (2-core CPU,
-# benchmarks/results/generate_cpu*.md). It is fastest on one thread per process (DataLoader workers).
+# "auto" on CPU: the per-frame CPU renderer pays a fixed Python cost per frame, so it wins from about
+# 48^2 pixels up (BENCHMARKS.md); it is fastest on one thread per process (DataLoader workers).
 _CPU_MIN_PIXELS = 48 * 48
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .config import PMGConfig
 from .geometry import normalized_inverse
 from .program import MotionProgram
+from .rules import PASTE_PADDING
 
 __all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "render_clips", "render", "augment_clips", "augment"]
@@ -178,9 +179,8 @@ def paste_patches(frames: torch.Tensor, images: torch.Tensor, program: MotionPro
     if program.paste_index is None or frames.shape[0] == 0:
         return frames
     size = tuple(frames.shape[-2:])
-    # The cut lies inside the partner; "border" keeps the half pixel beyond its edge centres intact.
     patches = warp_frames(images[program.paste_index.to(images.device)],
-                          program.paste_homography, padding_mode="border")
+                          program.paste_homography, padding_mode=PASTE_PADDING)
     inside = box_mask(program.paste_box.to(frames.device), size)           # (B, T, H, W)
     return torch.where(inside[:, None], patches, frames)
 

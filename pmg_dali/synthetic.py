@@ -312,7 +312,7 @@ class SyntheticImages:
 
         ``generator`` is accepted for the source protocol and unused: the images are a function of
         (seed, index, size) only. On the CPU the batch is rendered in chunks of
-        ``_CPU_CHUNK`` images (cache-sized: 2-3x faster than one big batch; the images do not
+        ``_CPU_CHUNK`` images (cache-sized, faster than one big batch; the images do not
         depend on the batch they are rendered in).
         """
         idx = check_indices(indices, len(self))

@@ -148,7 +148,7 @@ def test_python_m_pmg_dali_bench_quick(tmp_path):
 
 
 @pytest.mark.parametrize("script, args", [
-    ("bench_loader.py", ["--quick", "--device", "cpu", "--batch-size", "2", "--frames", "4", "--size", "32"]),
+    ("bench_loader.py", ["--quick", "--device", "cpu", "--batch_size", "2", "--num_frames", "4", "--size", "32"]),
     ("bench_dali.py", ["--quick"]),
 ])
 def test_refactored_scripts_still_run(tmp_path, script, args):
@@ -161,19 +161,19 @@ def test_refactored_scripts_still_run(tmp_path, script, args):
 def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
     """The one-call GPU session: every step of the full plan names a script of this tree; a quick run
     writes the summary and the tarball a device call brings back; a spent budget skips, not fails."""
-    plan = run("benchmarks/gpu_session.py", "--dry", "--out", str(tmp_path / "dry")).stdout.splitlines()
+    plan = run("benchmarks/gpu_session.py", "--dry", "--out_dir", str(tmp_path / "dry")).stdout.splitlines()
     assert [line.split()[0] for line in plan] == ["env", "render", "dali", "tests_gpu", "generate", "overhead",
                                                   "loader", "sources"]
     for line in plan:
         scripts = [a for a in line.split() if a.endswith(".py")]
         assert all((ROOT / s).is_file() for s in scripts), line
     out = tmp_path / "session"
-    run("benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out", str(out))
+    run("benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out_dir", str(out))
     rows = json.loads((out / "results" / "session.json").read_text())
     assert [(r["step"], r["status"]) for r in rows] == [("render", "ok"), ("loader", "ok")]
     with tarfile.open(out / "gpu_session.tar.gz") as tar:
         assert {"results/bench_loader.json", "logs/render.log"} <= set(tar.getnames())
-    run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out", str(out))
+    run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir", str(out))
     assert json.loads((out / "results" / "session.json").read_text())[0]["status"] == "skipped: budget spent"
     assert "| loader | skipped" in (out / "summary.md").read_text()
     bad = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry", "--only", "render,nope"], cwd=ROOT,
@@ -207,7 +207,7 @@ def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
 
 
 def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
-    run("benchmarks/bench_framing.py", "--quick", "--out", str(tmp_path / "framing.json"))
+    run("benchmarks/bench_framing.py", "--quick", "--json", str(tmp_path / "framing.json"))
     rows = json.loads((tmp_path / "framing.json").read_text())["rows"]
     for name in ("sliding_window", "zoom", "affine", "perspective", "cutmix"):
         assert rows[f"{name}, inside"]["padded_fraction"] == 0, name

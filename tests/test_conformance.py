@@ -20,8 +20,9 @@ The grid (B = 3 clips of T = 3 frames at 13 x 18: odd, H != W, not a multiple of
 - features x every engine, all transforms per config: a covering array over layout, output (uint8,
   float32 normalised or raw, float16, bfloat16), view (``framing="whole"`` with each padding mode, or
   ``"inside"``), mixing (none, frame Mixup per clip or per frame, VideoMix), source (uint8 or float at
-  the output size, uint8 downscaled, float16 upscaled) and batch (1: a clip is its own partner, or 3).
-  Fast engines get every pair of values (``covering=2``: 20 configs); the fused Triton kernel, which
+  the output size, uint8 downscaled, float16 upscaled, a non-contiguous uint8 view) and batch (1: a clip
+  is its own partner, or 3).
+  Fast engines get every pair of values (``covering=2``: 28 configs); the fused Triton kernel, which
   without a GPU runs through Triton's interpreter (slow), gets every value once (``covering=1``: 5);
 - real clips (``augment``): four cases for the engines that have it;
 - batched equals per-clip and the empty batch, for each operation of each engine that has them.
@@ -172,9 +173,10 @@ def runs_here(engine: Engine) -> bool:
 
 @dataclass(frozen=True)
 class Case:
-    """One configuration and its inputs: ``source`` is ``"<dtype>"`` at the output size or
-    ``"<dtype> down|up"`` (resized by the engine); ``view`` is ``"inside"`` or ``"whole <padding_mode>"``
-    (strong motions leaving the image); ``mixup`` ``"frame/t"`` is frame Mixup with a lambda per frame."""
+    """One configuration and its inputs: ``source`` is ``"<dtype>"`` at the output size,
+    ``"<dtype> down|up"`` (resized by the engine) or ``"<dtype> view"`` (a non-contiguous view); ``view``
+    is ``"inside"`` or ``"whole <padding_mode>"`` (strong motions leaving the image); ``mixup``
+    ``"frame/t"`` is frame Mixup with a lambda per frame."""
 
     transforms: tuple[str, ...] = TRANSFORMS
     layout: str = "BCTHW"
@@ -197,11 +199,16 @@ class Case:
 
     def inputs(self, video: bool = False) -> torch.Tensor:
         """Uniform noise (the hardest input for interpolation): (batch, 3, H, W), or (batch, 3, T, H, W)."""
-        dtype, *resize = self.source.split()
-        size = SOURCE_SIZES[resize[0]] if resize else SIZE
+        dtype, *how = self.source.split()
+        size = SOURCE_SIZES[how[0]] if how and how[0] in SOURCE_SIZES else SIZE
         g = torch.Generator().manual_seed(1000 + self.seed)
         x = torch.randint(0, 256, (self.batch, 3, *((T,) if video else ()), *size), dtype=torch.uint8, generator=g)
-        return x if dtype == "uint8" else (x.double() / 255).to(getattr(torch, dtype))
+        x = x if dtype == "uint8" else (x.double() / 255).to(getattr(torch, dtype))
+        if how == ["view"]:     # not contiguous: the columns 2 .. W + 1 of a wider tensor
+            wide = torch.zeros(*x.shape[:-1], x.shape[-1] + 5, dtype=x.dtype)
+            wide[..., 2:2 + x.shape[-1]] = x
+            x = wide[..., 2:2 + x.shape[-1]]
+        return x
 
     def program(self) -> MotionProgram:
         return sample_program(self.config, self.batch, generator=torch.Generator().manual_seed(self.seed))
@@ -237,7 +244,7 @@ def covering_rows(factors: dict[str, list], strength: int) -> list[dict]:
 FEATURES = dict(output=["uint8", "float32", "float32 raw", "float16", "bfloat16"],
                 view=["inside", "whole zeros", "whole border", "whole reflection"],
                 mixup=[None, "frame", "frame/t", "videomix"],
-                source=["uint8", "float32", "uint8 down", "float16 up"],
+                source=["uint8", "float32", "uint8 down", "float16 up", "uint8 view"],
                 layout=["BCTHW", "BTCHW"],
                 batch=[1, B])
 FEATURE_CASES = {k: [Case(**row, seed=i) for i, row in enumerate(covering_rows(FEATURES, k))] for k in (1, 2)}
@@ -248,7 +255,7 @@ TRANSFORM_CASES = [Case(transforms=(name,), layout=FEATURES["layout"][i % 2], ou
                    for i, name in enumerate(TRANSFORMS)]
 
 AUGMENT_CASES = [
-    Case(layout="BTCHW", output="bfloat16", mixup="frame/t"),
+    Case(layout="BTCHW", output="bfloat16", mixup="frame/t", source="uint8 view"),
     Case(output="uint8", view="whole border", mixup="videomix", source="float32"),
     Case(output="float32 raw", view="whole reflection", mixup="frame", source="uint8 down"),
     Case(transforms=("cutmix", "color_jitter", "perspective"), layout="BTCHW", output="float16", view="whole zeros",

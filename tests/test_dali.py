@@ -611,3 +611,18 @@ def test_gpu_source_pipeline(images):
     batches = list(it)
     assert len(batches) == 2 and batches[0][0]["video"].device.type == "cuda"
     assert batches[0][0]["video"].dtype == torch.uint8
+
+
+def test_folder_pipeline_crops_like_image_folder():
+    """One random-resized-crop range for every image path: DALI's folder_pipeline, ImageFolder and
+    VideoFolder take pmg_dali.sources.CROP_SCALE / CROP_RATIO (the DALI default once drifted to 0.25)."""
+    import inspect
+
+    from pmg_dali import ImageFolder, VideoFolder, sources
+    dali = _dali()
+    params = inspect.signature(dali.folder_pipeline).parameters
+    assert params["random_area"].default == sources.CROP_SCALE == (0.35, 1.0)
+    assert params["random_aspect_ratio"].default == sources.CROP_RATIO
+    for cls in (ImageFolder, VideoFolder):
+        ps = inspect.signature(cls).parameters
+        assert (ps["scale"].default, ps["ratio"].default) == (sources.CROP_SCALE, sources.CROP_RATIO), cls

@@ -65,6 +65,8 @@ def test_check_engines_on_cpu():
         assert dali.status == "ok" and 0 < dali.max_diff <= ec.TOLERANCE_LEVELS + 1
     else:
         assert dali.status == "unavailable"
+    data = report.as_dict()
+    assert data["ok"] and data["engines"]["cpu"]["status"] == "ok" and "fused" in report and "numpy" not in report
     text = str(report)
     assert "cpu     ok" in text and "fused   unavailable" in text and "agree with the reference" in text
 
@@ -142,11 +144,12 @@ def test_tolerance_passes_rounding_and_catches_faults(dtype):
 # ---- automatic use -------------------------------------------------------------------------------
 
 def test_auto_warns_once_and_falls_back_to_the_reference(monkeypatch):
-    real = cpu_render.render_cpu
-    monkeypatch.setattr(cpu_render, "render_cpu", lambda i, p, c: shifted(real(i, p, c)))
     images, program = images_and_program()
     gen = PseudoMotion(CFG, renderer="auto")
     assert gen.engine(torch.device("cpu")) == "cpu"
+    gen(images, program=program)          # the real engine passed: cached, but for that function only
+    real = cpu_render.render_cpu
+    monkeypatch.setattr(cpu_render, "render_cpu", lambda i, p, c: shifted(real(i, p, c)))
     with pytest.warns(ec.EngineCheckWarning) as record:
         first = gen(images, program=program)
         again = PseudoMotion(CFG)(images, program=program)

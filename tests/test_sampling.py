@@ -330,3 +330,25 @@ def test_angles_are_not_degenerate():
     last = p.homography[:, -1].double()
     moved = (last - torch.eye(3, dtype=torch.float64)).abs().amax(dim=(1, 2))
     assert moved.median() > math.radians(2)
+
+
+def test_videomix_box_side_rounds_half_up_as_in_dali(monkeypatch):
+    """One rounding rule for both samplers: a box side of exactly k + 0.5 pixels becomes k + 1 (DALI's
+    in-graph sampler computes floor(x + 0.5); NumPy's round would give the even neighbour)."""
+    import pmg_dali.sampling as sampling
+
+    class Beta:                                      # lambda with sqrt(1 - lambda) * 8 = 4.5 exactly
+        def __init__(self, seed):
+            pass
+
+        def beta(self, a, b, size):
+            return np.full(size, 1 - (4.5 / 8) ** 2)
+
+    monkeypatch.setattr(sampling.np.random, "default_rng", Beta)
+    cfg = PMGConfig(num_frames=2, size=(8, 8), transforms=("identity",), mixup="videomix")
+    p = PseudoMotion(cfg).sample(64, generator=torch.Generator().manual_seed(0))
+    box = p.mix_box.double()
+    side = box[:, 2] - box[:, 0]
+    centred = (box[:, 0] > -0.5) & (box[:, 2] < 7.5)           # boxes not clipped by the frame
+    assert centred.any() and (side[centred] == 5).all()
+    assert sampling.videomix_edges(np.array([4.5 / 8]), np.array([4.0]), 8, np.floor, np.clip)[1][0] == 6.0

@@ -55,7 +55,7 @@ import pmg_dali  # noqa: E402
 # -----------------------------------------------------------------------------
 # I/O
 out_dir = "out/videomae"     # ckpt.pt, log.csv, recon_<iter>.png, clips.gif go here
-log_interval = 10            # print + CSV row (mean loss of the interval) every N iterations
+log_interval = 10            # print + CSV row (mean loss since the last row) at iteration 1 and every N iterations
 ckpt_every = 1000            # write out_dir/ckpt.pt every N iterations (and at the end or on SIGTERM / SIGINT)
 ckpt_keep = False            # also keep each one as out_dir/ckpt_<iter>.pt
 image_every = 1000           # write out_dir/recon_<iter>.png every N iterations (and at the end)
@@ -113,13 +113,13 @@ config = configure(globals(), _argv, nullable=("mixup",),
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
 # 8 x 8 patches (256 tokens), DEMO_CPU_ITERS iterations, about 2.5 minutes on one free core of a 2-core
-# x86_64 CPU; a 240 s budget ends it early (and still anneals) on a slower or busy machine.
+# x86_64 CPU; a 225 s budget ends it early (and still anneals) on a slower or busy machine.
 DEMO = {
     "cuda": dict(out_dir="out/demo", model="vit_small", max_iters=600, batch_size=32, base_lr=1.5e-3,
                  warmup_iters=60, log_interval=20, ckpt_every=600, image_every=200),
     "cpu": dict(out_dir="out/demo", model="vit_tiny", img_size=64, num_frames=8, patch_size=8, embed_dim=128,
                 depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2, batch_size=16,
-                max_iters=300, max_seconds=240.0, base_lr=1.5e-3, warmup_iters=15, num_images=10_000, log_interval=25,
+                max_iters=300, max_seconds=225.0, base_lr=1.5e-3, warmup_iters=15, num_images=10_000, log_interval=25,
                 ckpt_every=100, image_every=100),
 }
 
@@ -352,7 +352,7 @@ def main() -> None:
         clips_since, loss_since = clips_since + total_batch, loss_since + loss_sum
         elapsed, signum = sync_stop(time.time() - t_start, stop.signum, ddp, dev)
         last = iter_num == max_iters or (max_seconds > 0 and elapsed >= max_seconds) or signum > 0
-        if master and (iter_num % log_interval == 0 or last) and clips_since:
+        if master and (iter_num % log_interval == 0 or iter_num == 1 or last) and clips_since:
             loss_value = loss_since.item() / (clips_since // total_batch)   # mean since the last log line
             now = time.time()                                # after .item(), which waits for the GPU
             rate, share = clips_since / (now - t_log), t_data / (now - t_log)

@@ -1,5 +1,5 @@
-"""Mixed pre-training: a :class:`~pmg_dali.PseudoMotionLoader` whose clips come either from real
-videos or are pseudo-motion clips of images, at a given ratio (``pmg_ratio``: the fraction of clips
+"""Real and pseudo-motion clips in one loader: a :class:`~pmg_dali.PseudoMotionLoader` whose clips come
+either from real videos or are pseudo-motion clips of images, at a given ratio (``pmg_ratio``: the fraction of clips
 -- or, with ``mix_per="batch"``, of whole batches -- that are pseudo-motion).
 
 Epoch. Each rank takes its ``DistributedSampler`` share of the images (S_i indices) and, with the

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import pmg_dali
 from pmg_dali.loader import batch_generators
-from pmg_dali.mixed import plan_epoch, plan_generator, slots_per_epoch
+from pmg_dali.real_videos import plan_epoch, plan_generator, slots_per_epoch
 from pmg_dali.sampling import sample_program
 from pmg_dali.sources import check_indices
 from test_loader import CFG, make_source, reference_order
