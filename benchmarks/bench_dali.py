@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import pmg_dali
-from pmg_dali.bench import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
+from harness import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
 
 
 def _warp_bodies(cfg, batch: int):

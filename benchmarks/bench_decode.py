@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 import numpy as np
+from harness import write_json
 from PIL import Image
 
 CHILD = r"""
@@ -83,9 +84,7 @@ def main(argv=None) -> dict:
     print("| image, limit | load (s) | peak memory added (MB) | refused |\n|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {'yes' if r['refused'] else 'no'} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"side": side, "size": args.size, "rows": rows}, f, indent=1)
+    write_json(args.json, {"side": side, "size": args.size, "rows": rows})
     return rows
 
 

@@ -21,7 +21,7 @@ import time
 import torch
 
 from pmg_dali import PMGConfig
-from pmg_dali.bench import environment, timed
+from harness import environment, timed, write_json
 from pmg_dali.sampling import sample_program
 
 TRANSFORMS = ("sliding_window", "zoom", "affine", "perspective", "cutmix")
@@ -126,9 +126,7 @@ def main(argv=None) -> dict:
         print("DALI in-graph sample_motion, default program, batch 64, CPU: "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in dali.items()))
     result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "dali_sample_motion_ms": dali, "environment": environment("cpu")}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

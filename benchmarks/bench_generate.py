@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 
-from pmg_dali.bench import add_arguments, resolve, run_generate, table
+from harness import add_arguments, resolve, run_generate, table
 
 COLOURS = {"floor": "#999999", "pmg_dali torch": "#1f77b4", "per transform": "#9ecae1", "pmg_dali DALI": "#2ca02c",
            "reference points": "#ff7f0e", "CPU baseline": "#d62728"}

@@ -11,12 +11,12 @@ result), the same call on a uint8 batch (no value check), and one render of the 
 from __future__ import annotations
 
 import argparse
-import json
+
 
 import torch
 
 from pmg_dali import PMGConfig, PseudoMotion
-from pmg_dali.bench import environment, timed
+from harness import environment, timed, write_json
 from pmg_dali.render import check_images
 
 
@@ -47,9 +47,7 @@ def main(argv=None) -> dict:
     for name, s in seconds.items():
         print(f"| {name} | {1e3 * s:.3f} | {s / render:.2%} |")
     result = {"args": vars(args), "seconds": seconds, "environment": environment(device)}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

@@ -28,7 +28,7 @@ import platform
 import torch
 
 import pmg_dali
-from pmg_dali.bench import each, endless, sampled, timed   # the paths take turns; median seconds per batch
+from harness import each, endless, sampled, timed   # the paths take turns; median seconds per batch
 
 
 def host_work(cfg: pmg_dali.PMGConfig, batch: int, calls: int = 200) -> dict:

@@ -38,7 +38,7 @@ from contextlib import nullcontext
 import torch
 
 import pmg_dali
-from pmg_dali.bench import cpu_dataloader, endless, environment, pil_render, timed
+from harness import cpu_dataloader, endless, environment, pil_render, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
@@ -125,7 +125,7 @@ def time_modes(kind: str, size: str, mask_ratio: float, args, pool: torch.Tensor
         seconds[mode] = timed({mode: lambda n: [step(next_batch()) for _ in range(n)]}, device,
                               args.steps, args.repeats, args.warmup)[mode]
         getattr(next_batch, "close", lambda: None)()
-    del net, opt
+    net = opt = None   # free the model before the next one (the step closure holds these cells)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return seconds

@@ -37,7 +37,7 @@ import os
 import torch
 
 import pmg_dali
-from pmg_dali.bench import copy_bandwidth, each, environment, pil_render, timed, working
+from harness import copy_bandwidth, each, environment, pil_render, timed, working
 from pmg_dali.cpu_render import render_cpu
 from pmg_dali.render import render
 

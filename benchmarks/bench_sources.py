@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pmg_dali import ImageFolder, SyntheticImages
-from pmg_dali.bench import environment, sync, write_jpegs
+from harness import environment, sync, write_jpegs
 from pmg_dali.synthetic import KINDS
 
 

@@ -22,7 +22,7 @@ import platform
 import torch
 
 import pmg_dali
-from pmg_dali.bench import endless, timed
+from harness import endless, timed
 
 TARGET_SETS = {"none": (), "tracks": ("tracks",), "flow": ("flow",), "flow + tracks": ("flow", "tracks")}
 

@@ -53,6 +53,8 @@ def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
     per_test = ["--timeout", "180"] if importlib.util.find_spec("pytest_timeout") else []
     return [
         ("env", ["bash", "-c", f"nvidia-smi; df -h /dev/shm; {PY} -c '{SMOKE}'"], 60),
+        # every engine against the reference on this GPU (the canary users get on first use)
+        ("check", [PY, "-m", "pmg_dali", "check", "--device=cuda"], 90),
         # the fused kernel against the reference and the write floor, tiles swept
         ("render", [PY, "benchmarks/bench_render.py", "--tune", "--json", f"{r}/bench_render_cuda.json",
                     "--markdown", f"{r}/bench_render_cuda.md"], 100),
@@ -70,6 +72,9 @@ def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
         ("loader", [PY, "benchmarks/bench_loader.py", "--prefetch", "--json", f"{r}/bench_loader_cuda.json"], 60),
         # synthetic images/s and ImageFolder decode (PIL and nvJPEG)
         ("sources", [PY, "benchmarks/bench_sources.py", "--json", f"{r}/bench_sources_cuda.json"], 60),
+        # flow / track targets against the clip render; the CUDA cost of the float-input check
+        ("targets", [PY, "benchmarks/bench_targets.py", "--out_dir", r], 60),
+        ("inputs", [PY, "benchmarks/bench_inputs.py", "--device", "cuda", "--json", f"{r}/inputs_cuda.json"], 30),
     ]
 
 

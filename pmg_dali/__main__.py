@@ -1,16 +1,19 @@
 """Command line: ``python -m pmg_dali demo`` (preview GIF + generation speed), ``python -m pmg_dali bench``
-and ``python -m pmg_dali check`` (every rendering engine against the reference renderer; exit status 1
-when one fails). A bad option value is a usage error (exit status 2) naming the option."""
+(a short speed check: clips/s of every engine on this device) and ``python -m pmg_dali check`` (every
+rendering engine against the reference renderer; exit status 1 when one fails). A bad option value is a
+usage error (exit status 2) naming the option. The full benchmarks are the scripts in ``benchmarks/``."""
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from . import TRANSFORMS, PMGConfig, PseudoMotion
-from .bench import timed
 from .synthetic import SyntheticImages
 
 
@@ -32,11 +35,19 @@ def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> N
 
 
 def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> float:
-    """Median clips/s of sample + render for one batch of ``images`` (after one warm-up)."""
+    """Median clips/s of sample + render for one batch of ``images``, over ``repeats`` timed batches after
+    one warm-up (CUDA is synchronised before each clock reading)."""
     g = torch.Generator().manual_seed(0)
-    seconds = timed({"gen": lambda n: [gen(images, generator=g) for _ in range(n)]}, images.device,
-                    steps=1, repeats=repeats, warmup=1)["gen"]
-    return images.shape[0] / seconds
+    sync = torch.cuda.synchronize if images.device.type == "cuda" else (lambda: None)
+    gen(images, generator=g)
+    seconds = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        gen(images, generator=g)
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return images.shape[0] / statistics.median(seconds)
 
 
 def demo(args) -> None:
@@ -63,27 +74,35 @@ def demo(args) -> None:
           f"(zoom+affine, frame Mixup, normalised bf16, batch {batch}) on {device}")
 
 
-def bench(argv: list[str]) -> None:
-    """``python -m pmg_dali bench ...``: the options are checked here (usage error), then run by
-    :func:`pmg_dali.bench.main`."""
-    from .bench import add_arguments
-    from .bench import main as bench_main
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m pmg_dali bench",
-                                                   description="quick benchmark of every generation path"))
-    parser.add_argument("--json", default=None, help="also write the result record here")
-    args = parser.parse_args(argv)
-    lows = {"batch_size": 1, "num_frames": 1, "size": 2, "steps": 1, "repeats": 1, "warmup": 0, "workers": 0,
-            "threads": 1, "torch_threads": 1, "seed": 0}
-    for name, low in lows.items():
-        value = getattr(args, name)
-        if value is not None and value < low:
-            parser.error(f"argument --{name}: must be an int >= {low}, but got {value}")
-    if args.device is not None:
+def bench(args) -> None:
+    """A short speed check: clips/s of sample + render of the default program (zoom + affine, frame Mixup,
+    normalised bf16) with each engine that runs on the device, from uint8 images at the output size."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    batch = args.batch_size or (2 if args.quick else 64 if cuda else 8)
+    cfg = PMGConfig(num_frames=4 if args.quick else args.num_frames, size=48 if args.quick else args.size,
+                    dtype=torch.bfloat16)
+    repeats = args.repeats or (2 if args.quick else 10 if cuda else 3)
+    images = SyntheticImages("mixed", seed=0).load(range(batch), cfg.size, device)
+    engines = ["auto", "reference", "fused" if cuda else "cpu"]
+    rows = {}
+    for name in engines:
+        gen = PseudoMotion(cfg, renderer=name)
         try:
-            device_arg(args.device)
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"argument --device: {exc}")
-    bench_main(argv)
+            rows[name] = {"engine": gen.engine(device, "render"), "clips_per_s": clips_per_second(gen, images, repeats)}
+        except (RuntimeError, ImportError) as exc:      # an engine this machine cannot run
+            rows[name] = {"engine": name, "clips_per_s": None, "error": f"{type(exc).__name__}: {exc}"}
+    ref = rows["reference"]["clips_per_s"]
+    print(f"{cfg.num_frames} x {cfg.size[0]} x {cfg.size[1]} clips, default program, bf16, batch {batch}, on {device}"
+          f"\n\n| renderer | engine | clips/s | x reference |\n|---|---|---|---|")
+    for name, row in rows.items():
+        rate = row["clips_per_s"]
+        print(f"| {name} | {row['engine']} | {'--' if rate is None else f'{rate:,.0f}'} | "
+              f"{'--' if rate is None else f'{rate / ref:.2f}'} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "batch_size": batch, "num_frames": cfg.num_frames, "size": cfg.size,
+                       "rows": rows}, f, indent=1)
 
 
 def check(args) -> None:
@@ -134,8 +153,6 @@ def out_dir_arg(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:     # argparse.REMAINDER drops options (`bench --quick`): hand over as is
-        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pmg_dali", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="write a preview GIF of every transform and print clips/s")
@@ -148,7 +165,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="speed test batch (default 64 on GPU, 8 on CPU)")
     d.add_argument("--seed", type=int_arg(0), default=0)
     d.set_defaults(func=demo)
-    sub.add_parser("bench", help="quick benchmark of every generation path on this device (see bench --help)")
+    b = sub.add_parser("bench", help="a short speed check: clips/s of every engine on this device")
+    b.add_argument("--device", type=device_arg, default=None, help="default: cuda if available, else cpu")
+    b.add_argument("--batch_size", type=int_arg(1), default=None, help="default 64 on GPU, 8 on CPU")
+    b.add_argument("--num_frames", type=int_arg(1), default=16)
+    b.add_argument("--size", type=int_arg(2), default=224)
+    b.add_argument("--repeats", type=int_arg(1), default=None, help="timed batches (default 10 on GPU, 3 on CPU)")
+    b.add_argument("--quick", action="store_true", help="seconds: batch 2, 4 x 48^2")
+    b.add_argument("--json", default=None, help="also write the result here")
+    b.set_defaults(func=bench)
     c = sub.add_parser("check", help="check every rendering engine against the reference renderer (a small "
                                      "canary batch); exit status 1 when one fails")
     c.add_argument("--device", type=device_arg, default=None, help="default: cuda if available, else cpu")

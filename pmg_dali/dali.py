@@ -233,7 +233,12 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     check_program(program)
     if not isinstance(cfg, PMGConfig):
         raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
-    return _renderer(cfg, program.batch_size, device, _check_device(device, device_id))(images, program)
+    device_id = _check_device(device, device_id)
+    check_images(images, values=False)                   # the renderer checks the pixel values
+    from .engine_check import ensure_engine               # first use on this device: the canary
+    ensure_engine("dali", images, cfg, auto=False,
+                  device="cpu" if device == "cpu" else torch.device("cuda", device_id or 0))
+    return _renderer(cfg, program.batch_size, device, device_id)(images, program)
 
 
 # ---- image files ------------------------------------------------------------------------------------

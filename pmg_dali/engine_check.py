@@ -12,7 +12,8 @@ Automatic use (:func:`ensure_engine`, called by :class:`pmg_dali.PseudoMotion` a
 backend of :class:`pmg_dali.PseudoMotionLoader`): the first time an engine other than the reference
 renders on a device, the canary runs for the features of that call that select different engine
 code -- the config (at the canary size) and whether the source is uint8 at the output size or
-resized / float, still images or video. The result is kept for the process. On a failure,
+resized / float, still images or video. The result is kept for the process. While a canary runs,
+torch uses one CPU thread (its tensors are tiny; the thread count is restored after). On a failure,
 ``renderer="auto"`` warns once (:class:`EngineCheckWarning`) and uses the reference renderer from
 then on for that engine and device; an explicitly requested engine raises ``RuntimeError``. Setting
 the environment variable ``PMG_DALI_SKIP_ENGINE_CHECK=1`` skips the automatic check.
@@ -446,10 +447,12 @@ def skipped() -> bool:
     return os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = "render", auto: bool) -> bool:
+def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = "render", auto: bool,
+                  device=None) -> bool:
     """Whether ``engine`` may render ``x`` (images, or video for ``op="augment"``) under ``config``:
     runs its canary the first time this engine function, device, canary config and input kind meet
-    in this process (module docstring), then answers from the cache.
+    in this process (module docstring), then answers from the cache. ``device``: where the engine
+    renders (default ``x.device``; e.g. ``"cuda:0"`` for DALI's GPU operators fed host images).
 
     Returns True when the engine passed (or the check is skipped by ``PMG_DALI_SKIP_ENGINE_CHECK=1``,
     or the engine cannot run there at all: its own error then says why). On a failure: with ``auto``
@@ -458,7 +461,7 @@ def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = 
     """
     if skipped():
         return True
-    device, fn = x.device, engine_function(engine, op)
+    device, fn = (x.device if device is None else torch.device(device)), engine_function(engine, op)
     owner = (engine, fn, str(device))
     if auto and owner in _ABANDONED:
         return False

@@ -30,7 +30,10 @@ The grid (B = 3 clips of T = 3 frames at 13 x 18: odd, H != W, not a multiple of
 Tolerances (what the engines' own tests establish): the reference equals itself; the CPU renderer is
 bit-identical but for colour matrices (float rounding); the fused kernel differs by float rounding; DALI
 by its interpolation arithmetic (2/255). uint8 output may differ by one level in under 1 % of the
-values (a value near a rounding tie); float16 / bfloat16 output by one unit in the last place.
+values (a value near a rounding tie); float16 / bfloat16 output by one unit in the last place. DALI
+resizes with its own ``fn.resize``, which differs from torch's at the outermost pixel ring of a downscaled
+image: its clips from resized sources are checked against the reference drawn from DALI's resized source,
+and the resize itself by :func:`test_own_resize`.
 
 The fused engine runs on CUDA in this process when a GPU is present; without one,
 :func:`test_fused_engine_through_the_interpreter` runs its cases in a subprocess with

@@ -242,6 +242,30 @@ def test_fused_engine_in_the_interpreter():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.gpu
+def test_every_engine_passes_on_cuda():
+    report = pmg_dali.check_engines("cuda")
+    print(report)
+    assert report.ok and report["cpu"].status == "ok" and report.device.startswith("cuda:")
+    assert report["fused"].status == ("ok" if importlib.util.find_spec("triton") else "unavailable")
+    assert report["dali"].status == ("ok" if HAS_DALI else "unavailable")
+
+
+@pytest.mark.gpu
+def test_auto_replaces_a_faulty_fused_engine_on_cuda(monkeypatch):
+    fused = pytest.importorskip("pmg_dali.fused")
+    real = fused.render_fused
+    monkeypatch.setattr(fused, "render_fused", lambda i, p, c: shifted(real(i, p, c)))
+    images, program = images_and_program()
+    gen = PseudoMotion(CFG)
+    assert gen.engine(torch.device("cuda")) == "fused"
+    with pytest.warns(ec.EngineCheckWarning, match="'fused' engine failed its self-check on cuda:"):
+        out = gen(images.cuda(), program=program)
+    assert torch.equal(out, PseudoMotion(CFG, renderer="reference")(images.cuda(), program=program))
+    with pytest.raises(RuntimeError, match="'fused' engine failed"):
+        PseudoMotion(CFG, renderer="fused")(images.cuda(), program=program)
+
+
 # ---- command line --------------------------------------------------------------------------------
 
 def test_check_command_exit_status(monkeypatch, capsys):
@@ -264,7 +288,7 @@ def test_check_command_exit_status(monkeypatch, capsys):
     (["demo", f"--out_dir={__file__}"], "--out_dir"), (["check", "--device=foo"], "--device"),
     (["check", "--device=cuda:99"], "--device"), (["bench", "--size=1"], "--size"),
     (["bench", "--batch_size=0"], "--batch_size"), (["bench", "--repeats=0"], "--repeats"),
-    (["bench", "--device=tpu"], "--device"), (["bench", "--dtype=int8"], "--dtype"), (["nope"], "command"),
+    (["bench", "--device=tpu"], "--device"), (["bench", "--num_frames=0"], "--num_frames"), (["nope"], "command"),
 ])
 def test_bad_values_are_usage_errors(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -479,3 +479,28 @@ def test_finetune_linear_probe_from_scratch_with_list_files(video_root, tmp_path
                  "--batch_size=4", "--epochs=1", "--device=cpu", f"--out_dir={tmp_path}", "--num_workers=0",
                  "--linear_probe=True")
     assert "data: 6 train / 4 val videos, 2 classes" in result.stdout and "val_acc=" in result.stdout
+
+
+def test_finetune_sigterm_then_resume_matches_a_straight_run(video_root, tmp_path):
+    flags = [f"--data_root={video_root}", "--init=none", *TINY_FLAGS[:7], "--model=vit_tiny", "--batch_size=1",
+             "--epochs=3", "--warmup_epochs=1", "--device=cpu", "--num_workers=0"]
+    straight = run("finetune.py", *flags, f"--out_dir={tmp_path / 'straight'}").stdout
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, str(EXAMPLE / "finetune.py"), *flags, f"--out_dir={tmp_path / 'cut'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch 0:"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM at epoch" in stderr
+    state = torch.load(tmp_path / "cut" / "finetune.pt", weights_only=True)
+    epoch = state["epoch"]                                   # 1 unless the machine stalled for a whole epoch
+    assert epoch in (1, 2) and state["val_acc"] is None and 1 <= state["step"] <= 7
+    resumed = run("finetune.py", *flags, f"--out_dir={tmp_path / 'cut'}", "--resume=True").stdout
+    assert f"resumed from {tmp_path / 'cut' / 'finetune.pt'} at epoch {epoch}, step {state['step']}" in resumed
+
+    def metrics(stdout: str) -> list[str]:
+        return [line.split(" (")[0] for line in stdout.splitlines() if line.startswith("epoch ")]
+
+    assert metrics(resumed) == metrics(straight)[epoch:]

@@ -71,7 +71,8 @@ def test_quick_transfer_run(tmp_path):
             assert len(list((tmp_path / "motion" / split / kind).glob("*.avi"))) == count
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["method"], r["mode"]) for r in rows} == {(m, k) for m in ("scratch", "pmg") for k in ("finetune", "probe")}
+    runs = {(m, k) for m in ("scratch", "pmg") for k in ("finetune", "probe")}
+    assert {(r["method"], r["mode"]) for r in rows} == runs
     assert all(0 <= float(r["val_acc"]) <= 100 for r in rows)
     assert "| PMG pre-trained |" in result.stdout and (tmp_path / "results.md").is_file()
     assert "loaded the encoder from" in (tmp_path / "0" / "pmg_probe" / "stdout.txt").read_text()

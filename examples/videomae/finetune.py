@@ -38,10 +38,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runtime  # noqa: E402
 from configurator import configure, given_keys  # noqa: E402
 from model import IMAGENET_MEAN, IMAGENET_STD, VideoClassifier, VideoMAEConfig  # noqa: E402
-from runtime import (SignalStop, cpu_threads, load_checkpoint, lr_at, peak_lr, resume_command,  # noqa: E402
-                     save_checkpoint)
 
 from pmg_dali import VideoFolder  # noqa: E402
 from pmg_dali.video import decode_clip, sample_clip_noise  # noqa: E402
@@ -159,8 +158,8 @@ def evaluate(net, loader) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def build_model(num_classes: int, checkpoint: dict | None, resumed: dict | None) -> tuple[VideoClassifier,
-                                                                                           VideoMAEConfig]:
+def build_model(num_classes: int, checkpoint: dict | None,
+                resumed: dict | None) -> tuple[VideoClassifier, VideoMAEConfig]:
     """The classifier. ``resumed``: the config of the run being resumed. With a pre-training
     ``checkpoint``: its architecture, img_size and num_frames (unless given on the command line) and
     its encoder weights."""
@@ -178,8 +177,8 @@ def build_model(num_classes: int, checkpoint: dict | None, resumed: dict | None)
                 arch[key] = checkpoint["model_args"][key]
     try:
         model_args = VideoMAEConfig.from_name(model, drop_path_rate=drop_path, **arch)
-    except ValueError as err:
-        raise SystemExit(f"--img_size={arch['img_size']} / --num_frames={arch['num_frames']}: {err}") from None
+    except ValueError as err:                      # the message names the setting (`model`, `img_size`, ...)
+        raise SystemExit(f"finetune.py: {err}") from None
     net = VideoClassifier(model_args, num_classes, head_drop=head_drop)
     if checkpoint is not None:
         missing, unexpected = net.load_encoder(checkpoint)
@@ -209,8 +208,8 @@ if __name__ == "__main__":
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     if device_type == "cpu":
-        cpu_threads(num_workers, threads)
-    stop = SignalStop()
+        runtime.cpu_threads(num_workers, threads)
+    stop = runtime.SignalStop()
     autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=device_type == "cuda")
     torch.manual_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -218,8 +217,10 @@ if __name__ == "__main__":
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1, 1)
 
     ckpt_path = os.path.join(out_dir, "finetune.pt")
-    state = load_checkpoint(ckpt_path, "--resume=True") if resume else None
-    checkpoint = None if init in (None, "none") or state is not None else load_checkpoint(init, f"--init={init}")
+    state = runtime.load_checkpoint(ckpt_path, "--resume=True") if resume else None
+    checkpoint = None
+    if init not in (None, "none") and state is None:
+        checkpoint = runtime.load_checkpoint(init, f"--init={init}")
     try:
         train_files, train_labels, classes = load_split("train", None)
         val_files, val_labels, _ = load_split("val", classes or None)
@@ -231,7 +232,7 @@ if __name__ == "__main__":
     del checkpoint
     net.to(device)
     steps_per_epoch = math.ceil(len(train_files) / batch_size)
-    lr = peak_lr(base_lr, batch_size)
+    lr = runtime.peak_lr(base_lr, batch_size)
     groups = net.param_groups(lr, weight_decay, layer_decay, linear_probe=linear_probe)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999),
                                   fused=device_type == "cuda")
@@ -260,10 +261,11 @@ if __name__ == "__main__":
         print(f"resumed from {ckpt_path} at epoch {epoch}, step {step} of {steps_per_epoch}")
 
     def write_checkpoint(acc: float | None) -> None:
-        save_checkpoint({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "it": it, "best": best,
-                         "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum, "val_acc": acc,
-                         "rng": torch.get_rng_state(), "model_args": asdict(model_args), "classes": classes,
-                         "config": config}, ckpt_path)
+        snapshot = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "it": it, "best": best,
+                    "epoch": epoch, "step": step, "seen": seen, "loss_sum": loss_sum, "val_acc": acc,
+                    "rng": torch.get_rng_state(), "model_args": asdict(model_args), "classes": classes,
+                    "config": config}
+        runtime.save_checkpoint(snapshot, ckpt_path)   # temp file + rename: never half-written
 
     while epoch < epochs:
         train_set.epoch = epoch                    # workers are started per epoch and see it
@@ -278,7 +280,7 @@ if __name__ == "__main__":
             step += 1
             if batch is not None:
                 for g in optimizer.param_groups:
-                    g["lr"] = lr_at(it / max(1, total), lr, min_lr, warmup / max(1, total), 1 / max(1, total)) \
+                    g["lr"] = runtime.lr_at(it / max(1, total), lr, min_lr, warmup / max(1, total), 1 / max(1, total)) \
                         * g["lr_scale"]
                 clips, labels = batch
                 with autocast:
@@ -294,7 +296,8 @@ if __name__ == "__main__":
             del loader                              # stop the workers before writing
             write_checkpoint(None)
             print(f"stopped by {stop.name} at epoch {epoch}, step {step} of {steps_per_epoch}; checkpoint "
-                  f"{ckpt_path}. Resume with:\n  {resume_command(sys.argv[0], _argv)}", file=sys.stderr, flush=True)
+                  f"{ckpt_path}. Resume with:\n  {runtime.resume_command(sys.argv[0], _argv)}",
+                  file=sys.stderr, flush=True)
             sys.exit(stop.exit_code)
         acc = evaluate(run, val_loader)
         best = max(best, acc)

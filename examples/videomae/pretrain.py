@@ -45,10 +45,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runtime  # noqa: E402
 from configurator import configure, given_keys  # noqa: E402
 from model import VideoMAE, VideoMAEConfig, patchify, unpatchify  # noqa: E402
-from runtime import (SignalStop, cpu_threads, load_checkpoint, lr_at, peak_lr, resume_command,  # noqa: E402
-                     save_checkpoint, save_gif)
 
 import pmg_dali  # noqa: E402
 
@@ -203,7 +202,7 @@ def save_png(rows: torch.Tensor, path: str, max_frames: int = 8, min_side: int =
 def save_clips_gif(clips: torch.Tensor, path: str) -> None:
     """float (B, 3, T, H, W) in [0, 1] -> an animated GIF with the B clips side by side (one palette)."""
     strip = torch.cat(list(clips), dim=-1)                                    # (3, T, H, B*W)
-    save_gif((strip * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy(), path)
+    runtime.save_gif((strip * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy(), path)
 
 
 def sync_stop(elapsed: float, signum: int, ddp: bool, dev: str) -> tuple[float, int]:
@@ -231,9 +230,9 @@ def main() -> None:
     ddp, rank, world_size, dev = setup_distributed(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     master, device_type = rank == 0, ("cuda" if dev.startswith("cuda") else "cpu")
-    stop = SignalStop(verbose=master)
+    stop = runtime.SignalStop(verbose=master)
     if device_type == "cpu":
-        cpu_threads(0, threads)
+        runtime.cpu_threads(0, threads)
     torch.manual_seed(seed)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -243,13 +242,16 @@ def main() -> None:
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
 
     # model and optimiser
-    model_args = VideoMAEConfig.from_name(
-        model, img_size=img_size, num_frames=num_frames, patch_size=patch_size, tubelet_size=tubelet_size,
-        embed_dim=embed_dim, depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
-        decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, norm_pix_loss=norm_pix_loss)
+    try:
+        model_args = VideoMAEConfig.from_name(
+            model, img_size=img_size, num_frames=num_frames, patch_size=patch_size, tubelet_size=tubelet_size,
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, norm_pix_loss=norm_pix_loss)
+    except ValueError as err:                      # the message names the setting (`model`, `img_size`, ...)
+        raise SystemExit(f"pretrain.py: {err}") from None
     net = VideoMAE(model_args).to(dev)
     total_batch = batch_size * grad_accum * world_size
-    lr, min_lr = peak_lr(base_lr, total_batch), peak_lr(base_min_lr, total_batch)
+    lr, min_lr = runtime.peak_lr(base_lr, total_batch), runtime.peak_lr(base_min_lr, total_batch)
     decay_iters = lr_decay_iters or max_iters
     warmup = warmup_iters if warmup_iters is not None else decay_iters // 20
     decay = [p for p in net.parameters() if p.ndim > 1]
@@ -272,7 +274,7 @@ def main() -> None:
 
     iter_num, elapsed = 0, 0.0
     if resume:
-        ckpt = load_checkpoint(ckpt_path, "--resume=True")
+        ckpt = runtime.load_checkpoint(ckpt_path, "--resume=True")
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         loader.load_state_dict(ckpt["loader"])
@@ -287,7 +289,7 @@ def main() -> None:
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": iter_num,
                  "elapsed_s": elapsed, "loader": loader.state_dict(), "rng": torch.get_rng_state(),
                  "model_args": asdict(model_args), "config": config}
-        save_checkpoint(state, ckpt_path)                   # temp file + rename: never half-written
+        runtime.save_checkpoint(state, ckpt_path)           # temp file + rename: never half-written
         if ckpt_keep:
             shutil.copyfile(ckpt_path, os.path.join(out_dir, f"ckpt_{iter_num:06d}.pt"))
         print(f"checkpoint: {ckpt_path} (iteration {iter_num})", flush=True)
@@ -326,7 +328,7 @@ def main() -> None:
     t_data, clips_since, loss_since = 0.0, 0, torch.zeros((), device=dev)
     signum = 0
     while iter_num < max_iters and not (max_seconds > 0 and elapsed >= max_seconds):
-        step_lr = lr_at(progress(), lr, min_lr, warmup / max(1, decay_iters), 1 / max(1, decay_iters))
+        step_lr = runtime.lr_at(progress(), lr, min_lr, warmup / max(1, decay_iters), 1 / max(1, decay_iters))
         for group in optimizer.param_groups:
             group["lr"] = step_lr
         loss_sum = torch.zeros((), device=dev)
@@ -376,7 +378,8 @@ def main() -> None:
         log_file.close()
         if signum:
             print(f"stopped by {signal.Signals(signum).name} after iteration {iter_num} of {max_iters} "
-                  f"({elapsed:.0f} s); checkpoint {ckpt_path}. Resume with:\n  {resume_command(sys.argv[0], _argv)}",
+                  f"({elapsed:.0f} s); checkpoint {ckpt_path}. Resume with:\n  "
+                  f"{runtime.resume_command(sys.argv[0], _argv)}",
                   file=sys.stderr, flush=True)
         else:
             why = ("" if iter_num == max_iters else

@@ -1,8 +1,6 @@
-"""Benchmarks: every generation path and the baselines side by side, on whatever device is present.
-
-    python -m pmg_dali bench                 # CUDA: batch 64, 16 x 224^2; CPU: batch 8 (~1 min on 2 cores)
-    python -m pmg_dali bench --quick         # seconds, tiny clips (the test suite runs it)
-    python benchmarks/bench_generate.py      # the full table + JSON + log-scale PNG (benchmarks/results/)
+"""The benchmark harness: every generation path and the baselines side by side, on whatever device is
+present; the scripts in this folder import it (``python benchmarks/bench_generate.py`` prints the table
+and writes JSON + a log-scale PNG to ``benchmarks/results/``; ``--quick`` runs in seconds).
 
 The program is the default one: zoom + affine, frame Mixup, ImageNet-normalised ``--dtype`` (bf16)
 BCTHW clips, from uint8 images already at the output size (random pixels: bilinear warps cost the
@@ -18,7 +16,7 @@ batches are moved to the device in the main process. It is timed as clips/s reac
 over many batches after warm-up. (Each worker item is a whole batch, ``batch_size=None``: the
 per-clip work of a per-sample ``Dataset`` without its collate copy, which if anything favours it.)
 
-Timing (this module is the one place for it; the scripts in ``benchmarks/`` import it): each path
+Timing (this module is the one place for it): each path
 ``run(n)`` makes n batches; a timed run is ``steps`` batches between two device synchronisations;
 paths that do not keep background work take turns within each repeat (a drift in machine load hits
 them alike), paths that do (DALI's pipelined executor, DataLoader workers) are timed alone; the
@@ -41,16 +39,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .config import TRANSFORMS, PMGConfig
-from .loader import PseudoMotionLoader, batch_generators
-from .masks import tube_mask
-from .module import PseudoMotion
-from .program import MotionProgram
-from .sampling import sample_program
-from .sources import TensorImages
+from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion, PseudoMotionLoader, TensorImages, tube_mask
+from pmg_dali.loader import batch_generators
+from pmg_dali.sampling import sample_program
 
 __all__ = ["sync", "timed", "working", "each", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
-           "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table", "main"]
+           "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table",
+           "write_json"]
 
 Render = Callable[[torch.Tensor, MotionProgram, PMGConfig], torch.Tensor]
 
@@ -84,7 +79,7 @@ def write_jpegs(folder: str, count: int, size=(375, 500), device=None) -> None:
     The images are drawn on ``device`` (a GPU makes them in milliseconds), encoded by PIL."""
     from PIL import Image
 
-    from .synthetic import SyntheticImages
+    from pmg_dali import SyntheticImages
     source = SyntheticImages("shader", seed=123)
     for start in range(0, count, 32):
         images = source.load(range(start, min(start + 32, count)), size, device).cpu()
@@ -277,7 +272,7 @@ def dali_image_pipeline(body, images: torch.Tensor, device_id: int | None, threa
 
 def dali_pipeline_run(pipe, cast: torch.dtype | None = None) -> Callable[[int], None]:
     """``run(n)``: n iterations of a built pipeline, its first output converted to torch (and cast)."""
-    from .dali import to_torch
+    from pmg_dali.dali import to_torch
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -348,7 +343,7 @@ def _dataloader(images: torch.Tensor, cfg: PMGConfig, render: Render, workers: i
 
 
 def _dali_paths(cfg: PMGConfig, images: torch.Tensor, threads: int) -> list[Path]:
-    from . import dali
+    from pmg_dali import dali
 
     cuda = images.device.type == "cuda"
     device_id = (images.device.index or 0) if cuda else None
@@ -415,7 +410,7 @@ def generation_paths(cfg: PMGConfig, images: torch.Tensor, per_transform: bool =
                       f"{workers} workers{', pinned, to GPU' if cuda else ''}",
                       _dataloader(images, cfg, pil_render, workers), alone=True, min_steps=workers))
     if not cuda:
-        from .cpu_render import render_cpu
+        from pmg_dali.cpu_render import render_cpu
         paths.append(Path("cpu_renderer_dataloader", "CPU baseline", f"pmg_dali renderer='cpu' in the same "
                           f"DataLoader ({workers} workers)", _dataloader(images, cfg, render_cpu, workers),
                           alone=True, min_steps=workers))
@@ -556,18 +551,9 @@ def resolve(args: argparse.Namespace, cpu_size: tuple[int, int, int]) -> argpars
     return args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """``python -m pmg_dali bench``: every generation path on this device; prints a markdown table."""
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m pmg_dali bench", description=main.__doc__))
-    parser.add_argument("--json", default=None, help="also write the result record here")
-    args = resolve(parser.parse_args(argv), cpu_size=(8, 16, 224))
-    if args.quick:
-        args.no_transforms = True
-    json_path = args.__dict__.pop("json")
-    result = run_generate(args)
-    print(table(result))
-    if json_path:
+def write_json(path: str | None, result: dict) -> None:
+    """Write a result record as JSON when ``path`` is given (non-JSON values as text)."""
+    if path:
         import json
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2, default=str)
-    return result
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1, default=str)
