@@ -15,13 +15,11 @@ and of DALI's in-graph sampler for the same program (a CPU pipeline that only sa
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
+from harness import environment, timed, write_json
 
 from pmg_dali import PMGConfig
-from harness import environment, timed, write_json
 from pmg_dali.sampling import sample_program
 
 TRANSFORMS = ("sliding_window", "zoom", "affine", "perspective", "cutmix")
@@ -41,7 +39,8 @@ def outside(homography: torch.Tensor, size: tuple[int, int], stride: int, box: t
     counted = torch.ones_like(padded)
     if box is not None:
         b = box.double()[..., None]
-        counted = (grid[0] >= b[..., 0, :]) & (grid[0] < b[..., 2, :]) & (grid[1] >= b[..., 1, :]) & (grid[1] < b[..., 3, :])
+        counted = ((grid[0] >= b[..., 0, :]) & (grid[0] < b[..., 2, :])
+                   & (grid[1] >= b[..., 1, :]) & (grid[1] < b[..., 3, :]))
     return int((padded & counted).sum()), int(counted.sum())
 
 
@@ -79,6 +78,7 @@ def dali_sampling_ms(repeats: int) -> dict | None:
     graph (:func:`pmg_dali.dali.sample_motion`), batch 64, per framing; None without DALI."""
     try:
         from nvidia.dali import pipeline_def
+
         from pmg_dali.dali import sample_motion
     except ImportError:
         return None
@@ -112,11 +112,13 @@ def main(argv=None) -> dict:
     if args.quick:
         args.num_programs, args.num_frames, args.size, args.stride, args.chunk, args.repeats = 40, 8, 32, 2, 20, 30
     torch.set_num_threads(1)
-    rows = {f"{name}, {framing}": measure(name, framing, args) for name in TRANSFORMS for framing in ("inside", "whole")}
+    rows = {f"{name}, {framing}": measure(name, framing, args)
+            for name in TRANSFORMS for framing in ("inside", "whole")}
     timing = sampling_ms(args.repeats)
     dali = dali_sampling_ms(max(3, args.repeats // 10))
     print(f"{args.num_programs} programs per transform, {args.num_frames} x {args.size}^2, every "
-          f"{args.stride}th pixel\n\n| transform, framing | padded pixels | first view area (mean) | (min) |\n|---|---|---|---|")
+          f"{args.stride}th pixel\n\n| transform, framing | padded pixels | first view area (mean) | (min) |"
+          "\n|---|---|---|---|")
     for key, r in rows.items():
         print(f"| {key} | {100 * r['padded_fraction']:.3f} % | {r['first_view_area_mean']:.3f} | "
               f"{r['first_view_area_min']:.3f} |")
@@ -125,7 +127,8 @@ def main(argv=None) -> dict:
     if dali is not None:
         print("DALI in-graph sample_motion, default program, batch 64, CPU: "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in dali.items()))
-    result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "dali_sample_motion_ms": dali, "environment": environment("cpu")}
+    result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "dali_sample_motion_ms": dali,
+              "environment": environment("cpu")}
     write_json(args.json, result)
     return result
 

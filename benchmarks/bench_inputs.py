@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-
 import torch
+from harness import environment, timed, write_json
 
 from pmg_dali import PMGConfig, PseudoMotion
-from harness import environment, timed, write_json
 from pmg_dali.render import check_images
 
 
@@ -43,7 +42,8 @@ def main(argv=None) -> dict:
                      "render (default program)": lambda n: [gen(uint8, program=program) for _ in range(n)]},
                     device, steps=1, repeats=args.repeats, warmup=1)
     render = seconds["render (default program)"]
-    print(f"batch {args.batch_size} at {args.size}^2 on {device}, one thread\n\n| step | ms | of a render |\n|---|---|---|")
+    print(f"batch {args.batch_size} at {args.size}^2 on {device}, one thread\n\n"
+          "| step | ms | of a render |\n|---|---|---|")
     for name, s in seconds.items():
         print(f"| {name} | {1e3 * s:.3f} | {s / render:.2%} |")
     result = {"args": vars(args), "seconds": seconds, "environment": environment(device)}

@@ -120,7 +120,8 @@ def run(out: Path, budget: float, min_start: float, only: list[str] | None, quic
         print(f"== {name} (at most {limit:.0f} s): {' '.join(argv)}", flush=True)
         with open(log, "w") as f:
             try:
-                rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=limit).returncode
+                rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    timeout=limit).returncode
                 status = "ok" if rc == 0 else f"exit {rc}"
             except subprocess.TimeoutExpired:
                 status = f"timed out after {limit:.0f} s"

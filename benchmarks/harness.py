@@ -43,8 +43,8 @@ from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion, PseudoM
 from pmg_dali.loader import batch_generators
 from pmg_dali.sampling import sample_program
 
-__all__ = ["sync", "timed", "working", "each", "copy_bandwidth", "environment", "pil_render", "kornia_render", "ClipBatches",
-           "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table",
+__all__ = ["sync", "timed", "working", "each", "copy_bandwidth", "environment", "pil_render", "kornia_render",
+           "ClipBatches", "cpu_dataloader", "sampled", "endless", "generation_paths", "run_generate", "table",
            "write_json"]
 
 Render = Callable[[torch.Tensor, MotionProgram, PMGConfig], torch.Tensor]

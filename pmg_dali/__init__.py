@@ -12,10 +12,10 @@ from .program import MotionProgram
 from .sources import ImageFolder, TensorImages
 from .synthetic import SyntheticImages
 from .targets import flow_targets, track_points, warp_boxes, warp_keypoints, warp_masks
+from .version import __version__
 from .video import VideoFolder
 
-from .version import __version__  # noqa: E402  (one version source)
-__all__ = ["TRANSFORMS", "PMGConfig", "PseudoMotion", "MotionProgram", "tube_mask", "PseudoMotionLoader",
+__all__ = ["__version__", "TRANSFORMS", "PMGConfig", "PseudoMotion", "MotionProgram", "tube_mask", "PseudoMotionLoader",
            "SyntheticImages", "ImageFolder", "TensorImages", "VideoFolder", "check_engines"]
 __all__ += ["flow_targets", "track_points", "warp_masks", "warp_boxes", "warp_keypoints", "PseudoMotionAugmentation"]
 

@@ -33,7 +33,8 @@ from .config import PMGConfig
 from .rules import PASTE_PADDING
 from .sampling import videomix_edges, weakening
 
-__all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask", "paste_patches",
+__all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask",
+           "paste_patches",
            "apply_color", "mix_clips", "format_clips", "render_motion", "corner_forward",
            "sample_motion", "pseudo_motion"]
 

@@ -156,9 +156,10 @@ class VideoFolder:
     ``load(indices, size, device, generator=None) -> uint8 (B, 3, T, H, W)``: see the module docstring
     for sampling. The clips of a batch are decoded by ``num_workers`` threads (FFmpeg decodes outside
     Python's lock, so they run in parallel; 0: in the calling thread; default None: one per core, at
-    most 8), as ``ImageFolder``'s; the result does not depend on it. An unreadable video is warned about once (naming it), recorded in ``bad_files`` and
-    replaced by the next readable video in file order (so the replacement is deterministic); the
-    clip's noise is drawn before decoding, so the generator stream does not depend on failures.
+    most 8), as ``ImageFolder``'s; the result does not depend on it. An unreadable video is warned
+    about once (naming it), recorded in ``bad_files`` and replaced by the next readable video in file
+    order (so the replacement is deterministic); the clip's noise is drawn before decoding, so the
+    generator stream does not depend on failures.
 
     Attributes: ``files`` (paths), ``labels`` (ints: the list file's labels, or the index in
     ``classes`` of each video's top-level sub-folder; -1 for videos directly under ``root``),

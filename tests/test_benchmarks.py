@@ -22,6 +22,7 @@ from pmg_dali.render import render
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import harness as bench  # noqa: E402  (benchmarks/ is not a package: the scripts import it the same way)
+
 ENV_KEYS = {"device", "date", "torch", "kornia", "dali", "triton", "cpu_count", "cpu_affinity"}
 
 
@@ -214,4 +215,5 @@ def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
     for name in ("sliding_window", "zoom", "affine", "perspective", "cutmix"):
         assert rows[f"{name}, inside"]["padded_fraction"] == 0, name
     assert rows["affine, whole"]["padded_fraction"] > 0.01 and rows["perspective, whole"]["padded_fraction"] > 0.01
-    assert 0.35 * 0.97 <= rows["affine, inside"]["first_view_area_min"] < rows["affine, inside"]["first_view_area_mean"] < 1
+    affine = rows["affine, inside"]
+    assert 0.35 * 0.97 <= affine["first_view_area_min"] < affine["first_view_area_mean"] < 1

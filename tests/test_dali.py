@@ -277,6 +277,7 @@ def test_renderer_errors(images):
 def _in_graph(cfg, images, seed=7, extra=lambda s: [], exact=True):
     """Run sample_motion + render_motion on ``images`` once; returns [clips, *extra outputs]."""
     from nvidia.dali import fn
+
     from pmg_dali.dali import render_motion, sample_motion
     hwc = [np.ascontiguousarray(x) for x in images.permute(0, 2, 3, 1).numpy()]
 
@@ -316,7 +317,8 @@ def test_in_graph_matrices_match_geometry(images):
     pairs = ["translate", "shear", "start", "velocity"]
     clips, which, mats, *p = _in_graph(cfg, images, extra=lambda s: [s.motion.matrices]
                                        + [s.params[n] for n in names] + [x for n in pairs for x in s.params[n]])
-    p = {n: torch.from_numpy(v).double().reshape(-1) for n, v in zip(names + [f"{n}{i}" for n in pairs for i in "xy"], p)}
+    keys = names + [f"{n}{i}" for n in pairs for i in "xy"]
+    p = {n: torch.from_numpy(v).double().reshape(-1) for n, v in zip(keys, p)}
     h, w = SIZE
     s, t = p["zoom_scale"], torch.arange(T, dtype=torch.float64)
     r0 = torch.where(s > 1, s ** -(T - 1), torch.ones_like(s))
@@ -376,6 +378,7 @@ def test_in_graph_mixup(images, mixup):
     """The mixed clip is lambda * clip + (1 - lambda) * partner (or the partner inside the box) of
     the unmixed clips the same motion renders; partners are other clips; output normalised."""
     from nvidia.dali import fn
+
     from pmg_dali.dali import render_motion, sample_motion
     cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("zoom", "affine"), mixup=mixup)
     plain = cfg.replace(mixup=None, normalize=False)
@@ -410,6 +413,7 @@ def test_in_graph_mixup_batch_of_one(images, mixup, batch_size):
     """One clip -- a pipeline of batch_size 1, or a short batch fed to a larger pipeline -- is its
     own partner, as in pmg_dali.sampling: the mixed clip equals the unmixed one."""
     from nvidia.dali import fn, pipeline_def
+
     from pmg_dali.dali import render_motion, sample_motion
     cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("zoom", "affine"), mixup=mixup)
     hwc = [np.ascontiguousarray(images[0].permute(1, 2, 0).numpy())]

@@ -119,7 +119,8 @@ def test_iterative_recursion_resamples_each_step():
     (frame 2 = [1/4, 1/2, 1/4] filter), the closed form samples the source once (frame 2 = shift by 1)."""
     h = torch.eye(3).repeat(1, 3, 1, 1)
     h[0, :, 0, 2] = torch.tensor([0.0, 0.5, 1.0])
-    p = MotionProgram(homography=h, color=torch.eye(3, 4).repeat(1, 3, 1, 1), transform=torch.zeros(1, dtype=torch.long))
+    p = MotionProgram(homography=h, color=torch.eye(3, 4).repeat(1, 3, 1, 1),
+                      transform=torch.zeros(1, dtype=torch.long))
     src = torch.rand(1, 3, *SIZE, generator=torch.Generator().manual_seed(0))
     s = src[0].numpy()
     composed = render_clips(src, p, SIZE)[0, :, 2].numpy()
@@ -195,7 +196,8 @@ def test_cutmix_patch_content_slides_with_the_box():
         x0, y0, x1, y1 = p.paste_box[b, 0].tolist()
         u0 = x0 - float(p.paste_homography[b, 0, 0, 2])     # where the patch was cut in the partner
         v0 = y0 - float(p.paste_homography[b, 0, 1, 2])
-        ref = numpy_warp(images[p.paste_index[b]].double().numpy(), p.paste_homography[b, T - 1].double().numpy(), "border")
+        ref = numpy_warp(images[p.paste_index[b]].double().numpy(), p.paste_homography[b, T - 1].double().numpy(),
+                         "border")
         xl, yl, xr, yr = (int(np.ceil(v)) for v in p.paste_box[b, T - 1].tolist())
         np.testing.assert_allclose(clips[b, :, T - 1, yl:yr, xl:xr].numpy(), ref[:, yl:yr, xl:xr], atol=2e-4)
         assert -0.5 - 1e-4 <= u0 and -0.5 - 1e-4 <= v0
