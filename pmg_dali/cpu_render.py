@@ -4,7 +4,7 @@ stays in the CPU cache.
 The reference renderer (:mod:`pmg_dali.render`) builds whole-batch intermediates -- a (B, T, H, W, 3)
 grid numerator, a (B, 3, T, H, W) float clip, its colour-mapped copy, the gathered mixup partner and
 the normalised copy -- each written to and read back from main memory. On one CPU thread those passes,
-not the bilinear sampling, dominate. This renderer draws the B frames of one time step at a time
+not the bilinear sampling, dominate. This renderer renders the B frames of one time step at a time
 (each ~0.6 MB at 224², cache-resident), skips work the program does not need (the projective divide
 for affine frames, the colour matrix where it is the identity, the paste outside its box) and writes
 each output frame once, in place, in ``cfg.layout`` and ``cfg.dtype``.
@@ -88,7 +88,7 @@ def _grid(inv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, affine: bool) -
     return planes.permute(1, 2, 0)[None]
 
 
-def _draw(src: torch.Tensor, i: int, t: int, plan: _Frames) -> torch.Tensor:
+def _frame(src: torch.Tensor, i: int, t: int, plan: _Frames) -> torch.Tensor:
     """Frame t of clip i before mixing: (3, H, W) float32 in [0, 1] (warp, paste, colour)."""
     frame = F.grid_sample(src[i:i + 1], _grid(plan.inv[i, t], plan.xs, plan.ys, plan.affine[i][t]),
                           mode="bilinear", padding_mode=plan.cfg.padding_mode, align_corners=True)[0]
@@ -155,7 +155,7 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     tmp = src.new_empty(3, h, w)
     frame_view = (lambda i, k: out[i, :, k]) if cfg.layout == "BCTHW" else (lambda i, k: out[i, k])
     for k in range(t):
-        frames = [_draw(src, i, k, plan) for i in range(b)]
+        frames = [_frame(src, i, k, plan) for i in range(b)]
         for i in range(b):
             _write(frame_view(i, k), frames, i, k, plan, tmp, mean, std)
     return out

@@ -203,20 +203,20 @@ class ProgramRenderer:
         return pipe
 
 
-_RENDERERS: dict[tuple, ProgramRenderer] = {}   # (config, device, device_id) -> renderer, last used last
+_PIPELINE_CACHE: dict[tuple, ProgramRenderer] = {}   # (config, device, device_id) -> renderer, last used last
 
 
 def _renderer(config: PMGConfig, batch_size: int, device: str, device_id) -> ProgramRenderer:
     """The cached renderer for ``(config, device, device_id)``, rebuilt at the next power of two
     >= ``batch_size`` when it is too small; the 4 last used are kept."""
     key = (config, device, device_id)
-    renderer = _RENDERERS.pop(key, None)
+    renderer = _PIPELINE_CACHE.pop(key, None)
     if renderer is None or renderer.batch_size < batch_size:
         size = 1 << (max(batch_size, 1) - 1).bit_length()
         renderer = ProgramRenderer(config, size, device=device, device_id=device_id)
-    _RENDERERS[key] = renderer
-    if len(_RENDERERS) > 4:
-        del _RENDERERS[next(iter(_RENDERERS))]
+    _PIPELINE_CACHE[key] = renderer
+    if len(_PIPELINE_CACHE) > 4:
+        del _PIPELINE_CACHE[next(iter(_PIPELINE_CACHE))]
     return renderer
 
 

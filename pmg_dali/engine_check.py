@@ -1,5 +1,5 @@
-"""Engine self-check ("canary"): every fast engine proves on the user's machine that it draws the
-reference renderer's clips before it draws any training clip.
+"""Engine self-check ("canary"): every fast engine proves on the user's machine that it renders the
+reference renderer's clips before it renders any training clip.
 
 The fused Triton kernel, the CPU renderer and the DALI backend are tested against the reference
 renderer (:mod:`pmg_dali.render`, the specification) in this project's CI, but they run on
@@ -135,7 +135,7 @@ class EngineReport:
             took = "" if r.status == "unavailable" else f"{1e3 * r.seconds:.1f} ms"
             lines.append(f"{r.engine:<7} {r.status:<12} {diff:>9} {took:>9}  {r.detail}".rstrip())
         lines.append("all available engines agree with the reference" if self.ok else
-                     "FAILED: an engine draws different clips than the reference renderer on this machine; please "
+                     "FAILED: an engine renders different clips than the reference renderer on this machine; please "
                      "report this output with your GPU model and torch / Triton / DALI versions to the pmg_dali "
                      "maintainers")
         return "\n".join(lines)

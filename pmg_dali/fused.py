@@ -18,7 +18,7 @@ origin at the top-left pixel centre (:mod:`pmg_dali.geometry`); the kernel sampl
 ``inv(homography[b, t]) @ (x, y, 1)`` with ``grid_sample``'s ``align_corners=True`` bilinear rules for
 ``zeros`` / ``border`` / ``reflection`` padding.
 
-Speed (the output, ~308 MB of bf16 per default batch, is the floor): one program draws a 16 x 32
+Speed (the output, ~308 MB of bf16 per default batch, is the floor): one kernel instance renders a 16 x 32
 tile of one frame, all channels, and writes each channel row-contiguous; a uint8 source is read as
 one packed RGBx int32 word per tap (4 gathers per sample instead of 12; the 12.8 MB of words of a
 batch stay in L2); there are no int <-> float conversion instructions (1/8 of the FMA rate on
@@ -28,7 +28,7 @@ int64 base per (clip, frame).
 
 Real clips (:func:`augment_fused`, :func:`pmg_dali.render.augment`): the source is a video, frame t
 of a clip sampled from the clip's own frame t. The kernel only adds ``t`` x a frame stride to the
-source offset (a compile-time switch: the still-image kernel is unchanged), so both draw through the
+source offset (a compile-time switch: the still-image kernel is unchanged), so both render through the
 same code.
 
 On CPU tensors the kernel runs through Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
@@ -344,7 +344,7 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
             its small tables are built there and copied once).
         cfg: the configuration (size, padding, mixing, layout, dtype, normalisation).
         out: optional contiguous tensor of the output's shape, dtype and device to write into.
-        block: (rows, columns) of the output tile one program draws, powers of two;
+        block: (rows, columns) of the output tile one kernel instance renders, powers of two;
             num_warps: warps per program.
         pack: read uint8 sources as one RGBx word per pixel (else three byte planes).
     Returns:
@@ -356,7 +356,7 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     out = output_buffer(out, cfg, images.shape[0], images.device)
     if cfg.recursion == "iterative":
         return out.copy_(reference.render(images, program.to(images.device), cfg))
-    return _draw(images, 0, program, cfg, out, block, num_warps, pack)
+    return _render(images, 0, program, cfg, out, block, num_warps, pack)
 
 
 def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *,
@@ -371,7 +371,7 @@ def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     reference.check_augment_config(cfg)
     b, c, t, h, w = video.shape
     out = output_buffer(out, cfg, b, video.device)
-    return _draw(video.transpose(1, 2).reshape(b * t, c, h, w), t, program, cfg, out, block, num_warps, pack)
+    return _render(video.transpose(1, 2).reshape(b * t, c, h, w), t, program, cfg, out, block, num_warps, pack)
 
 
 def _check_block(block) -> None:
@@ -380,7 +380,7 @@ def _check_block(block) -> None:
         raise ValueError(f"`block` must be (rows, columns), powers of two up to 1024, but got {block!r}")
 
 
-def _draw(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGConfig, out: torch.Tensor,
+def _render(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGConfig, out: torch.Tensor,
           block: tuple[int, int], num_warps: int, pack: bool) -> torch.Tensor:
     """Prepare the source and tables and launch into ``out``. ``images``: (B, 3, H, W) still images
     (``frames`` 0) or the (B * T, 3, H, W) frames of B clips (``frames`` = T)."""

@@ -273,7 +273,7 @@ class PseudoMotionLoader:
             batch = {"video": self._render(images, program)}
             batch.update(batch_targets(program, self.targets, cfg.size, self.patch_size, self.device))
         else:
-            batch = {"video": self.real.draw(self.source, index, is_real, gens, self._render, self.device)}
+            batch = {"video": self.real.make_clips(self.source, index, is_real, gens, self._render, self.device)}
         if self.mask_ratio is not None:
             mask = tube_mask(len(index), cfg.num_frames, cfg.size, self.patch_size, self.tubelet_size,
                              self.mask_ratio, generator=gens["mask"])

@@ -40,7 +40,7 @@ class PseudoMotion(nn.Module):
             reference), ``"reference"``
             (:func:`pmg_dali.render.render`, the specification), ``"fused"``
             (:func:`pmg_dali.fused.render_fused`) or ``"cpu"`` (:func:`pmg_dali.cpu_render.render_cpu`).
-            All draw the same clips (to float rounding).
+            All render the same clips (to float rounding).
 
     Self-check: the first time an engine other than the reference renders on a device in a process,
     it renders a small canary batch that is compared with the reference's
@@ -109,7 +109,7 @@ class PseudoMotion(nn.Module):
         """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
         ``device``, before its self-check: ``"reference"``, ``"fused"`` or ``"cpu"``."""
         name, device = self.renderer, torch.device(device)
-        if op == "augment":     # the CPU renderer draws from still images only
+        if op == "augment":     # the CPU renderer renders still images only
             fused = name == "fused" or (name == "auto" and device.type == "cuda" and _HAS_TRITON)
             return "fused" if fused else "reference"
         if name == "auto":
@@ -127,7 +127,7 @@ class PseudoMotion(nn.Module):
         """The function ``(video, program, config) -> clips`` of the engine ``augment`` picks on
         ``device``: ``"fused"`` (and ``"auto"`` for CUDA clips with Triton) ->
         :func:`pmg_dali.fused.augment_fused`, else :func:`pmg_dali.render.augment` (the CPU renderer
-        draws from still images only); without the self-check ``augment`` adds."""
+        renders still images only); without the self-check ``augment`` adds."""
         return _function(self.engine(device, "augment"), "augment")
 
     def _checked_function(self, x: torch.Tensor, op: str):

@@ -129,8 +129,8 @@ class RealVideos:
         """Slots per epoch on this rank, given this rank's share of the images."""
         return slots_per_epoch(num_images, self.sampler.num_samples, self.pmg_ratio)
 
-    def draw(self, source, index: torch.Tensor, is_real: torch.Tensor, gens: dict, render,
-             device: torch.device) -> torch.Tensor:
+    def make_clips(self, source, index: torch.Tensor, is_real: torch.Tensor, gens: dict, render,
+                   device: torch.device) -> torch.Tensor:
         """The clips of one batch in slot order: pseudo-motion clips of ``source`` images through
         ``render(images, program)``, real clips of the videos; ``gens`` from ``batch_generators``."""
         cfg = self.config

@@ -1,7 +1,7 @@
-"""Procedural "shader" images: small per-pixel programs with random parameters and palettes, the
+"""Procedural "shader" images: small per-pixel functions (shaders) with random parameters and palettes, the
 data-free stand-in for Shaders1k (Baradad et al., 2022), evaluated for a whole batch at once.
 
-Every program has the signature ``program(d, x, y, px) -> (B, 3, H, W)`` float (about [0, 1]):
+Every shader has the signature ``shader(d, x, y, px) -> (B, 3, H, W)`` float (about [0, 1]):
 ``d`` is the :class:`~pmg_dali.procedural.Draws` stream of the B images (hashed on the CPU, handed
 out on the target device), ``x, y`` the (1, H, W) pixel coordinates on the target device (shorter
 side spans [-1, 1]) and ``px`` the pixels per unit (for one-pixel anti-aliasing). Layers, waves and
@@ -17,7 +17,7 @@ import torch
 from .procedural import (Draws, composite, cosine_palette, pad_periodic, per_image, rotate, sample_palette,
                          sample_periodic, smoothstep, spectral_noise)
 
-__all__ = ["PROGRAMS", "render_shaders"]
+__all__ = ["SHADERS", "render_shaders"]
 
 TAU = 2 * math.pi
 _TEX = 128          # side of the spectral-noise textures
@@ -230,21 +230,21 @@ def truchet(d: Draws, x, y, px) -> torch.Tensor:
     return torch.lerp(fill * 0.85, band, cover[:, None])
 
 
-PROGRAMS = (warped_noise, interference, cells, kaleidoscope, sdf_shapes, colour_fields, marble, truchet)
+SHADERS = (warped_noise, interference, cells, kaleidoscope, sdf_shapes, colour_fields, marble, truchet)
 
 
 def render_shaders(d: Draws, x: torch.Tensor, y: torch.Tensor, px: float) -> torch.Tensor:
-    """Each image draws one of :data:`PROGRAMS`; each program renders its images in one batch.
+    """Each image takes one of :data:`SHADERS`; each shader renders its images in one batch.
 
     Returns:
         (B, 3, H, W) float in [0, 1] on the coordinates' device.
     """
     b = d.keys.shape[0]
-    program = d.fork(d.keys.device).integers(0, len(PROGRAMS))       # chosen where the keys live
-    d.prefetch(128)                                                    # one hash for all programs
+    shader = d.fork(d.keys.device).integers(0, len(SHADERS))         # chosen where the keys live
+    d.prefetch(128)                                                    # one hash for all shaders
     out = x.new_empty(b, 3, *x.shape[-2:])
-    for p, fn in enumerate(PROGRAMS):
-        rows = (program == p).nonzero().flatten()
+    for p, fn in enumerate(SHADERS):
+        rows = (shader == p).nonzero().flatten()
         if rows.numel():
             out[rows.to(x.device)] = fn(d.subset(rows), x, y, px)
     return out.clamp_(0, 1)

@@ -256,7 +256,7 @@ def render_fractals(d: Draws, x: torch.Tensor, y: torch.Tensor, px: float) -> to
 # the image source
 # ----------------------------------------------------------------------------------------------
 
-_RENDERERS = {"shader": render_shaders, "fractal": render_fractals, "atom": render_atoms}
+_KIND_FUNCTIONS = {"shader": render_shaders, "fractal": render_fractals, "atom": render_atoms}
 _SALTS = {"shader": 0x5AD3, "fractal": 0xF4AC, "atom": 0xA70E, "mixed": 0x313D}
 
 
@@ -330,7 +330,7 @@ class SyntheticImages:
         x, y = pixel_grid(size, device)
         out = torch.empty(idx.numel(), 3, *size, device=device)
         kinds = self.kinds(idx)
-        for kind, render in _RENDERERS.items():
+        for kind, render in _KIND_FUNCTIONS.items():
             rows = torch.tensor([k == kind for k in kinds], dtype=torch.bool).nonzero().flatten()
             if rows.numel():
                 out[rows.to(device)] = render(Draws(self.keys(idx[rows], kind), device), x, y, min(size) / 2)

@@ -224,7 +224,7 @@ def test_render_reuses_one_renderer_for_smaller_batches(images, monkeypatch):
     """render() builds one renderer (of batch 4) for a batch of 3 and feeds it the trailing batch of
     2; a larger batch rebuilds it at the next power of two; the 4 last used renderers are kept."""
     dali = _dali()
-    monkeypatch.setattr(dali, "_RENDERERS", {})
+    monkeypatch.setattr(dali, "_PIPELINE_CACHE", {})
     cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("affine", "cutmix"), mixup="frame", normalize=False)
     renderers = []
     for batch in (3, 2):
@@ -232,13 +232,13 @@ def test_render_reuses_one_renderer_for_smaller_batches(images, monkeypatch):
         out = dali.render(images[:batch], program, cfg)
         assert out.shape == (batch, 3, T, *SIZE)
         assert _max_diff(out, reference_render(images[:batch], program, cfg)) < TOL
-        renderers += list(dali._RENDERERS.values())
+        renderers += list(dali._PIPELINE_CACHE.values())
     assert len(renderers) == 2 and renderers[0] is renderers[1] and renderers[0].batch_size == 4
     assert dali._renderer(cfg, 0, "cpu", None) is renderers[0]
-    assert dali._renderer(cfg, 5, "cpu", None).batch_size == 8 and len(dali._RENDERERS) == 1
+    assert dali._renderer(cfg, 5, "cpu", None).batch_size == 8 and len(dali._PIPELINE_CACHE) == 1
     for frames in (2, 3, 5, 6):
         dali._renderer(cfg.replace(num_frames=frames), 1, "cpu", None)
-    assert len(dali._RENDERERS) == 4 and (cfg, "cpu", None) not in dali._RENDERERS
+    assert len(dali._PIPELINE_CACHE) == 4 and (cfg, "cpu", None) not in dali._PIPELINE_CACHE
 
 
 def test_renderer_errors(images):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pmg_dali import SyntheticImages
 from pmg_dali.procedural import (Draws, combine, composite, cosine_palette, hash32, mul32, over,
                                  pad_periodic, pixel_grid, sample_periodic, spectral_noise)
-from pmg_dali.shaders import PROGRAMS
+from pmg_dali.shaders import SHADERS
 from pmg_dali.synthetic import (_MIN_FILL, KINDS, _chaos_game, _choose_ifs, _map_choices,
                                 render_atoms, render_fractals)
 
@@ -180,7 +180,7 @@ def test_pixel_grid_is_centred_on_pixel_centres():
 # images
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("render", list(PROGRAMS) + [render_atoms, render_fractals], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("render", list(SHADERS) + [render_atoms, render_fractals], ids=lambda f: f.__name__)
 def test_every_program_is_finite_and_in_range(render):
     x, y = pixel_grid((20, 28), "cpu")
     out = render(Draws(torch.arange(6, dtype=torch.int64) * 31 + 1), x, y, 10.0)
