@@ -55,7 +55,8 @@ class PMGConfig:
         min_view_area: with ``"inside"`` framing, the smallest first view as a fraction of the image
             area (0.35, the smallest crop of :class:`pmg_dali.ImageFolder`'s random resized crop): a clip
             whose motion would need a smaller view moves less instead (its per-step intensity is scaled
-            down so that its view keeps about that area), so the framing never zooms far into the image.
+            down in one step aimed at that area: on the default ranges every view keeps at least it;
+            motions much stronger than the defaults land near it), so the framing never zooms far in.
         padding_mode: what the warp shows outside the source: ``"zeros"``, ``"border"``
             (replicate the edge pixel) or ``"reflection"`` (mirror about the edge pixel centre).
 

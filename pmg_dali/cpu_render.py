@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from . import render as reference
 from .config import PMGConfig
-from .geometry import normalized_inverse
+from .geometry import normalized_map
 from .program import MotionProgram
-from .rules import PASTE_PADDING, identity_color
+from .rules import PASTE_PADDING, frame_tables
 
 __all__ = ["render_cpu"]
 
@@ -38,24 +38,21 @@ class _Frames:
 
     def __init__(self, program: MotionProgram, cfg: PMGConfig, device):
         h, w = cfg.size
+        tables = frame_tables(program.to(device))
         self.cfg = cfg
         self.xs = torch.linspace(-1, 1, w, device=device)
         self.ys = torch.linspace(-1, 1, h, device=device)
-        self.inv = normalized_inverse(program.homography.to(device), cfg.size)       # (B, T, 3, 3)
+        self.inv = normalized_map(tables.inverse, cfg.size)                           # (B, T, 3, 3)
         self.affine = _is_affine(self.inv)                                            # (B, T) bool
-        self.color = program.color.to(device)
-        self.plain_color = identity_color(program.color).tolist()                      # (B, T) bool
+        self.color = tables.color
+        self.plain_color = tables.plain_color.tolist()                                # (B, T) bool
         self.paste = None
-        if program.paste_index is not None:
-            self.paste = (program.paste_index.tolist(),
-                          normalized_inverse(program.paste_homography.to(device), cfg.size),
-                          _pixel_ranges(program.paste_box, cfg.size))
-        self.mix_index = None if program.mix_index is None else program.mix_index.tolist()
-        self.lam = None
-        if program.mix_lambda is not None and program.mix_box is None:
-            lam = program.mix_lambda.to(device=device, dtype=torch.float32)
-            self.lam = lam[:, None].expand(-1, program.num_frames) if lam.ndim == 1 else lam
-        self.mix_box = None if program.mix_box is None else _pixel_ranges(program.mix_box, cfg.size)
+        if tables.paste_index is not None:
+            self.paste = (tables.paste_index.tolist(), normalized_map(tables.paste_inverse, cfg.size),
+                          _pixel_ranges(tables.paste_box, cfg.size))
+        self.mix_index = None if tables.mix_index is None else tables.mix_index.tolist()
+        self.lam = tables.mix_lambda if tables.mix_box is None else None
+        self.mix_box = None if tables.mix_box is None else _pixel_ranges(tables.mix_box, cfg.size)
 
 
 def _is_affine(inv: torch.Tensor) -> list:

@@ -34,8 +34,8 @@ from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_
                          pseudo_motion, render_motion, sample_motion, warp_frames)
 from ._checks import check_choice, check_int, check_rank, check_seed
 from .config import PMGConfig
-from .geometry import dali_inverse_map
-from .rules import identity_color
+from .geometry import dali_map
+from .rules import frame_tables
 from .program import MotionProgram
 from .render import check_images, check_program
 from .sources import CROP_RATIO, CROP_SCALE
@@ -152,28 +152,29 @@ class ProgramRenderer:
         if self.device == "gpu":
             hwc = hwc.to(torch.device("cuda", self.device_id), non_blocking=True)
         inputs = {"images": hwc if self.device == "gpu" else hwc.cpu().numpy()}
-        maps = [prog.homography] + ([prog.paste_homography] if prog.paste_index is not None else [])
+        tables = frame_tables(prog)
+        maps = [tables.inverse] + ([tables.paste_inverse] if tables.paste_index is not None else [])
         perspective = cfg.padding_mode == "reflection" or any(bool((m[..., 2, :2] != 0).any()) for m in maps)
         rows = 3 if perspective else 2
         as_array = lambda x, dtype=np.float32: np.ascontiguousarray(x.numpy(), dtype=dtype)  # noqa: E731
-        inputs["matrices"] = as_array(dali_inverse_map(prog.homography)[..., :rows, :])
-        has_color = not bool(identity_color(prog.color).all())
+        inputs["matrices"] = as_array(dali_map(tables.inverse)[..., :rows, :])
+        has_color = not bool(tables.plain_color.all())
         if has_color:
-            inputs["color"] = as_array(prog.color)
-        box = prog.paste_box
+            inputs["color"] = as_array(tables.color)
+        box = tables.paste_box
         has_paste = box is not None and bool(((box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])).any())
         if has_paste:
-            inputs.update(paste_index=as_array(prog.paste_index, np.int32), paste_box=as_array(box),
-                          paste_matrices=as_array(dali_inverse_map(prog.paste_homography)[..., :rows, :]))
+            inputs.update(paste_index=as_array(tables.paste_index, np.int32), paste_box=as_array(box),
+                          paste_matrices=as_array(dali_map(tables.paste_inverse)[..., :rows, :]))
         mix = None
-        if prog.mix_index is not None:
-            inputs["mix_index"] = as_array(prog.mix_index, np.int32)
-            if prog.mix_box is not None:
-                mix, inputs["mix_box"] = "box", as_array(prog.mix_box)
+        if tables.mix_index is not None:
+            inputs["mix_index"] = as_array(tables.mix_index, np.int32)
+            if tables.mix_box is not None:
+                mix, inputs["mix_box"] = "box", as_array(tables.mix_box)
+            elif tables.lambda_per_frame:
+                mix, inputs["mix_lambda"] = "frame", as_array(tables.mix_lambda.reshape(b, t, 1, 1, 1))
             else:
-                lam = prog.mix_lambda
-                mix = "frame" if lam.ndim == 2 else "clip"
-                inputs["mix_lambda"] = as_array(lam.reshape(b, t, 1, 1, 1) if lam.ndim == 2 else lam.reshape(b, 1))
+                mix, inputs["mix_lambda"] = "clip", as_array(tables.mix_lambda[:, :1])
         resize = tuple(images.shape[-2:]) != tuple(cfg.size)
         return (unit, resize, perspective, has_color, has_paste, mix), inputs
 

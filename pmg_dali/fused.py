@@ -45,7 +45,7 @@ from . import render as reference
 from .config import PMGConfig
 from .program import MotionProgram
 from .render import output_buffer
-from .rules import PADDING_CODES, PASTE_PADDING, identity_color
+from .rules import NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
 
 try:
     import triton
@@ -57,7 +57,6 @@ __all__ = ["render_fused", "augment_fused", "parameter_tables", "prepare_source"
 
 # Per-(b, t) float parameter row: inverse map (9), colour (12), paste inverse map (9), paste box (4),
 # mixup lambda (1), VideoMix box (4), 1.0 where the colour matrix is the identity (1).
-NUM_PARAMS = 40
 _ROW = tl.constexpr(NUM_PARAMS)
 _COLOR = tl.constexpr(9)
 _PASTE_INV = tl.constexpr(21)
@@ -269,36 +268,10 @@ def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, fram
     _store(base + 2 * out_sc, p, bl, lane, gain2, shift2, OUT_U8, NORMALIZE)
 
 
-def _inverse(h: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) float64 inverses of source -> frame maps (no host sync on CUDA)."""
-    return torch.linalg.inv_ex(h.to(torch.float64))[0]
-
-
 def parameter_tables(program: MotionProgram) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel's inputs, built where the program lives (a handful of small ops).
-
-    Returns:
-        params: (B, T, NUM_PARAMS) float32 rows ``[inv(homography) (9), color (12), inv(paste map)
-            (9), paste box (4), mix lambda (1), VideoMix box (4), colour is identity (1)]``, the
-            inverses computed in float64; absent parts are zero.
-        index: (B, 2) int32 ``[paste_index, mix_index]`` (0 when absent).
-    """
-    b, t, device = program.batch_size, program.num_frames, program.device
-    params = torch.zeros(b, t, NUM_PARAMS, device=device)
-    params[..., :9] = _inverse(program.homography).flatten(2)
-    params[..., 9:21] = program.color.flatten(2)
-    index = torch.zeros(b, 2, dtype=torch.int32, device=device)
-    if program.paste_index is not None:
-        params[..., 21:30] = _inverse(program.paste_homography).flatten(2)
-        params[..., 30:34] = program.paste_box
-        index[:, 0] = program.paste_index
-    if program.mix_index is not None:
-        params[..., 34] = program.mix_lambda.view(b, -1)
-        index[:, 1] = program.mix_index
-    if program.mix_box is not None:
-        params[..., 35:39] = program.mix_box[:, None]
-    params[..., 39] = identity_color(program.color)
-    return params, index
+    """The kernel's inputs, built where the program lives: :meth:`pmg_dali.rules.FrameTables.packed`
+    of the program's frame tables (params (B, T, NUM_PARAMS) float32, index (B, 2) int32)."""
+    return frame_tables(program).packed()
 
 
 def prepare_source(images: torch.Tensor, size: tuple[int, int], pack: bool) -> tuple[torch.Tensor, int, float]:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 __all__ = ["eye", "translation_matrix", "scale_matrix", "affine_step_matrix", "color_jitter_matrix",
-           "matrix_powers", "normalized_inverse", "dali_inverse_map", "LUMA"]
+           "matrix_powers", "inverse_maps", "normalized_map", "normalized_inverse", "dali_map", "dali_inverse_map",
+           "LUMA"]
 
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale.
 LUMA = (0.299, 0.587, 0.114)
@@ -128,6 +129,19 @@ def _pixel_to_normalized(size: tuple[int, int], dtype, device) -> torch.Tensor:
     return n
 
 
+def inverse_maps(homography: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) float64 frame -> source pixel maps ``inv(homography)`` (no host sync on CUDA)."""
+    return torch.linalg.inv_ex(homography.to(torch.float64))[0]
+
+
+def normalized_map(inverse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Frame -> source pixel maps (..., 3, 3) (float64, :func:`inverse_maps`) in ``grid_sample``
+    coordinates (``align_corners=True``): float32 ``N @ inverse @ inv(N)``, -1 and +1 being the centres
+    of the first and last pixels."""
+    n = _pixel_to_normalized(size, torch.float64, inverse.device)
+    return (n @ inverse.to(torch.float64) @ torch.linalg.inv(n)).to(torch.float32)
+
+
 def normalized_inverse(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Frame -> source maps in ``grid_sample`` coordinates (``align_corners=True``).
 
@@ -138,9 +152,18 @@ def normalized_inverse(homography: torch.Tensor, size: tuple[int, int]) -> torch
         (..., 3, 3) float32 ``N @ inv(homography) @ inv(N)``: normalised frame coordinates ->
         normalised source coordinates, -1 and +1 being the centres of the first and last pixels.
     """
-    h64 = homography.to(torch.float64)
-    n = _pixel_to_normalized(size, torch.float64, homography.device)
-    return (n @ torch.linalg.inv(h64) @ torch.linalg.inv(n)).to(torch.float32)
+    return normalized_map(inverse_maps(homography), size)
+
+
+def dali_map(inverse: torch.Tensor) -> torch.Tensor:
+    """Frame -> source pixel maps (..., 3, 3) (float64, :func:`inverse_maps`) in DALI's convention
+    (pixel-corner origin, ``inverse_map=True``): float32 ``inv(C) @ inverse @ C``, ``C`` the shift by
+    -0.5 (DALI puts a pixel centre at ``i + 0.5``)."""
+    shift = torch.eye(3, dtype=torch.float64, device=inverse.device)
+    shift[:2, 2] = -0.5  # corner coordinates -> centre coordinates
+    unshift = torch.eye(3, dtype=torch.float64, device=inverse.device)
+    unshift[:2, 2] = 0.5
+    return (unshift @ inverse.to(torch.float64) @ shift).to(torch.float32)
 
 
 def dali_inverse_map(homography: torch.Tensor) -> torch.Tensor:
@@ -154,9 +177,4 @@ def dali_inverse_map(homography: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., 3, 3) float32 frame -> source maps in DALI coordinates.
     """
-    h64 = homography.to(torch.float64)
-    shift = torch.eye(3, dtype=torch.float64, device=homography.device)
-    shift[:2, 2] = -0.5  # corner coordinates -> centre coordinates
-    unshift = torch.eye(3, dtype=torch.float64, device=homography.device)
-    unshift[:2, 2] = 0.5
-    return (unshift @ torch.linalg.inv(h64) @ shift).to(torch.float32)
+    return dali_map(inverse_maps(homography))

@@ -147,9 +147,10 @@ def _fit_motion(cfg: PMGConfig, make_step):
 
     ``make_step(alpha, rows)`` builds the steps of clips ``rows`` at intensity ``alpha`` (1: as drawn,
     0: no motion; None: 1 for every clip). How much larger than the view the clip's extent is,
-    ``g = 1 / ratio - 1``, grows a little faster than linearly with the intensity, so one step to
-    ``alpha = (g_goal / g)^2`` lands at or just above the floor (:func:`weakening`); the view is then
-    framed on the weakened motion's own extent, so no frame leaves the image whatever the fit.
+    ``g = 1 / ratio - 1``, grows about linearly with the intensity, so one step to
+    ``alpha = (g_goal / g)^2`` (:func:`weakening`; the square errs on the side of a larger view) lands
+    at or a little above the floor for motions of the default ranges, and near it for stronger ones. The
+    view is then framed on the weakened motion's own extent, so no frame leaves the image whatever the fit.
     """
     step = make_step(None, slice(None))
     ratio, low, high = view_extent(step, cfg.size, cfg.num_frames)
