@@ -137,8 +137,8 @@ class PMGConfig:
         for flag in ("normalize", "mixup_per_frame"):
             check_bool(flag, getattr(self, flag))
         check_choice("framing", self.framing, FRAMINGS)
-        if not 0 < check_number("min_view_area", self.min_view_area) <= 1:
-            raise ValueError(f"`min_view_area` must be in (0, 1], but got {self.min_view_area!r}")
+        if not 1e-4 <= check_number("min_view_area", self.min_view_area) <= 1:
+            raise ValueError(f"`min_view_area` must be in [0.0001, 1], but got {self.min_view_area!r}")
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         set_("sliding_window_scale", check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
         set_("sliding_window_speed", check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))

@@ -31,7 +31,7 @@ import torch
 from ._checks import check_choice, check_seed
 from .config import PMGConfig
 from .rules import PASTE_PADDING
-from .sampling import videomix_edges, weakening
+from .sampling import FIT_STEPS, excess, fit_step, narrow, videomix_edges
 
 __all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask",
            "paste_patches",
@@ -209,7 +209,7 @@ class _Draw:
 
     def _kw(self) -> dict:
         self.count += 1
-        return {} if self.seed is None else {"seed": int(self.seed) + self.count}
+        return {} if self.seed is None else {"seed": (int(self.seed) + self.count) % 2 ** 63}
 
     def uniform(self, low: float, high: float):
         return fn.random.uniform(range=[float(low), float(high)], **self._kw())
@@ -321,13 +321,26 @@ def _view_extent(cfg: PMGConfig, step):
 
 
 def _fit_affine(cfg: PMGConfig, p: dict):
-    """:func:`pmg_dali.sampling._fit_motion` in the graph: every clip is re-evaluated at its intensity
-    (1 where the full motion fits the floor). Returns (step, extent, intensity)."""
-    ratio = _view_extent(cfg, _affine_step(cfg, p, 1.0))[0]
-    over = ratio < math.sqrt(cfg.min_view_area)
-    alpha = 1.0 + over * (weakening(ratio, cfg.min_view_area) - 1.0)
-    step = _affine_step(cfg, p, alpha)
-    return step, _view_extent(cfg, step), alpha
+    """:func:`pmg_dali.sampling._fit_motion` in the graph: the same ``FIT_STEPS`` steps of
+    :func:`~pmg_dali.sampling.fit_step` for every clip (a clip whose full motion fits starts with the
+    bracket closed at 1 and keeps it). Returns (step, extent, intensity)."""
+    h, w = cfg.size
+    target = math.sqrt(cfg.min_view_area)
+    ratio, low, high = _view_extent(cfg, _affine_step(cfg, p, 1.0))
+    fits = ratio >= target
+    one = ratio * 0.0 + 1.0
+    g = excess(ratio, dmath.max)
+    bracket = [fits * one, fits * g, one, g]                             # lo, g(lo), hi, g(hi)
+    kept = (fits * (ratio - 1.0) + 1.0, [fits * v for v in low],          # the extent at lo (identity: 0)
+            [fits * (v - side) + side for v, side in zip(high, (w - 1.0, h - 1.0))])
+    for _ in range(FIT_STEPS):
+        alpha = fit_step(bracket, cfg.min_view_area, dmath.min, dmath.max)
+        trial = _view_extent(cfg, _affine_step(cfg, p, alpha))
+        fits = trial[0] >= target
+        bracket = narrow(bracket, alpha, excess(trial[0], dmath.max), fits)
+        kept = (kept[0] + fits * (trial[0] - kept[0]), [k + fits * (t - k) for t, k in zip(trial[1], kept[1])],
+                [k + fits * (t - k) for t, k in zip(trial[2], kept[2])])
+    return _affine_step(cfg, p, bracket[0]), kept, bracket[0]
 
 
 def _affine(cfg: PMGConfig, draw: _Draw, perspective: bool):

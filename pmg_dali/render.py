@@ -52,7 +52,7 @@ def _check_rgb(x, name: str, shape: str, values: bool) -> None:
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise TypeError(f"`{name}` must be uint8 or floating point, but got {x.dtype}")
     if values and x.is_floating_point() and x.numel() and os.environ.get(CHECK_INPUTS_VARIABLE, "1") != "0":
-        low, high = torch.stack(torch.aminmax(x)).float().tolist()    # NaN anywhere makes both NaN
+        low, high = torch.stack(torch.aminmax(x)).double().tolist()   # NaN anywhere makes both NaN
         if not 0 <= low <= high <= 1:
             found = "NaN values" if math.isnan(low) else f"values from {low:.6g} to {high:.6g}"
             hint = " (0-255 pixels? divide by 255, or pass uint8)" if 1 < high <= 255 else ""

@@ -127,11 +127,12 @@ def view_extent(step: np.ndarray, size: tuple[int, int], num_frames: int):
     """
     h, w = size
     corners = np.array([[0, w - 1, w - 1, 0], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], dtype=np.float64)
-    inverse = np.linalg.inv(step)
-    points = np.empty((step.shape[0], num_frames, 3, 4))
-    points[:, 0] = corners
-    for t in range(1, num_frames):
-        points[:, t] = inverse @ points[:, t - 1]
+    power = np.linalg.inv(step)[:, None]                                   # step^-k, k = 1, 2, 4, ...
+    points = np.broadcast_to(corners, (step.shape[0], 1, 3, 4))
+    while points.shape[1] < num_frames:                                    # frames [k, 2k) from [0, k)
+        points = np.concatenate([points, power @ points], axis=1)
+        power = power @ power
+    points = points[:, :num_frames]
     z = points[:, :, 2:]
     ahead = (z > 1e-9).all(axis=(1, 2, 3))
     xy = points[:, :, :2] / np.where(z > 1e-9, z, 1.0)
@@ -141,42 +142,75 @@ def view_extent(step: np.ndarray, size: tuple[int, int], num_frames: int):
     return np.where(ahead, ratio, 0.0), low, high
 
 
+FIT_STEPS = 3        # bracketing steps of the weakening search (host and DALI's graph alike)
+
+
 def _fit_motion(cfg: PMGConfig, make_step):
-    """A batch's per-step maps and :func:`view_extent`; with ``cfg.framing == "inside"`` the motion of
-    a clip that would need a first view smaller than ``cfg.min_view_area`` of the image is weakened.
+    """A batch's per-step maps and, with ``cfg.framing == "inside"``, their :func:`view_extent` (None
+    for ``"whole"``); the motion of a clip that would need a first view smaller than
+    ``cfg.min_view_area`` of the image is weakened.
 
     ``make_step(alpha, rows)`` builds the steps of clips ``rows`` at intensity ``alpha`` (1: as drawn,
-    0: no motion; None: 1 for every clip). How much larger than the view the clip's extent is,
-    ``g = 1 / ratio - 1``, grows about linearly with the intensity, so one step to
-    ``alpha = (g_goal / g)^2`` (:func:`weakening`; the square errs on the side of a larger view) lands
-    at or a little above the floor for motions of the default ranges, and near it for stronger ones. The
-    view is then framed on the weakened motion's own extent, so no frame leaves the image whatever the fit.
+    0: no motion; None: 1 for every clip). The intensity of such a clip is searched in ``FIT_STEPS``
+    steps of :func:`fit_step` between 0 (fits) and 1 (does not), and the largest intensity seen to fit
+    is kept: its view is never below the floor. The view is then framed on the kept motion's own
+    extent, so no frame leaves the image whatever the fit.
     """
     step = make_step(None, slice(None))
-    ratio, low, high = view_extent(step, cfg.size, cfg.num_frames)
-    rows = np.flatnonzero(ratio < math.sqrt(cfg.min_view_area)) if cfg.framing == "inside" else []
-    if len(rows):
-        step[rows] = make_step(weakening(ratio[rows], cfg.min_view_area), rows)
-        ratio[rows], low[rows], high[rows] = view_extent(step[rows], cfg.size, cfg.num_frames)
+    if cfg.framing != "inside":
+        return step, None
+    target = math.sqrt(cfg.min_view_area)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio, low, high = view_extent(step, cfg.size, cfg.num_frames)
+        rows = np.flatnonzero(ratio < target)
+        if len(rows):
+            h, w = cfg.size
+            n = len(rows)
+            bracket = [np.zeros(n), np.zeros(n), np.ones(n), excess(ratio[rows])]     # lo, g(lo), hi, g(hi)
+            kept = (np.ones(n), np.zeros((n, 2)), np.tile([w - 1.0, h - 1.0], (n, 1)))  # the extent at lo
+            for _ in range(FIT_STEPS):
+                alpha = fit_step(bracket, cfg.min_view_area, np.minimum, np.maximum)
+                trial = view_extent(make_step(alpha, rows), cfg.size, cfg.num_frames)
+                fits = trial[0] >= target
+                bracket = narrow(bracket, alpha, excess(trial[0]), fits)
+                kept = tuple(np.where(fits.reshape(-1, *[1] * (k.ndim - 1)), t, k) for t, k in zip(trial, kept))
+            step[rows] = make_step(bracket[0], rows)
+            ratio[rows], low[rows], high[rows] = kept
     return step, (ratio, low, high)
 
 
-def weakening(ratio, min_view_area: float):
-    """The intensity factor of a clip whose full motion needs a view of ``ratio`` of the image side
-    (< sqrt(min_view_area)): ``(g_goal / g)^2`` with ``g = 1 / ratio - 1``. Plain arithmetic, so the
-    host (NumPy) and DALI's graph (nodes) share it."""
-    goal = 1 / math.sqrt(min_view_area) - 1
-    return (goal * ratio / (1 - ratio + 1e-12)) ** 2
+def excess(ratio, maximum=np.maximum):
+    """``g = 1 / ratio - 1``: how much larger than the view a clip's extent is (finite: a clip whose
+    motion crosses the line at infinity, ratio 0, counts as far too large)."""
+    return 1.0 / maximum(ratio, 1e-6) - 1.0
 
 
-def _first_view(cfg: PMGConfig, extent, placement: np.ndarray | None) -> np.ndarray:
+def fit_step(bracket, min_view_area: float, minimum, maximum):
+    """The next intensity to try in ``bracket = [lo, g(lo), hi, g(hi)]`` (``lo`` fits, ``hi`` does
+    not): regula falsi in ``g`` (which grows about linearly with the intensity) aimed a little inside
+    the goal, kept off the ends of the bracket. Plain arithmetic with the library's ``minimum`` /
+    ``maximum``, so the host (NumPy) and DALI's graph (``nvidia.dali.math``) share it."""
+    lo, g_lo, hi, g_hi = bracket
+    aim = 0.95 * (1 / math.sqrt(min_view_area) - 1)
+    t = (aim - g_lo) / maximum(g_hi - g_lo, 1e-12)
+    return lo + (hi - lo) * minimum(maximum(t, 0.02), 0.98)
+
+
+def narrow(bracket, alpha, g, fits):
+    """The bracket after trying ``alpha`` (excess ``g``): ``lo`` moves up to it when it fits, ``hi``
+    down to it when not (``fits`` a bool array or node)."""
+    lo, g_lo, hi, g_hi = bracket
+    return [lo + fits * (alpha - lo), g_lo + fits * (g - g_lo), alpha + fits * (hi - alpha), g + fits * (g_hi - g)]
+
+
+def _first_view(cfg: PMGConfig, extent, placement: np.ndarray | None, batch: int) -> np.ndarray:
     """(B, 3, 3) source -> frame-0 maps. ``"inside"`` framing: a view of ``ratio`` times the image,
     placed at ``placement`` (B, 2) in [0, 1) along the positions that keep every frame of the clip
-    inside the image (frame-0 pixel p shows source pixel ``corner + ratio * p``); ``"whole"``: the
-    whole image (identity)."""
+    inside the image (frame-0 pixel p shows source pixel ``corner + ratio * p``); ``"whole"`` (no
+    extent): the whole image (identity)."""
+    if extent is None:
+        return eye(batch)
     ratio, low, high = extent
-    if cfg.framing != "inside":
-        return eye(ratio.shape[0])
     h, w = cfg.size
     lowest = -ratio[:, None] * low                                   # corner keeping ``low`` at pixel 0
     slack = np.maximum(np.array([w - 1, h - 1]) - ratio[:, None] * high - lowest, 0)
@@ -201,7 +235,7 @@ def affine_motion(cfg: PMGConfig, angle, translate, scale, shear, placement):
                                   a[:, None] * shear[rows], center[rows])
 
     step, extent = _fit_motion(cfg, make_step)
-    return _first_view(cfg, extent, placement), step
+    return _first_view(cfg, extent, placement, len(angle)), step
 
 
 def sample_affine(cfg: PMGConfig, draw: _Draw):
@@ -237,7 +271,7 @@ def sample_perspective(cfg: PMGConfig, draw: _Draw):
         return get_perspective_transform(src, src + torch.from_numpy(moved)).numpy()
 
     step, extent = _fit_motion(cfg, make_step)
-    return _first_view(cfg, extent, _placement(cfg, draw)), step, c0, cs
+    return _first_view(cfg, extent, _placement(cfg, draw), draw.batch), step, c0, cs
 
 
 def sample_color_jitter(cfg: PMGConfig, draw: _Draw):

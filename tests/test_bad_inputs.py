@@ -40,7 +40,7 @@ CASES = [
     ("config size type", lambda: PMGConfig(size="224"), TypeError, r"`size` must be an int or a pair of ints"),
     ("config framing", lambda: PMGConfig(framing="outside"), ValueError, r"`framing` must be one of \('inside'"),
     ("config min_view_area", lambda: PMGConfig(min_view_area=0), ValueError,
-     r"`min_view_area` must be in \(0, 1\], but got 0"),
+     r"`min_view_area` must be in \[0.0001, 1\], but got 0"),
     ("config dtype", lambda: PMGConfig(dtype=torch.int32), ValueError, "`dtype` must be one of"),
     # PseudoMotion
     ("module config", lambda: PseudoMotion("zoom"), TypeError, "`config` must be a PMGConfig, but got str"),

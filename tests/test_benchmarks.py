@@ -217,3 +217,10 @@ def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
     assert rows["affine, whole"]["padded_fraction"] > 0.01 and rows["perspective, whole"]["padded_fraction"] > 0.01
     affine = rows["affine, inside"]
     assert 0.35 * 0.97 <= affine["first_view_area_min"] < affine["first_view_area_mean"] < 1
+
+
+def test_bench_targets_and_inputs_quick():
+    proc = run("benchmarks/bench_targets.py", "--quick", "--device", "cpu")
+    assert "| zoom + affine |" in proc.stdout and "flow cost" in proc.stdout
+    proc = run("benchmarks/bench_inputs.py", "--quick")
+    assert "| check float32 |" in proc.stdout and "| render (default program) |" in proc.stdout

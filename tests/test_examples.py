@@ -231,6 +231,8 @@ def test_config_overrides():
         configure(fresh(), ["--no_such_key=1"])
     with pytest.raises(SystemExit, match="unknown config key '_hidden'"):
         configure(fresh(), ["--_hidden=2"])
+    with pytest.raises(SystemExit, match="unknown config key 'CONSTANT'"):                # constants are not keys
+        configure({**fresh(), "CONSTANT": 3}, ["--CONSTANT=2"])
     with pytest.raises(SystemExit, match=r"--max_iters must be an int \(default 10\), but got 'ten'"):
         configure(fresh(), ["--max_iters=ten"])
     with pytest.raises(SystemExit, match=r"--max_iters must be an int .* but got '2.5'"):

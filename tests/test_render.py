@@ -296,15 +296,14 @@ def test_cpu_equals_cuda(recursion):
 
 
 @pytest.mark.parametrize("renderer", ["reference", "cpu"])
-@pytest.mark.parametrize("name", ["affine", "perspective", "cutmix", "zoom", "sliding_window"])
+@pytest.mark.parametrize("name", ["affine", "perspective"])
 def test_white_image_stays_white_with_the_default_framing(renderer, name):
-    """No padding reaches a clip by default: a white image through one geometric transform (default
+    """No padding reaches a clip by default: a white image through affine or perspective motion (default
     ranges, frame Mixup, uint8) is white in every frame; the literal framing shows padding."""
     white = torch.full((8, 3, 60, 52), 255, dtype=torch.uint8)
     cfg = PMGConfig(num_frames=16, size=48, transforms=(name,), dtype=torch.uint8)
     clips = PseudoMotion(cfg, renderer=renderer)(white, generator=torch.Generator().manual_seed(0))
     assert int(clips.min()) >= 250
-    if name in ("affine", "perspective"):
-        literal = PseudoMotion(cfg.replace(framing="whole"), renderer=renderer)(
-            white, generator=torch.Generator().manual_seed(0))
-        assert int(literal.min()) < 250
+    literal = PseudoMotion(cfg.replace(framing="whole"), renderer=renderer)(
+        white, generator=torch.Generator().manual_seed(0))
+    assert int(literal.min()) < 250
