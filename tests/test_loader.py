@@ -197,7 +197,7 @@ def test_real_two_process_gloo_run(tmp_path):
            str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    out = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [(o["rank"], o["world_size"]) for o in out] == [(0, 2), (1, 2)]
     images = torch.arange(11, dtype=torch.uint8).view(11, 1, 1, 1).expand(11, 3, 8, 8).contiguous()
     cfg = pmg_dali.PMGConfig(num_frames=2, size=8, mixup=None)

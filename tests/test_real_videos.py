@@ -321,7 +321,7 @@ def test_pretrain_mixed_smoke(video_root, tmp_path):
     assert "data: 4 videos from" in result.stdout and "50% pseudo-motion clips of synthetic:shader" in result.stdout
     assert "iter 2/2: loss" in result.stdout and "broken.mp4" in result.stderr
     assert sorted(losses(tmp_path)) == [1, 2] and all(math.isfinite(float(v)) for v in losses(tmp_path).values())
-    state = torch.load(tmp_path / "ckpt.pt", weights_only=False)["loader"]
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["loader"]
     assert state["num_videos"] == 4 and state["pmg_ratio"] == 0.5 and state["step"] == 2
     bad = run("pretrain.py", *TINY_FLAGS, "--source=videos:", f"--out_dir={tmp_path}", check=False)
     assert bad.returncode != 0 and "--source=videos:<path> needs a path" in bad.stderr

@@ -29,9 +29,10 @@ TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def config_keys(namespace: dict) -> list[str]:
-    """The config variables of a script: module-level names of plain value types, not private."""
+    """The config variables of a script: module-level names of plain value types, neither private
+    (``_name``) nor constants (``UPPER_CASE``)."""
     kinds = (int, float, bool, str, tuple, type(None))
-    return [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, kinds)]
+    return [k for k, v in namespace.items() if not k.startswith("_") and not k.isupper() and isinstance(v, kinds)]
 
 
 def given_keys(argv: list[str]) -> set[str]:
@@ -114,11 +115,11 @@ def comments(path: str | None) -> dict[str, tuple[str, str]]:
 def help_text(namespace: dict, keys: list[str]) -> str:
     """Usage, the script's first docstring line, then every key with its default and comment."""
     path = namespace.get("__file__")
-    doc = (namespace.get("__doc__") or "").strip().splitlines()
+    summary = (namespace.get("__doc__") or "").strip().split("\n\n")[0]     # the docstring's first paragraph
     notes = comments(path)
     lines = [f"usage: python {os.path.basename(path or 'script.py')} [--key=value ...]", ""]
-    if doc:
-        lines += [doc[0], ""]
+    if summary:
+        lines += [summary, ""]
     lines.append("Every key below takes --key=value; None/none unsets it; tuples take a,b,c.")
     section = None
     for key in keys:

@@ -28,7 +28,7 @@ Mixed pre-training on real videos (the paper's PMG-as-augmentation result): ``--
 mixes real clips with pseudo-motion clips of ``--pmg_source`` images (``synthetic:<kind>`` or
 ``folder:<path>``); ``--pmg_ratio`` is the fraction of pseudo-motion clips (0: real clips only),
 ``--augment_videos`` whether the real clips get pseudo-motion too. An epoch is one pass over the
-source the ratio exhausts first (see ``pmg_dali.mixed``); resume stays exact.
+source the ratio exhausts first (see ``pmg_dali.real_videos``); resume stays exact.
 """
 import csv
 import math
@@ -111,8 +111,8 @@ config = configure(globals(), _argv, nullable=("mixup",),
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
-# 8 x 8 patches (256 tokens), DEMO_CPU_ITERS iterations, about 2.5 minutes on one free core of a 2-core
-# x86_64 CPU; a 225 s budget ends it early (and still anneals) on a slower or busy machine.
+# 8 x 8 patches (256 tokens), 300 iterations or 225 s of training, whichever comes first: on a slow or busy
+# machine the time budget ends it, and the lr schedule follows the time, so it still anneals.
 DEMO = {
     "cuda": dict(out_dir="out/demo", model="vit_small", max_iters=600, batch_size=32, base_lr=1.5e-3,
                  warmup_iters=60, log_interval=20, ckpt_every=600, image_every=200),

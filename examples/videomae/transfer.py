@@ -52,7 +52,7 @@ out_dir = "out/transfer"     # motion/ (the built-in task), <seed>/<run>/, resul
 quick = False                # a smoke run in seconds (tiny task, model and schedules)
 data_root = None             # None: make the built-in motion task; else a UCF101 / HMDB51-style folder
 # built-in task
-videos_per_class = 120       # train videos per class (a third as many val videos)
+videos_per_class = 80        # train videos per class (a third as many val videos)
 video_size = 64              # frame side of the written videos
 video_frames = 16            # frames per written video
 # model (the same encoder is pre-trained, fine-tuned and probed)
@@ -67,13 +67,13 @@ decoder_embed_dim = 64
 decoder_depth = 2
 decoder_num_heads = 2
 # pre-training
-pretrain_iters = 1500        # iterations per seed
+pretrain_iters = 1200        # iterations per seed
 pretrain_batch = 16
 pretrain_lr = 1.5e-3         # base_lr of pretrain.py (the lr at batch <= 256)
 pretrain_flags = "--transforms=zoom,affine --mixup=frame --source=synthetic:mixed"   # more pretrain.py flags
 # evaluation
-finetune_epochs = 15
-probe_epochs = 15
+finetune_epochs = 6
+probe_epochs = 6
 batch_size = 16
 finetune_lr = 1e-3           # base_lr of finetune.py (the lr at batch <= 256)
 probe_lr = 1e-2
