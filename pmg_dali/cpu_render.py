@@ -138,12 +138,13 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     Designed for the CPU (a Python loop over frames drives per-frame torch kernels); it also runs
     on CUDA, where :func:`pmg_dali.fused.render_fused` is the fast path.
     """
+    if cfg.recursion == "iterative":              # handed to the reference (which checks its inputs)
+        clips = reference.render(images, program, cfg)
+        return reference.output_buffer(out, cfg, clips.shape[0], clips.device).copy_(clips)
     src = reference.to_float_images(images, cfg.size)
     b, t, (h, w) = src.shape[0], cfg.num_frames, cfg.size
     reference.check_program(program, src, cfg)
     out = reference.output_buffer(out, cfg, b, src.device)
-    if cfg.recursion == "iterative":
-        return out.copy_(reference.render(images, program, cfg))
     if b == 0:
         return out
     plan = _Frames(program, cfg, src.device)

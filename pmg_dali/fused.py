@@ -323,11 +323,12 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     Returns:
         (B, 3, T, H, W) or (B, T, 3, H, W) clips in ``cfg.dtype`` on the images' device.
     """
-    reference.check_images(images)
+    iterative = cfg.recursion == "iterative"          # handed to the reference, which checks the pixel values
+    reference.check_images(images, values=not iterative)
     reference.check_program(program, images, cfg)
     _check_block(block)
     out = output_buffer(out, cfg, images.shape[0], images.device)
-    if cfg.recursion == "iterative":
+    if iterative:
         return out.copy_(reference.render(images, program.to(images.device), cfg))
     return _render(images, 0, program, cfg, out, block, num_warps, pack)
 
