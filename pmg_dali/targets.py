@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .config import parse_size
+from .geometry import inverse_maps
 from .program import MotionProgram
 from .render import _grid, box_mask
 
@@ -100,7 +101,7 @@ def _layer_flow(homography: torch.Tensor, size: tuple[int, int]) -> tuple[torch.
     (B, T - 1, H, W)) and whether the frame-t pixel and its destination both read only source and frame
     pixels."""
     h64 = homography.to(torch.float64)
-    inv = torch.linalg.inv(h64[:, :-1])
+    inv = inverse_maps(h64[:, :-1])
     qx, qy = _map_grid(h64[:, 1:] @ inv, size)                             # frame t -> frame t + 1
     sx, sy = _map_grid(inv, size)                                          # frame t -> source
     valid = _in_hull(sx, sy, size).logical_and_(_in_hull(qx, qy, size))
@@ -224,7 +225,7 @@ def track_points(program: MotionProgram, points: torch.Tensor, size=None) -> tup
     if not points.is_floating_point():
         raise TypeError(f"`points` must be floating point, but got {points.dtype}")
     h64 = program.homography.to(torch.float64)
-    to_source = torch.linalg.inv(h64[:, 0])                                 # (B, 3, 3)
+    to_source = inverse_maps(h64[:, 0])                                     # (B, 3, 3)
     source = apply_homography(points.to(h64.device), to_source)            # (B, N, 2)
     positions = apply_homography(source[:, None], h64)                     # (B, T, N, 2)
     visible = ~positions.isnan().any(-1)
