@@ -17,21 +17,26 @@ from . import TRANSFORMS, PMGConfig, PseudoMotion
 from .synthetic import SyntheticImages
 
 
-def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> None:
-    """Write an animated GIF: one row per (N, 3, T, H, W) uint8 clip batch, all frames animated.
-
-    All frames share one 256-colour palette (a median cut of every frame together, every second pixel),
-    mapped without dithering and written as the GIF's only colour table, so colours do not flicker.
-    """
+def write_gif(frames, path, ms_per_frame: int = 120) -> None:
+    """uint8 (T, H, W, 3) NumPy frames -> an animated GIF whose frames share one 256-colour palette (a
+    median cut of every frame together, every second pixel), mapped without dithering and written as
+    the GIF's only colour table, so colours do not flicker."""
+    import numpy as np
     from PIL import Image
 
-    sheet = torch.cat([torch.cat(list(clips), dim=-1) for clips in rows], dim=-2)   # (3, T, rows*H, N*W)
-    frames = sheet.permute(1, 2, 3, 0).contiguous().cpu().numpy()                   # (T, rows*H, N*W, 3)
-    sample = frames[:, ::2, ::2].reshape(-1, frames[:, ::2, ::2].shape[2], 3)       # all frames, stacked
+    frames = np.ascontiguousarray(frames)
+    sample = np.ascontiguousarray(frames[:, ::2, ::2].reshape(-1, frames[:, ::2, ::2].shape[2], 3))  # stacked
     palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.MEDIANCUT)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0,
                    optimize=False, palette=bytes(palette.getpalette()))   # `palette`: no per-frame tables
+
+
+def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> None:
+    """Write an animated GIF: one row per (N, 3, T, H, W) uint8 clip batch, all frames animated
+    (:func:`write_gif`: one palette for all frames)."""
+    sheet = torch.cat([torch.cat(list(clips), dim=-1) for clips in rows], dim=-2)   # (3, T, rows*H, N*W)
+    write_gif(sheet.permute(1, 2, 3, 0).cpu().numpy(), path, ms_per_frame)        # (T, rows*H, N*W, 3)
 
 
 def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> float:

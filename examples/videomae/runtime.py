@@ -112,15 +112,7 @@ def cpu_threads(num_workers: int = 0, requested: int = 0) -> int:
 
 
 def save_gif(frames: np.ndarray, path: str, ms_per_frame: int = 120) -> None:
-    """uint8 (T, H, W, 3) -> an animated GIF with one palette for all frames (no colour flicker).
-
-    The 256 colours are a median cut of all frames together; every frame maps to them without dithering.
-    """
-    from PIL import Image
-
-    sample = np.concatenate(list(frames[:, ::2, ::2]), axis=0)          # every frame, every 2nd pixel
-    palette = Image.fromarray(np.ascontiguousarray(sample)).quantize(256, method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(np.ascontiguousarray(f)).quantize(palette=palette, dither=Image.Dither.NONE)
-              for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0,
-                   optimize=False, palette=bytes(palette.getpalette()))     # `palette`: no local tables
+    """uint8 (T, H, W, 3) -> an animated GIF with one palette for all frames (no colour flicker):
+    :func:`pmg_dali.__main__.write_gif`, the writer of ``python -m pmg_dali demo``'s preview."""
+    from pmg_dali.__main__ import write_gif
+    write_gif(frames, path, ms_per_frame)
