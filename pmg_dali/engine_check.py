@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from . import render as reference
+from ._checks import check_device
 from .config import TRANSFORMS, PMGConfig
 from .program import MotionProgram
 from .sampling import sample_program
@@ -411,10 +412,7 @@ def check_engines(device, config: PMGConfig | None = None) -> EngineReport:
     Returns:
         an :class:`EngineReport` (``.ok``, ``[engine]``, printable).
     """
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"`device` must name a torch device, but got {device!r}") from exc
+    device = check_device(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"`device` {str(device)!r} needs CUDA, but torch.cuda.is_available() is False")

@@ -89,7 +89,8 @@ def test_check_engines_reports_an_engine_that_raises(monkeypatch):
 
 
 def test_check_engines_argument_errors():
-    with pytest.raises(ValueError, match=r"`device` must name a torch device, but got 'gpu0'"):
+    with pytest.raises(ValueError,
+                       match=r"`device` must name a device such as 'cpu', 'cuda' or 'cuda:1', but got 'gpu0'"):
         pmg_dali.check_engines("gpu0")
     with pytest.raises(TypeError, match=r"`config` must be a PMGConfig or None, but got dict"):
         pmg_dali.check_engines("cpu", {"size": 8})
