@@ -132,11 +132,13 @@ def view_extent(step: np.ndarray, size: tuple[int, int], num_frames: int):
     while points.shape[1] < num_frames:                                    # frames [k, 2k) from [0, k)
         points = np.concatenate([points, power @ points], axis=1)
         power = power @ power
-    points = points[:, :num_frames]
-    z = points[:, :, 2:]
-    ahead = (z > 1e-9).all(axis=(1, 2, 3))
-    xy = points[:, :, :2] / np.where(z > 1e-9, z, 1.0)
-    low, high = xy.min(axis=(1, 3)), xy.max(axis=(1, 3))
+    points = points[:, :num_frames].transpose(0, 2, 1, 3).reshape(step.shape[0], 3, 4 * num_frames)  # (B, 3, 4T)
+    xy, ahead = points[:, :2], True
+    if (step[:, 2, :2] != 0).any():                  # projective steps: divide, and see what crosses infinity
+        z = points[:, 2:]
+        ahead = (z > 1e-9).all(axis=(1, 2))
+        xy = xy / np.where(z > 1e-9, z, 1.0)
+    low, high = xy.min(axis=-1), xy.max(axis=-1)
     span = np.maximum(high - low, 1e-12)
     ratio = np.minimum(1.0, np.minimum((w - 1) / span[:, 0], (h - 1) / span[:, 1]))
     return np.where(ahead, ratio, 0.0), low, high
