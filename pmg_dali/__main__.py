@@ -56,7 +56,7 @@ def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> f
 
 
 def demo(args) -> None:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(args.device)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = SyntheticImages("mixed", num_images=10_000, seed=args.seed)
@@ -82,7 +82,7 @@ def demo(args) -> None:
 def bench(args) -> None:
     """A short speed check: clips/s of sample + render of the default program (zoom + affine, frame Mixup,
     normalised bf16) with each engine that runs on the device, from uint8 images at the output size."""
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch_size or (2 if args.quick else 64 if cuda else 8)
     cfg = PMGConfig(num_frames=4 if args.quick else args.num_frames, size=48 if args.quick else args.size,
@@ -113,10 +113,15 @@ def bench(args) -> None:
 def check(args) -> None:
     """Print :func:`pmg_dali.check_engines` of the device; exit status 1 when an engine failed."""
     from .engine_check import check_engines
-    report = check_engines(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    report = check_engines(default_device(args.device))
     print(report)
     if not report.ok:
         raise SystemExit(1)
+
+
+def default_device(device: str | None) -> torch.device:
+    """``--device``, else cuda when available, else cpu."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def int_arg(low: int):
