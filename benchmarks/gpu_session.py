@@ -100,7 +100,8 @@ def run(out: Path, budget: float, min_start: float, only: list[str] | None, quic
     unknown = set(only or ()) - {name for name, _, _ in plan}
     if unknown:
         raise ValueError(f"`--only` names unknown steps {sorted(unknown)}; steps: {[n for n, _, _ in plan]}")
-    plan = [s for s in plan if only is None or s[0] in only]
+    if only is not None:        # the steps named, in the order named
+        plan = [next(s for s in plan if s[0] == name) for name in only]
     if dry:
         for name, argv, cap in plan:
             print(f"{name:10s} cap {cap:4d} s  {' '.join(argv)}")
@@ -140,7 +141,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out_dir", default=os.environ.get("OUT") or "out/gpu_session", help="$OUT when set")
     parser.add_argument("--budget", type=float, default=500, help="seconds for all steps together")
     parser.add_argument("--min_start", type=float, default=30, help="skip a step with less left than this")
-    parser.add_argument("--only", type=lambda s: s.split(","), default=None, help="comma-separated step names")
+    parser.add_argument("--only", type=lambda s: s.split(","), default=None, help="comma-separated step names, run in this order")
     parser.add_argument("--quick", action="store_true", help="tiny versions of some steps (runs on a CPU)")
     parser.add_argument("--dry", action="store_true", help="print the plan only")
     args = parser.parse_args(argv)

@@ -173,7 +173,7 @@ def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
     out = tmp_path / "session"
     run("benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out_dir", str(out))
     rows = json.loads((out / "results" / "session.json").read_text())
-    assert [(r["step"], r["status"]) for r in rows] == [("render", "ok"), ("loader", "ok")]
+    assert [(r["step"], r["status"]) for r in rows] == [("loader", "ok"), ("render", "ok")]   # in the order named
     with tarfile.open(out / "gpu_session.tar.gz") as tar:
         assert {"results/bench_loader.json", "logs/render.log"} <= set(tar.getnames())
     run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir", str(out))

@@ -23,8 +23,15 @@ object together, so whole-frame motion does not give the class away; start posit
 are random, so no single frame does either. The same command takes a UCF101 / HMDB51 folder (any layout
 ``finetune.py`` reads: ``train/<class>/*`` and ``val/<class>/*``, or list files) with ``--data_root``.
 
-For each seed: ``pretrain.py`` with ``pretrain_flags`` (default: zoom + affine, frame Mixup) on synthetic
-images, then ``finetune.py`` four times (fine-tune and linear probe, from the checkpoint and from scratch).
+For each seed and each pre-training condition of ``conditions``, ``pretrain.py`` on synthetic images, then
+``finetune.py`` twice from its checkpoint (fine-tune and linear probe), and twice from scratch:
+
+============  ====================================================================================
+``pmg``       ``pretrain_flags`` (default: zoom + affine, frame Mixup): the Pseudo-Motion Generator
+``identity``  the same images as static clips (``--transforms=identity --mixup=none``): what
+              pre-training on still images alone buys, without pseudo-motion
+============  ====================================================================================
+
 Writes ``out_dir/results.csv`` (one row per seed, method, mode) and ``out_dir/results.md`` (mean over
 seeds); every run's own output is in ``out_dir/<seed>/<run>/`` with its ``stdout.txt``.
 """
@@ -70,7 +77,9 @@ decoder_num_heads = 2
 pretrain_iters = 1200        # iterations per seed
 pretrain_batch = 16
 pretrain_lr = 1.5e-3         # base_lr of pretrain.py (the lr at batch <= 256)
-pretrain_flags = "--transforms=zoom,affine --mixup=frame --source=synthetic:mixed"   # more pretrain.py flags
+pretrain_flags = "--transforms=zoom,affine --mixup=frame --source=synthetic:mixed"   # pretrain.py flags of `pmg`
+pretrain_seconds = 0.0       # time budget of each pre-training in s (pretrain.py --max_seconds); 0: off
+conditions = ("pmg",)        # pre-training conditions compared with scratch: pmg, identity (see above)
 # evaluation
 finetune_epochs = 6
 probe_epochs = 6
@@ -81,6 +90,12 @@ seeds = (0,)                 # one pre-training and four evaluations per seed
 num_workers = 0              # DataLoader workers of finetune.py (0: decode in the training process)
 device = "cpu"
 config = configure(globals(), sys.argv[1:], types=dict(data_root=str))
+# the pretrain.py flags of each condition: the same images, with pseudo-motion or as static clips
+CONDITIONS = {"pmg": pretrain_flags,
+              "identity": " ".join([*(f for f in pretrain_flags.split() if f.startswith("--source=")),
+                                    "--transforms=identity", "--mixup=none"])}
+if not conditions or set(conditions) - set(CONDITIONS):
+    raise SystemExit(f"--conditions must name some of {tuple(CONDITIONS)}, but got {conditions!r}")
 # -----------------------------------------------------------------------------
 if quick:
     videos_per_class, video_size, video_frames, img_size, num_frames, patch_size = 6, 32, 8, 16, 4, 4
@@ -248,14 +263,17 @@ def main() -> None:
     rows = []
     for seed in seeds:
         base = os.path.join(out_dir, str(seed))
-        ckpt = os.path.join(base, "pretrain", "ckpt.pt")
-        if not os.path.isfile(ckpt):
-            run("pretrain.py", [*arch, *decoder, *pretrain_flags.split(), f"--out_dir={base}/pretrain",
-                                f"--max_iters={pretrain_iters}", f"--batch_size={pretrain_batch}",
-                                f"--base_lr={pretrain_lr}", f"--seed={seed}", "--num_images=100000",
-                                f"--log_interval={max(1, pretrain_iters // 20)}", f"--ckpt_every={pretrain_iters}",
-                                f"--image_every={pretrain_iters}"], os.path.join(base, "pretrain"))
-        for method, init in (("scratch", "none"), ("pmg", ckpt)):
+        inits = [("scratch", "none")]
+        for name in conditions:
+            where = os.path.join(base, "pretrain" if name == "pmg" else f"pretrain_{name}")
+            inits.append((name, os.path.join(where, "ckpt.pt")))
+            if not os.path.isfile(inits[-1][1]):
+                run("pretrain.py", [*arch, *decoder, *CONDITIONS[name].split(), f"--out_dir={where}",
+                                    f"--max_iters={pretrain_iters}", f"--max_seconds={pretrain_seconds}",
+                                    f"--batch_size={pretrain_batch}", f"--base_lr={pretrain_lr}", f"--seed={seed}",
+                                    "--num_images=100000", f"--log_interval={max(1, pretrain_iters // 20)}",
+                                    f"--ckpt_every={pretrain_iters}", f"--image_every={pretrain_iters}"], where)
+        for method, init in inits:
             for mode, epochs, lr in (("finetune", finetune_epochs, finetune_lr), ("probe", probe_epochs, probe_lr)):
                 where = os.path.join(base, f"{method}_{mode}")
                 stdout = run("finetune.py", [*arch, f"--data_root={root}", f"--init={init}", f"--seed={seed}",
@@ -271,13 +289,14 @@ def main() -> None:
                     writer.writeheader()
                     writer.writerows(rows)
     lines = ["| init | fine-tune top-1 % (last epoch) | linear probe top-1 % (last epoch) |", "|---|---|---|"]
-    for method in ("scratch", "pmg"):
+    names = dict(scratch="scratch", pmg="PMG pre-trained", identity="identity (static clips) pre-trained")
+    for method in ("scratch", *conditions):
         cells = []
         for mode in ("finetune", "probe"):
             accs = [r["val_acc"] for r in rows if r["method"] == method and r["mode"] == mode]
             cells.append(f"{np.mean(accs):.1f}" + (f" ± {np.std(accs):.1f} ({len(accs)} seeds: "
                                                     f"{', '.join(f'{a:.1f}' for a in accs)})" if len(accs) > 1 else ""))
-        lines.append(f"| {'scratch' if method == 'scratch' else 'PMG pre-trained'} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {names[method]} | {cells[0]} | {cells[1]} |")
     table = "\n".join(lines)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table + "\n")
