@@ -141,7 +141,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out_dir", default=os.environ.get("OUT") or "out/gpu_session", help="$OUT when set")
     parser.add_argument("--budget", type=float, default=500, help="seconds for all steps together")
     parser.add_argument("--min_start", type=float, default=30, help="skip a step with less left than this")
-    parser.add_argument("--only", type=lambda s: s.split(","), default=None, help="step names, comma-separated, run in this order")
+    parser.add_argument("--only", type=lambda s: s.split(","), default=None,
+                        help="step names, comma-separated, run in this order")
     parser.add_argument("--quick", action="store_true", help="tiny versions of some steps (runs on a CPU)")
     parser.add_argument("--dry", action="store_true", help="print the plan only")
     args = parser.parse_args(argv)
