@@ -68,7 +68,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
     params, index = (x.to(images.device) for x in fused.parameter_tables(program))
     mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
 
-    def kernel(block=(16, 32), warps=4, pack=True):
+    def kernel(block=fused.BLOCK, warps=fused.NUM_WARPS, pack=True):
         src, kind, scale = fused.prepare_source(images, cfg.size, pack)
 
         def run(n):
@@ -80,7 +80,8 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
     paths = {"reference": ("reference renderer (program moved per batch)",
                            each(lambda: render(images, program.to(images.device), cfg))),
              "fused": ("fused kernel, end to end (host program)", repeat(fused.render_fused, images, program, cfg)),
-             "fused_kernel": ("fused kernel launch alone", kernel()),
+             "fused_kernel": (f"fused kernel launch alone (default {fused.BLOCK[0]} x {fused.BLOCK[1]} tile, "
+                              f"{fused.NUM_WARPS} warps)", kernel()),
              "fused_kernel_planes": ("fused kernel launch alone, uint8 planes", kernel(pack=False))}
     if tune:
         for block in ((8, 32), (16, 32), (32, 32), (8, 64), (16, 64), (4, 128), (2, 256)):

@@ -259,6 +259,11 @@ def _header_error(path: str) -> str | None:
     return None
 
 
+NO_DECODER = ("DALI could not load nvImageCodec (libnvimgcodec), which its image decoders need: install "
+              "`nvidia-nvimgcodec-cu13` (a dependency of nvidia-dali-cuda130 that an install with --no-deps or "
+              "an offline copy of DALI leaves out)")
+
+
 class _DecodeProbe:
     """Decodes batches of files with DALI's CPU decoder (the pipelines' decoder); a failure makes
     DALI drop the pipeline, so a fresh one is built for the next batch."""
@@ -273,7 +278,13 @@ class _DecodeProbe:
             def probe():
                 return fn.decoders.image(fn.external_source(name="encoded"), device="cpu").shape()
             self.pipe = probe()
-            self.pipe.build()
+            try:
+                self.pipe.build()
+            except RuntimeError as exc:     # DALI >= 2 decodes through nvImageCodec, a separate wheel
+                if "nvimgcodec" not in str(exc).lower():
+                    raise
+                self.pipe = None
+                raise RuntimeError(NO_DECODER) from None
         self.pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in paths])
         try:
             self.pipe.run()

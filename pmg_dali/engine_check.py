@@ -60,7 +60,7 @@ __all__ = ["check_engines", "ensure_engine", "EngineReport", "EngineResult", "En
 ENGINES = ("cpu", "fused", "dali")
 SKIP_ENV = "PMG_DALI_SKIP_ENGINE_CHECK"
 TOLERANCE_LEVELS = 2.0
-CANARY_SIZE = (19, 35)          # odd, H != W; two partial 16 x 32 tiles of the fused kernel per axis
+CANARY_SIZE = (19, 35)          # odd, H != W; partial tiles of the fused kernel on both axes
 CANARY_FRAMES = 4
 RESIZED_SIZE = (26, 47)         # source size of the resized / float input case (downscaled, antialiased)
 _SEED = 20261203

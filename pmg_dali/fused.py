@@ -18,10 +18,10 @@ origin at the top-left pixel centre (:mod:`pmg_dali.geometry`); the kernel sampl
 ``inv(homography[b, t]) @ (x, y, 1)`` with ``grid_sample``'s ``align_corners=True`` bilinear rules for
 ``zeros`` / ``border`` / ``reflection`` padding.
 
-Speed (the output, ~308 MB of bf16 per default batch, is the floor): one kernel instance renders a 16 x 32
-tile of one frame, all channels, and writes each channel row-contiguous; a uint8 source is read as
-one packed RGBx int32 word per tap (4 gathers per sample instead of 12; the 12.8 MB of words of a
-batch stay in L2); there are no int <-> float conversion instructions (1/8 of the FMA rate on
+Speed (the output, ~308 MB of bf16 per default batch, is the floor): one kernel instance renders a
+:data:`BLOCK` tile (8 x 32 with 2 warps by default) of one frame, all channels, and writes each channel
+row-contiguous; a uint8 source is read as one packed RGBx int32 word per tap (4 gathers per sample
+instead of 12; the 12.8 MB of words of a batch stay in L2); there are no int <-> float conversion instructions (1/8 of the FMA rate on
 sm_80/sm_90): bytes enter the float mantissa directly and floor/round use the 1.5 * 2^23 trick; the
 colour matrix is skipped by a uniform branch when it is the identity; offsets are int32 with an
 int64 base per (clip, frame).
@@ -65,6 +65,9 @@ _LAMBDA = tl.constexpr(34)
 _MIX_BOX = tl.constexpr(35)
 _PLAIN_COLOR = tl.constexpr(39)
 _PASTE_PADDING = tl.constexpr(PADDING_CODES[PASTE_PADDING])
+
+# the default output tile and warps per program: the fastest of bench_render.py --tune on an H200 (BENCHMARKS.md)
+BLOCK, NUM_WARPS = (8, 32), 2
 
 
 @triton.jit
@@ -306,7 +309,7 @@ def _check_device(device: torch.device) -> None:
 
 
 def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *,
-                 out: torch.Tensor | None = None, block: tuple[int, int] = (16, 32), num_warps: int = 4,
+                 out: torch.Tensor | None = None, block: tuple[int, int] = BLOCK, num_warps: int = NUM_WARPS,
                  pack: bool = True) -> torch.Tensor:
     """Render ``program`` from ``images`` like :func:`pmg_dali.render.render`, in one kernel.
 
@@ -334,7 +337,7 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
 
 
 def augment_fused(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *,
-                  out: torch.Tensor | None = None, block: tuple[int, int] = (16, 32), num_warps: int = 4,
+                  out: torch.Tensor | None = None, block: tuple[int, int] = BLOCK, num_warps: int = NUM_WARPS,
                   pack: bool = True) -> torch.Tensor:
     """Pseudo-motion on real clips like :func:`pmg_dali.render.augment`, in one kernel: frame t of
     clip b is drawn from ``video[b, :, t]``. ``video``: (B, 3, T, H, W) uint8 (0-255) or float in

@@ -490,6 +490,22 @@ def test_list_image_files_validation(image_folder):
         dali.list_image_files(image_folder.parent / "empty")
 
 
+def test_missing_nvimgcodec_is_named(image_folder, monkeypatch):
+    """DALI 2 decodes through nvImageCodec, a separate wheel: without it the probe's build fails with
+    DALI's dlopen error, which the validation turns into a message naming the package to install."""
+    from nvidia.dali.pipeline import Pipeline
+    dali = _dali()
+
+    def build(self):
+        raise RuntimeError("Critical error when building pipeline: dlopen libnvimgcodec.so failed!")
+    monkeypatch.setattr(Pipeline, "build", build)
+    with pytest.raises(RuntimeError, match="install `nvidia-nvimgcodec-cu13`"):
+        dali.list_image_files(image_folder, num_threads=1)
+    monkeypatch.setattr(Pipeline, "build", lambda self: (_ for _ in ()).throw(RuntimeError("other failure")))
+    with pytest.raises(RuntimeError, match="^other failure$"):
+        dali.list_image_files(image_folder, num_threads=1)
+
+
 def test_folder_pipeline_with_corrupt_files(image_folder):
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
     dali = _dali()

@@ -49,7 +49,9 @@ def check_parity(cfg, images, seed=0, **kw):
         assert (out != expect).float().mean() < 0.01
     else:
         rtol = {torch.float32: 0.0, torch.float16: 2 ** -10, torch.bfloat16: 2 ** -7}[cfg.dtype]
-        torch.testing.assert_close(out.float(), expect.float(), atol=2e-4, rtol=rtol)
+        bad = ~torch.isclose(out.float(), expect.float(), atol=2e-4, rtol=rtol)     # NaN (poison) too
+        assert not bad.any(), (f"{int(bad.sum())} of {bad.numel()} values differ; first at {bad.nonzero()[:8].tolist()}"
+                               f": fused {out[bad][:8].tolist()}, reference {expect[bad][:8].tolist()}")
 
 
 def config(transforms, **kw):
