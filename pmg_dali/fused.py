@@ -22,9 +22,9 @@ Speed (the output, ~308 MB of bf16 per default batch, is the floor): one kernel 
 :data:`BLOCK` tile (8 x 32 with 2 warps by default) of one frame, all channels, and writes each channel
 row-contiguous; a uint8 source is read as one packed RGBx int32 word per tap (4 gathers per sample
 instead of 12; the 12.8 MB of words of a batch stay in L2); there are no int <-> float conversion
-instructions (1/8 of the FMA rate on sm_80/sm_90): bytes enter the float mantissa directly and floor/round use the 1.5 * 2^23 trick; the
-colour matrix is skipped by a uniform branch when it is the identity; offsets are int32 with an
-int64 base per (clip, frame).
+instructions (1/8 of the FMA rate on sm_80/sm_90): bytes enter the float mantissa directly and
+floor/round use the 1.5 * 2^23 trick; the colour matrix is skipped by a uniform branch when it is the
+identity; offsets are int32 with an int64 base per (clip, frame).
 
 Real clips (:func:`augment_fused`, :func:`pmg_dali.render.augment`): the source is a video, frame t
 of a clip sampled from the clip's own frame t. The kernel only adds ``t`` x a frame stride to the
