@@ -12,6 +12,10 @@ the device and the Python around them. overhead = 1 - loader / bare (clips/s). E
 ``--steps`` batches between two device synchronisations; the paths take turns, and the table
 shows the median of ``--repeats`` runs each after ``--warmup`` batches. Prints a markdown table and writes JSON.
 
+"num_workers=N" (``--workers``, default 2) is the loader with the host part of each batch (program,
+tube mask) drawn ahead in N worker processes; it keeps background work, so it is timed alone, over a
+source long enough that one pass (worker start-up included) spans every timed run.
+
 "host work" times, on the host thread alone, what every batch costs there before any pixel is made:
 the batch's generators, ``sample_program``, the fused kernel's parameter tables and the tube mask
 (median of 200 calls each). On a GPU this work is not overlapped by the device, so 64 clips / its
@@ -63,6 +67,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--prefetch", action="store_true", help="also time prefetch=True (CUDA)")
+    parser.add_argument("--workers", type=int, default=2, help="also time num_workers=N; 0: do not")
     parser.add_argument("--json", default="benchmarks/results/bench_loader.json")
     args = parser.parse_args(argv)
 
@@ -80,8 +85,15 @@ def main(argv=None) -> dict:
 
     bare = sampled(lambda x, p, c: gen(x, program=p), images[:batch], cfg)
 
+    class Repeated(pmg_dali.TensorImages):     # one pass spans every timed run (workers start once)
+        def __len__(self):
+            return len(images) * (repeats + 2)
+
+        def load(self, indices, *args, **kwargs):
+            return super().load(indices % len(images), *args, **kwargs)
+
     def loader_run(**extra):
-        loader = pmg_dali.PseudoMotionLoader(pmg_dali.TensorImages(images), batch_size=batch, config=cfg,
+        loader = pmg_dali.PseudoMotionLoader(Repeated(images), batch_size=batch, config=cfg,
                                              device=device, seed=0, **extra)
 
         # one iterator across timed runs: with prefetch, the batch launched ahead is used by the next
@@ -92,8 +104,16 @@ def main(argv=None) -> dict:
     paths = {"bare renderer (sample + render)": bare, "PseudoMotionLoader": loader_run()}
     if args.prefetch and device.type == "cuda":
         paths["PseudoMotionLoader, prefetch=True"] = loader_run(prefetch=True)
-    rows = [{"path": name, "seconds_per_batch": seconds, "clips_per_s": batch / seconds}
-            for name, seconds in timed(paths, device, steps, repeats, args.warmup).items()]
+    alone = {}
+    if args.workers:
+        alone[f"PseudoMotionLoader, num_workers={args.workers}"] = lambda: loader_run(num_workers=args.workers)
+        if args.prefetch and device.type == "cuda":
+            alone[f"PseudoMotionLoader, num_workers={args.workers}, prefetch=True"] = \
+                lambda: loader_run(num_workers=args.workers, prefetch=True)
+    seconds = timed(paths, device, steps, repeats, args.warmup)
+    for name, make in alone.items():
+        seconds.update(timed({name: make()}, device, steps, repeats, args.warmup))
+    rows = [{"path": name, "seconds_per_batch": s, "clips_per_s": batch / s} for name, s in seconds.items()]
     bare_rate = rows[0]["clips_per_s"]
     for row in rows:
         row["overhead_pct"] = 100 * (1 - row["clips_per_s"] / bare_rate)

@@ -16,13 +16,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from ._checks import check_bool, check_choice, check_device, check_int, check_rank, check_seed
 from .config import PMGConfig
 from .engine_check import checked_renderer
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
-from .real_videos import RealVideos, plan_epoch, plan_generator
+from .real_videos import RealVideos, draw_programs, plan_epoch, plan_generator
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
@@ -128,6 +128,12 @@ class PseudoMotionLoader:
             set -- for the torch backend a peak of about four float32 clip batches (2.5 GB at
             64 x 16 x 224^2) -- now overlaps the training step's own peak
             instead of coming before it.
+        num_workers: processes that draw each batch's host part -- its program(s) and tube mask, the
+            CPU work of a batch (BENCHMARKS.md) -- ahead of use, as a ``DataLoader``'s workers would
+            (``torch.utils.data.DataLoader`` with this many workers over the steps; each worker runs
+            torch on one thread). The batches are exactly those of ``num_workers=0`` (everything in
+            this process): the host part is a pure function of ``(seed, epoch, rank, step)``. Sources,
+            rendering and the device stay in this process; workers start at each pass.
         videos: real videos to mix in (``len(videos)``, ``videos.load(indices, size, device,
             generator)`` -> uint8 (B, 3, T, H, W), e.g. :class:`pmg_dali.VideoFolder`); None: images only.
             Batches then carry ``"is_real"`` (B,) bool. Real clips are always drawn with torch
@@ -150,8 +156,8 @@ class PseudoMotionLoader:
                  backend: str = "torch", seed: int = 0, mask_ratio: float | None = 0.75,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = True, *,
                  shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False,
-                 videos=None, pmg_ratio: float | None = None, mix_per: str = "sample", augment_videos: bool = True,
-                 targets: tuple[str, ...] | None = None):
+                 num_workers: int = 0, videos=None, pmg_ratio: float | None = None, mix_per: str = "sample",
+                 augment_videos: bool = True, targets: tuple[str, ...] | None = None):
         if not (hasattr(source, "__len__") and callable(getattr(source, "load", None))):
             raise TypeError(f"`source` must have len(source) and source.load(indices, size, device, "
                             f"generator), but got {type(source).__name__}")
@@ -191,6 +197,9 @@ class PseudoMotionLoader:
         if self.targets and self.real is not None:
             raise ValueError(f"`targets` needs image-only batches (a real clip's own motion is not known), "
                              f"but got targets={targets!r} with `videos`")
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self._host = _HostPart(self.config, self.seed, self.rank, self.batch_size, self.mask_ratio, self.patch_size,
+                               self.tubelet_size, None if self.real is None else self.real.augment_videos)
         self._render = make_renderer(backend, self.config, self.device, self.batch_size)
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
@@ -221,7 +230,8 @@ class PseudoMotionLoader:
     def __repr__(self) -> str:
         real = "" if self.real is None else f"real={self.real!r}, "
         return (f"PseudoMotionLoader(num_images={len(self.source)}, {real}batch_size={self.batch_size}, "
-                f"backend={self.backend!r}, device={str(self.device)!r}, seed={self.seed}, "
+                f"backend={self.backend!r}, device={str(self.device)!r}, num_workers={self.num_workers}, "
+                f"seed={self.seed}, "
                 f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")
 
@@ -263,21 +273,22 @@ class PseudoMotionLoader:
         step = check_int("step", step, 0)
         if step >= len(self):
             raise ValueError(f"`step` must be < {len(self)} (batches per epoch), but got {step}")
-        slots = slice(step * self.batch_size, (step + 1) * self.batch_size)
-        index, is_real = (x[slots] for x in self._plan(epoch))
-        gens = batch_generators(self.seed, epoch, self.rank, step)
+        return self._finish(self._host(self._plan(epoch), epoch, step), epoch, step)
+
+    def _finish(self, host: dict, epoch: int, step: int) -> dict[str, torch.Tensor]:
+        """Batch ``step`` of ``epoch`` from its host part (:class:`_HostPart`): load, render, move."""
+        index, is_real = host["index"], host["is_real"]
+        gens = batch_generators(self.seed, epoch, self.rank, step)     # its "load" generator
         cfg = self.config
         if self.real is None:
             images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
-            program = sample_program(cfg, len(index), generator=gens["program"])
-            batch = {"video": self._render(images, program)}
-            batch.update(batch_targets(program, self.targets, cfg.size, self.patch_size, self.device))
+            batch = {"video": self._render(images, host["program"])}
+            batch.update(batch_targets(host["program"], self.targets, cfg.size, self.patch_size, self.device))
         else:
-            batch = {"video": self.real.make_clips(self.source, index, is_real, gens, self._render, self.device)}
-        if self.mask_ratio is not None:
-            mask = tube_mask(len(index), cfg.num_frames, cfg.size, self.patch_size, self.tubelet_size,
-                             self.mask_ratio, generator=gens["mask"])
-            batch["mask"] = to_device(mask, self.device)
+            batch = {"video": self.real.make_clips(self.source, index, is_real, gens, self._render, self.device,
+                                                   host["programs"])}
+        if "mask" in host:
+            batch["mask"] = to_device(host["mask"], self.device)
         batch["index"] = to_device(index, self.device)
         if self.real is not None:
             batch["is_real"] = to_device(is_real, self.device)
@@ -287,12 +298,23 @@ class PseudoMotionLoader:
         start = 0 if self._resume is None else self._resume
         self._resume, self._step, epoch = None, start, self.epoch
         steps = range(start, len(self))
-        batches = self._prefetched(steps, epoch) if self.prefetch else (self.batch(s, epoch) for s in steps)
+        hosts = self._host_parts(steps, epoch)
+        batches = (self._prefetched(steps, epoch, hosts) if self.prefetch else
+                   (self._finish(host, epoch, step) for step, host in zip(steps, hosts)))
         for step, batch in zip(steps, batches):
             self._step = step + 1
             yield batch
 
-    def _prefetched(self, steps: range, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _host_parts(self, steps: range, epoch: int) -> Iterator[dict]:
+        """The host parts of ``steps``, in order: made here, or ahead by ``num_workers`` processes."""
+        plan = self._plan(epoch)
+        if self.num_workers == 0 or len(steps) == 0:
+            return (self._host(plan, epoch, step) for step in steps)
+        parts = DataLoader(_HostParts(self._host, plan, epoch), batch_size=None, sampler=steps,
+                           num_workers=min(self.num_workers, len(steps)), collate_fn=_unchanged)
+        return (_HostParts.unpack(part) for part in parts)
+
+    def _prefetched(self, steps: range, epoch: int, hosts: Iterator[dict]) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of ``steps``, batch k+1 made on a side stream while batch k is consumed."""
         side = torch.cuda.Stream(device=self.device)
         main = torch.cuda.current_stream(self.device)
@@ -300,7 +322,7 @@ class PseudoMotionLoader:
         def launch(step: int) -> dict[str, torch.Tensor]:
             side.wait_stream(main)          # whatever the trainer enqueued before (e.g. source copies)
             with torch.cuda.stream(side):
-                return self.batch(step, epoch)
+                return self._finish(next(hosts), epoch, step)
 
         pending = launch(steps[0]) if len(steps) else None
         for i in range(len(steps)):
@@ -342,6 +364,75 @@ class PseudoMotionLoader:
     def as_dataset(self, keys: dict[str, str] | None = None) -> "PseudoMotionDataset":
         """This loader as an ``IterableDataset`` of whole batches (see :class:`PseudoMotionDataset`)."""
         return PseudoMotionDataset(self, keys)
+
+
+class _HostPart:
+    """The host part of a batch, a pure function of ``(seed, epoch, rank, step)`` and the epoch's plan:
+    its source indices, program(s) and tube mask, on the CPU. Holds no source, renderer or device,
+    so it pickles small for worker processes."""
+
+    def __init__(self, config: PMGConfig, seed: int, rank: int, batch_size: int, mask_ratio, patch_size: int,
+                 tubelet_size: int, augment_videos: bool | None):
+        self.config, self.seed, self.rank, self.batch_size = config, seed, rank, batch_size
+        self.mask = None if mask_ratio is None else (mask_ratio, patch_size, tubelet_size)
+        self.augment_videos = augment_videos      # None: images only
+
+    def __call__(self, plan: tuple[torch.Tensor, torch.Tensor], epoch: int, step: int) -> dict:
+        slots = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        index, is_real = (x[slots] for x in plan)
+        gens = batch_generators(self.seed, epoch, self.rank, step)
+        cfg = self.config
+        host = {"index": index, "is_real": is_real}
+        if self.augment_videos is None:
+            host["program"] = sample_program(cfg, len(index), generator=gens["program"])
+        else:
+            host["programs"] = draw_programs(cfg, is_real, self.augment_videos, gens["program"])
+        if self.mask is not None:
+            ratio, patch, tubelet = self.mask
+            host["mask"] = tube_mask(len(index), cfg.num_frames, cfg.size, patch, tubelet, ratio,
+                                     generator=gens["mask"])
+        return host
+
+
+def _unchanged(part):
+    return part
+
+
+class _HostParts(Dataset):
+    """Step -> host part of one epoch, for ``DataLoader`` workers. A part travels as NumPy arrays
+    (pickled by value through the worker queue) rather than as tensors (one shared-memory segment
+    each, which costs more than these small arrays)."""
+
+    def __init__(self, host: _HostPart, plan: tuple[torch.Tensor, torch.Tensor], epoch: int):
+        self.host, self.plan, self.epoch = host, plan, epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.plan[0]) / self.host.batch_size)
+
+    def __getitem__(self, step: int) -> dict:
+        return self.pack(self.host(self.plan, self.epoch, step))
+
+    @staticmethod
+    def pack(host: dict) -> dict:
+        def arrays(program):
+            return None if program is None else {k: v.numpy() for k, v in program.tensors().items()}
+        out = {k: v.numpy() for k, v in host.items() if isinstance(v, torch.Tensor)}
+        if "program" in host:
+            out["program"] = arrays(host["program"])
+        if "programs" in host:
+            out["programs"] = tuple(arrays(p) for p in host["programs"])
+        return out
+
+    @staticmethod
+    def unpack(part: dict) -> dict:
+        def program(arrays):
+            return None if arrays is None else MotionProgram(**{k: torch.from_numpy(v) for k, v in arrays.items()})
+        out = {k: torch.from_numpy(v) for k, v in part.items() if isinstance(v, np.ndarray)}
+        if "program" in part:
+            out["program"] = program(part["program"])
+        if "programs" in part:
+            out["programs"] = tuple(program(p) for p in part["programs"])
+        return out
 
 
 class PseudoMotionDataset(IterableDataset):

@@ -40,6 +40,7 @@ from . import render as reference
 from ._checks import check_bool, check_choice, check_number
 from .config import PMGConfig
 from .module import PseudoMotion
+from .program import MotionProgram
 from .sampling import sample_program
 
 __all__ = ["MIX_PER", "RealVideos", "plan_epoch", "plan_generator", "slots_per_epoch"]
@@ -83,6 +84,17 @@ def plan_epoch(image_order: torch.Tensor, video_order: torch.Tensor, num_slots: 
     image_pos = (torch.cumsum(~is_real, 0) - 1) % len(image_order)
     video_pos = (torch.cumsum(is_real, 0) - 1) % len(video_order)
     return torch.where(is_real, video_order[video_pos], image_order[image_pos]), is_real
+
+
+def draw_programs(config: PMGConfig, is_real: torch.Tensor, augment_videos: bool,
+                  generator: torch.Generator) -> tuple[MotionProgram | None, MotionProgram | None]:
+    """The programs of one mixed batch, from the batch's ``"program"`` generator in this order: the
+    pseudo-motion clips' program, then (with ``augment_videos``) the real clips'; None where a batch
+    has no such clip."""
+    real = int(is_real.sum())
+    pseudo = len(is_real) - real
+    return (sample_program(config, pseudo, generator=generator) if pseudo else None,
+            sample_program(config, real, generator=generator) if real and augment_videos else None)
 
 
 def _check_videos(videos, config: PMGConfig) -> None:
@@ -130,25 +142,23 @@ class RealVideos:
         return slots_per_epoch(num_images, self.sampler.num_samples, self.pmg_ratio)
 
     def make_clips(self, source, index: torch.Tensor, is_real: torch.Tensor, gens: dict, render,
-                   device: torch.device) -> torch.Tensor:
+                   device: torch.device, programs: tuple | None = None) -> torch.Tensor:
         """The clips of one batch in slot order: pseudo-motion clips of ``source`` images through
-        ``render(images, program)``, real clips of the videos; ``gens`` from ``batch_generators``."""
+        ``render(images, program)``, real clips of the videos; ``gens`` from ``batch_generators``;
+        ``programs``: :func:`draw_programs` of the batch when drawn elsewhere (None: drawn here)."""
         cfg = self.config
+        pseudo_program, real_program = (draw_programs(cfg, is_real, self.augment_videos, gens["program"])
+                                        if programs is None else programs)
         out = reference.output_buffer(None, cfg, len(index), device)
         pseudo, real = (~is_real).nonzero().flatten(), is_real.nonzero().flatten()
         if len(pseudo):
             images = source.load(index[pseudo], cfg.size, device, generator=gens["load"])
-            out[pseudo.to(device)] = render(images, sample_program(cfg, len(pseudo), generator=gens["program"]))
+            out[pseudo.to(device)] = render(images, pseudo_program)
         if len(real):
             clips = self.videos.load(index[real], cfg.size, device, generator=gens["load"])
-            out[real.to(device)] = self._real_clips(clips, gens["program"])
+            out[real.to(device)] = (self.module.augment(clips, program=real_program) if self.augment_videos else
+                                    reference.format_clips(reference.to_float_video(clips, cfg.size), cfg))
         return out
-
-    def _real_clips(self, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if not self.augment_videos:
-            return reference.format_clips(reference.to_float_video(clips, self.config.size), self.config)
-        program = sample_program(self.config, clips.shape[0], generator=generator)
-        return self.module.augment(clips, program=program)
 
     def __repr__(self) -> str:
         return (f"RealVideos(num_videos={len(self.videos)}, pmg_ratio={self.pmg_ratio}, mix_per={self.mix_per!r}, "

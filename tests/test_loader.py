@@ -93,6 +93,30 @@ def test_resume_after_k_batches_continues_exactly(epoch, k):
     assert_batches_equal(list(resumed), batches)   # the next pass is a whole epoch again
 
 
+@pytest.mark.parametrize("options", [dict(), dict(targets=("flow", "tracks"), mask_ratio=None)])
+def test_worker_processes_give_the_same_batches_and_resume(options):
+    """num_workers only moves where the host part (programs, masks) is drawn: the batches, with
+    targets or without a mask too, and a resumed pass are those of the single-process loader."""
+    inline = make_loader(drop_last=False, **options)
+    inline.set_epoch(1)
+    expect = list(inline)
+    workers = make_loader(drop_last=False, num_workers=2, **options)
+    workers.set_epoch(1)
+    got = []
+    for batch in workers:
+        got.append(batch)
+        if len(got) == 2:
+            state = workers.state_dict()
+    assert len(got) == len(expect) == 5
+    for x, y in zip(got, expect):
+        assert list(x) == list(y) and all(torch.equal(x[k], y[k]) for k in x)
+    resumed = make_loader(drop_last=False, num_workers=1, **options)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == 3 and all(torch.equal(x[k], y[k]) for x, y in zip(rest, expect[2:]) for k in x)
+    assert "num_workers=2" in repr(workers)
+
+
 def test_resume_inside_a_training_loop_across_epochs():
     def run(loader, start_epoch, crash_at=None):
         seen = []
@@ -272,6 +296,8 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     (dict(shuffle="yes"), TypeError, "`shuffle` must be a bool, but got 'yes'"),
     (dict(prefetch=True), ValueError, "`prefetch` needs a CUDA `device`"),
     (dict(source=[1, 2]), TypeError, "`source` must have len"),
+    (dict(num_workers=-1), ValueError, "`num_workers` must be >= 0, but got -1"),
+    (dict(num_workers=1.0), TypeError, "`num_workers` must be an int"),
 ])
 def test_invalid_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

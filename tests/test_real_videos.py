@@ -206,6 +206,16 @@ def test_determinism_random_access_and_resume_across_epochs():
     assert_batches_equal(list(resumed), full[5:])         # the next pass is a whole epoch again
 
 
+@pytest.mark.parametrize("augment_videos", [True, False])
+def test_worker_processes_give_the_same_mixed_batches(augment_videos):
+    """Both programs of a mixed batch (pseudo clips, then real clips) are drawn in the workers in the
+    order the single-process loader draws them."""
+    inline, workers = (mixed(drop_last=False, augment_videos=augment_videos, num_workers=n) for n in (0, 2))
+    for loader in (inline, workers):
+        loader.set_epoch(1)
+    assert_batches_equal(list(workers), list(inline))
+
+
 def test_real_clips_pass_through_unaugmented():
     cfg = pmg_dali.PMGConfig(num_frames=4, size=32, transforms=("zoom",), dtype=torch.uint8, layout="BTCHW")
     loader, videos = mixed(config=cfg, augment_videos=False, pmg_ratio=0.3), TensorVideos(7)

@@ -63,16 +63,30 @@ def test_camera_moves_background_and_object_together(transfer):
 
 def test_quick_transfer_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(EXAMPLE / "transfer.py"), "--quick=True", f"--out_dir={tmp_path}"],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run([sys.executable, str(EXAMPLE / "transfer.py"), "--quick=True", f"--out_dir={tmp_path}",
+                             "--conditions=pmg,identity"], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     for split, count in (("train", 6), ("val", 2)):
         for kind in ("still", "linear", "circle", "oscillate", "fall"):
             assert len(list((tmp_path / "motion" / split / kind).glob("*.avi"))) == count
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    runs = {(m, k) for m in ("scratch", "pmg") for k in ("finetune", "probe")}
+    runs = {(m, k) for m in ("scratch", "pmg", "identity") for k in ("finetune", "probe")}
     assert {(r["method"], r["mode"]) for r in rows} == runs
     assert all(0 <= float(r["val_acc"]) <= 100 for r in rows)
     assert "| PMG pre-trained |" in result.stdout and (tmp_path / "results.md").is_file()
-    assert "loaded the encoder from" in (tmp_path / "0" / "pmg_probe" / "stdout.txt").read_text()
+    assert "| identity (static clips) pre-trained |" in result.stdout
+    for method, folder in (("pmg", "pretrain"), ("identity", "pretrain_identity")):
+        assert f"loaded the encoder from {tmp_path / '0' / folder / 'ckpt.pt'}" in \
+            (tmp_path / "0" / f"{method}_probe" / "stdout.txt").read_text()
+    # the identity condition pre-trains on the same images as static clips
+    pmg, static = (torch.load(tmp_path / "0" / f / "ckpt.pt", weights_only=True)["config"]
+                   for f in ("pretrain", "pretrain_identity"))
+    assert (pmg["transforms"], pmg["mixup"]) == (("zoom", "affine"), "frame")
+    assert (static["transforms"], static["mixup"], static["source"]) == (("identity",), None, pmg["source"])
+
+
+def test_unknown_condition_is_refused():
+    result = subprocess.run([sys.executable, str(EXAMPLE / "transfer.py"), "--conditions=pmg,video"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--conditions must name some of ('pmg', 'identity')" in result.stderr

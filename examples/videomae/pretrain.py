@@ -70,6 +70,7 @@ augment_videos = True        # with --source=videos:<path>: apply pseudo-motion 
 transforms = ("zoom", "affine")   # PMG transforms, comma-separated (the paper's best pair); see pmg_dali.TRANSFORMS
 mixup = "frame"              # none | frame | videomix
 backend = "torch"            # loader backend: torch | dali
+loader_workers = -1          # processes drawing each batch's programs and masks ahead; -1: 2 on CUDA, 0 on CPU
 seed = 0
 # model
 model = "vit_small"          # vit_tiny | vit_small | vit_base
@@ -268,7 +269,9 @@ def main() -> None:
     images, mixing = make_sources()
     loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
                                          backend=backend, seed=seed, mask_ratio=mask_ratio,
-                                         patch_size=patch_size, tubelet_size=tubelet_size, **mixing)
+                                         patch_size=patch_size, tubelet_size=tubelet_size,
+                                         num_workers=(2 if device_type == "cuda" else 0) if loader_workers < 0
+                                         else loader_workers, **mixing)
     mean = torch.tensor(pmg.mean, device=dev).view(1, 3, 1, 1, 1)
     std = torch.tensor(pmg.std, device=dev).view(1, 3, 1, 1, 1)
 
