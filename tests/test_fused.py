@@ -182,7 +182,8 @@ def test_parity_suite_runs_in_the_interpreter():
     ("bf16", dict(PAD=0, SOURCE=0, HAS_PASTE=True, MIX=1, PER_FRAME=True, OUT_U8=False, NORMALIZE=True))])   # video
 def test_kernel_compiles_for_h100_without_a_gpu(out_type, constants):
     """What the interpreter cannot check: Triton lowers the kernel to PTX and ptxas to sm_90 SASS."""
-    from pmg_dali.fused import _render_kernel
+    from pmg_dali.fused import BLOCK as DEFAULT_BLOCK
+    from pmg_dali.fused import NUM_WARPS, _render_kernel
     try:
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
@@ -191,11 +192,11 @@ def test_kernel_compiles_for_h100_without_a_gpu(out_type, constants):
     pointers = dict(out_ptr=f"*{out_type}", src_ptr={0: "*i32", 1: "*u8", 2: "*fp32"}[constants["SOURCE"]],
                     par_ptr="*fp32", idx_ptr="*i32")
     floats = {"scale", "gain0", "gain1", "gain2", "shift0", "shift1", "shift2"}
-    constants = {**constants, "BLOCK_H": 16, "BLOCK_W": 32}
+    constants = {**constants, "BLOCK_H": DEFAULT_BLOCK[0], "BLOCK_W": DEFAULT_BLOCK[1]}   # the default tile
     signature = {name: pointers.get(name, "constexpr" if name in constants else "fp32" if name in floats else "i32")
                  for name in _render_kernel.arg_names}
     kernel = triton.compile(ASTSource(_render_kernel, signature, constexprs=constants),
-                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4))
+                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=NUM_WARPS))
     assert "ld.global" in kernel.asm["ptx"] and len(kernel.asm["cubin"]) > 1000
 
 
