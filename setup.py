@@ -22,7 +22,8 @@ setup(
         "dali": ["nvidia-dali-cuda130==2.4.0"],
         "video": ["av"],                       # VideoFolder, examples/videomae/finetune.py
         "examples": ["timm", "av"],            # examples/videomae (timm's ViT blocks) and benchmarks/bench_overhead.py
-        "test": ["pytest", "opencv-python-headless", "pillow", "av", "transformers", "matplotlib", "timm", "ruff"],
+        "test": ["pytest", "hypothesis", "opencv-python-headless", "pillow", "av", "transformers", "matplotlib",
+                 "timm", "ruff"],
     },
     entry_points={"console_scripts": ["pmg-dali=pmg_dali.__main__:main"]},
 )

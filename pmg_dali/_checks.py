@@ -43,10 +43,12 @@ def check_rank(name: str, value, size_name: str, size: int) -> int:
 
 
 def check_number(name: str, value, low: float | None = None, high: float | None = None) -> float:
-    """``value`` as a float: any ``numbers.Real`` but a bool, within ``[low, high]`` (a None bound
-    is open; NaN fails any bound)."""
+    """``value`` as a finite float: any ``numbers.Real`` but a bool, not NaN or infinite, within
+    ``[low, high]`` (a None bound is open)."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"`{name}` must be a number, but got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, but got {value!r}")
     _check_bounds(name, value, low, high)
     return float(value)
 
@@ -67,12 +69,14 @@ def check_choice(name: str, value, choices: tuple):
 
 def check_range(name: str, value, low: float, high: float = math.inf, *,
                 open_low: bool = False) -> tuple[float, float]:
-    """``value`` as a pair of floats ``(min, max)`` with ``low <= min <= max <= high`` (``low < min``
-    with ``open_low``)."""
+    """``value`` as a pair of finite floats ``(min, max)`` with ``low <= min <= max <= high``
+    (``low < min`` with ``open_low``)."""
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
         raise TypeError(f"`{name}` must be a pair of numbers (min, max), but got {value!r}")
     a, b = float(value[0]), float(value[1])
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise ValueError(f"`{name}` must be a pair of finite numbers (min, max), but got {value!r}")
     if not ((low < a if open_low else low <= a) and a <= b <= high):
         rule = f"{low} {'<' if open_low else '<='} min <= max" + (f" <= {high}" if high != math.inf else "")
         raise ValueError(f"`{name}` must satisfy {rule}, but got {value!r}")
@@ -93,13 +97,21 @@ def check_seed(value, name: str = "seed") -> int:
 
 def check_device(value, name: str = "device") -> torch.device:
     """``value`` (a ``torch.device``, a string such as ``"cpu"`` / ``"cuda:1"``, or a CUDA index) as a
-    ``torch.device``; a string torch cannot parse is a ValueError naming the argument."""
-    if isinstance(value, torch.device):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise TypeError(f"`{name}` must be a torch.device, a str or an int, but got {type(value).__name__}")
-    try:
-        return torch.device(value)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"`{name}` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
-                         f"but got {value!r}") from err
+    ``torch.device``; a string torch cannot parse, or a CUDA device this machine does not have, is a
+    ValueError naming the argument."""
+    if not isinstance(value, torch.device):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError(f"`{name}` must be a torch.device, a str or an int, but got {type(value).__name__}")
+        try:
+            value = torch.device(value)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"`{name}` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
+                             f"but got {value!r}") from err
+    if value.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"`{name}` is {str(value)!r} but CUDA is not available here (no GPU, or a "
+                             f"CPU-only torch); pass device='cpu'")
+        if value.index is not None and value.index >= torch.cuda.device_count():
+            raise ValueError(f"`{name}` must be one of the {torch.cuda.device_count()} CUDA devices, "
+                             f"but got {str(value)!r}")
+    return value

@@ -9,6 +9,7 @@ value at 224².
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ RECURSIONS = ("composed", "iterative")
 PADDING_MODES = ("zeros", "border", "reflection")
 FRAMINGS = ("inside", "whole")
 DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16)
+MAX_COMPOUNDING = 1e6   # bound of a per-step scale or gain compounded over a clip (PMGConfig._check_compounding)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -163,8 +165,37 @@ class PMGConfig:
             if len(value) != 3:
                 raise ValueError(f"`{name}` must be 3 numbers (R, G, B), but got {value!r}")
             set_(name, tuple(float(v) for v in value))
+            if not all(math.isfinite(v) for v in getattr(self, name)):
+                raise ValueError(f"`{name}` must be 3 finite numbers (R, G, B), but got {value!r}")
         if min(self.std) <= 0:
             raise ValueError(f"`std` must be positive, but got {self.std!r}")
+        if self.normalize and self.dtype.is_floating_point:    # (v - mean) / std for v in [0, 1] must fit
+            largest = max(max(abs(m), abs(1 - m)) / s for m, s in zip(self.mean, self.std))
+            if largest > torch.finfo(self.dtype).max:
+                raise ValueError(f"`std` and `mean` give normalised values up to {largest:.3g}, beyond the "
+                                 f"largest {self.dtype} ({torch.finfo(self.dtype).max:.6g}), but got "
+                                 f"mean={self.mean!r}, std={self.std!r}")
+        self._check_compounding()
+
+    def _check_compounding(self) -> None:
+        """A clip's frame t applies the per-step motion t times: a step's scale or colour gain
+        compounded over ``num_frames - 1`` steps must stay within [1 / MAX_COMPOUNDING,
+        MAX_COMPOUNDING], where the maps stay finite in float32 with room to spare (beyond it a frame
+        would show the image shrunk or grown a million times, or colours pushed a million times past
+        white). Checked for the transforms in use."""
+        steps = self.num_frames - 1
+        factors = {"zoom": [("zoom_scale", self.zoom_scale)], "affine": [("affine_scale", self.affine_scale)],
+                   "color_jitter": [(n, (1 - getattr(self, n), 1 + getattr(self, n)))
+                                    for n in ("jitter_brightness", "jitter_contrast", "jitter_saturation")]}
+        for transform in set(factors) & set(self.transforms):
+            for name, (low, high) in factors[transform]:
+                shrinks = transform != "color_jitter"     # a colour gain may fade to grey; a view may not vanish
+                if high ** steps > MAX_COMPOUNDING or (shrinks and low ** steps < 1 / MAX_COMPOUNDING):
+                    raise ValueError(
+                        f"`{name}` compounded over num_frames - 1 = {steps} steps reaches "
+                        f"{low ** steps:.3g} to {high ** steps:.3g}, outside [{1 / MAX_COMPOUNDING:g}, "
+                        f"{MAX_COMPOUNDING:g}]: use a range closer to 1 or fewer frames, but got {name}="
+                        f"{getattr(self, name)!r} with num_frames={self.num_frames}")
 
     def replace(self, **changes) -> "PMGConfig":
         """``dataclasses.replace(self, **changes)``."""

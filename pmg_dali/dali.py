@@ -231,7 +231,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     batch, so a trailing partial batch reuses the pipelines of the full ones. Hold your own renderer
     to control its lifetime.
     """
-    check_program(program)
+    check_program(program, values=False)                 # the renderer checks the tables
     if not isinstance(cfg, PMGConfig):
         raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
     device_id = _check_device(device, device_id)

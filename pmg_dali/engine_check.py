@@ -414,8 +414,6 @@ def check_engines(device, config: PMGConfig | None = None) -> EngineReport:
     """
     device = check_device(device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"`device` {str(device)!r} needs CUDA, but torch.cuda.is_available() is False")
         device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
     if config is not None and not isinstance(config, PMGConfig):
         raise TypeError(f"`config` must be a PMGConfig or None, but got {type(config).__name__}")

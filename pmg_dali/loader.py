@@ -178,8 +178,6 @@ class PseudoMotionLoader:
         self.shuffle = check_bool("shuffle", shuffle)
         self.prefetch = check_bool("prefetch", prefetch)
         self.device = check_device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"`device` is {str(self.device)!r} but CUDA is not available; pass device='cpu'")
         if self.prefetch and self.device.type != "cuda":
             raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
                              f"but got device {str(self.device)!r}")

@@ -24,6 +24,13 @@ def _with(x: torch.Tensor, value: float) -> torch.Tensor:
     return x
 
 
+def _program(**values):
+    """A drawn program with the named tables set to one value throughout (a hand-made program gone wrong)."""
+    program = PseudoMotion(CFG).sample(2, generator=torch.Generator().manual_seed(0))
+    return program.__class__(**{**program.tensors(), **{k: torch.full_like(getattr(program, k), v)
+                                                          for k, v in values.items()}})
+
+
 def _loader(**kw):
     return PseudoMotionLoader(SOURCE, **{"batch_size": 2, "config": CFG, "device": "cpu", **kw})
 
@@ -42,12 +49,38 @@ CASES = [
     ("config min_view_area", lambda: PMGConfig(min_view_area=0), ValueError,
      r"`min_view_area` must be in \[0.0001, 1\], but got 0"),
     ("config dtype", lambda: PMGConfig(dtype=torch.int32), ValueError, "`dtype` must be one of"),
+    ("config mixup_alpha inf", lambda: PMGConfig(mixup_alpha=math.inf), ValueError,
+     "`mixup_alpha` must be a finite number, but got inf"),
+    ("config std NaN", lambda: PMGConfig(std=(math.nan, 1, 1)), ValueError,
+     r"`std` must be 3 finite numbers \(R, G, B\), but got \(nan, 1, 1\)"),
+    ("config mean inf", lambda: PMGConfig(mean=(math.inf, 0, 0)), ValueError, "`mean` must be 3 finite numbers"),
+    ("config std tiny for float16", lambda: PMGConfig(std=(1e-30, 1, 1), dtype=torch.float16), ValueError,
+     r"`std` and `mean` give normalised values up to 5.15e\+29, beyond the largest torch.float16 \(65504\)"),
+    ("config range inf", lambda: PMGConfig(affine_scale=(1, math.inf)), ValueError,
+     r"`affine_scale` must be a pair of finite numbers \(min, max\)"),
+    ("config zoom compounded", lambda: PMGConfig(transforms=("zoom",), zoom_scale=(0.5, 0.5), num_frames=128),
+     ValueError, r"`zoom_scale` compounded over num_frames - 1 = 127 steps reaches 5.88e-39 to 5.88e-39, "
+                 r"outside \[1e-06, 1e\+06\]"),
+    ("config affine compounded", lambda: PMGConfig(transforms=("affine",), affine_scale=(1, 5), num_frames=64),
+     ValueError, r"`affine_scale` compounded over num_frames - 1 = 63 steps reaches 1 to 1.08e\+44"),
+    ("config jitter compounded", lambda: PMGConfig(transforms=("color_jitter",), jitter_contrast=0.99,
+                                                   num_frames=256), ValueError, "`jitter_contrast` compounded"),
     # PseudoMotion
     ("module config", lambda: PseudoMotion("zoom"), TypeError, "`config` must be a PMGConfig, but got str"),
     ("module renderer", lambda: PseudoMotion(CFG, renderer="gpu"), ValueError, "`renderer` must be one of"),
     ("sample batch_size", lambda: PseudoMotion(CFG).sample(-1), ValueError, "`batch_size` must be >= 0"),
     ("sample device", lambda: PseudoMotion(CFG).sample(2, device="foo"), ValueError,
      "`device` must name a device such as 'cpu', 'cuda' or 'cuda:1', but got 'foo'"),
+    ("sample device index", lambda: PseudoMotion(CFG).sample(2, device=f"cuda:{torch.cuda.device_count()}"),
+     ValueError, "`device` "),
+    ("images zero-sized", lambda: PseudoMotion(CFG)(torch.zeros(2, 3, 0, 16)), ValueError,
+     r"`images` must have at least one pixel per frame, but got shape \(2, 3, 0, 16\)"),
+    ("program NaN homography", lambda: PseudoMotion(CFG)(IMAGES, program=_program(homography=math.nan)), ValueError,
+     "`program` must hold finite tables and invertible homographies, but these are not: homography"),
+    ("program singular homography", lambda: PseudoMotion(CFG, renderer="cpu")(IMAGES, program=_program(homography=0)),
+     ValueError, r"but these are not: homography \(invertible\)"),
+    ("program inf colour", lambda: PseudoMotion(CFG, renderer="reference")(IMAGES, program=_program(color=math.inf)),
+     ValueError, "but these are not: color"),
     ("images 0-255 floats", lambda: PseudoMotion(CFG)(IMAGES * 255), ValueError,
      r"`images` must be uint8 \(0-255\) or float with finite values in \[0, 1\], but got torch.float32 "
      r"values from .* \(0-255 pixels\? divide by 255, or pass uint8\)"),

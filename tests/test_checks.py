@@ -41,10 +41,11 @@ def test_check_number():
         check_number("x", "1")
     with pytest.raises(ValueError, match=r"`x` must be in \[0, 1\], but got 1.5"):
         check_number("x", 1.5, 0, 1)
-    with pytest.raises(ValueError, match=r"`x` must be in \[0, 1\], but got nan"):
-        check_number("x", math.nan, 0, 1)
-    with pytest.raises(ValueError, match="`x` must be >= 0, but got nan"):
-        check_number("x", math.nan, 0)
+    for value in (math.nan, math.inf, -math.inf):      # with or without bounds
+        with pytest.raises(ValueError, match=f"`x` must be a finite number, but got {value}"):
+            check_number("x", value, 0, 1)
+        with pytest.raises(ValueError, match=f"`x` must be a finite number, but got {value}"):
+            check_number("x", value)
 
 
 def test_check_bool_choice_generator():
@@ -71,8 +72,9 @@ def test_check_range():
         check_range("r", (0.8, 0.5), 0, 1)
     with pytest.raises(ValueError, match=r"`r` must satisfy 0 < min <= max <= 1, but got \(0, 1\)"):
         check_range("r", (0, 1), 0, 1, open_low=True)
-    with pytest.raises(ValueError, match=r"`r` must satisfy 0 < min <= max, but got \(1, nan\)"):
-        check_range("r", (1, math.nan), 0, open_low=True)
+    for pair in ((1, math.nan), (1, math.inf), (-math.inf, 1)):
+        with pytest.raises(ValueError, match=r"`r` must be a pair of finite numbers \(min, max\), but got "):
+            check_range("r", pair, 0)
 
 
 def test_check_rank():

@@ -84,7 +84,7 @@ def test_invalid_field_names_the_field(field, value, error):
 def test_invalid_field_messages():
     with pytest.raises(TypeError, match=r"`mean` must be 3 numbers \(R, G, B\), but got \('a', 0, 0\)"):
         PMGConfig(mean=("a", 0, 0))
-    with pytest.raises(ValueError, match="`mixup_alpha` must be > 0, but got nan"):
+    with pytest.raises(ValueError, match="`mixup_alpha` must be a finite number, but got nan"):
         PMGConfig(mixup_alpha=float("nan"))
     with pytest.raises(ValueError, match=r"`affine_shear` must be in \[0, 45\], but got 90"):
         PMGConfig(affine_shear=90)

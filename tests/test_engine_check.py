@@ -95,7 +95,7 @@ def test_check_engines_argument_errors():
     with pytest.raises(TypeError, match=r"`config` must be a PMGConfig or None, but got dict"):
         pmg_dali.check_engines("cpu", {"size": 8})
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="needs CUDA"):
+        with pytest.raises(ValueError, match="`device` is 'cuda' but CUDA is not available here"):
             pmg_dali.check_engines("cuda")
     with pytest.raises(KeyError, match="`engine` must be one of"):
         pmg_dali.check_engines("cpu", CFG)["numpy"]

@@ -311,7 +311,7 @@ def test_invalid_step_epoch_and_missing_cuda():
     with pytest.raises(ValueError, match="`epoch` must be >= 0"):
         loader.set_epoch(-1)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match="`device` is 'cuda' but CUDA is not available"):
             make_loader(device="cuda")
 
 
