@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import torch
 
 __all__ = ["check_int", "check_rank", "check_bool", "check_number", "check_choice", "check_range", "check_generator",
-           "check_seed", "check_device", "MAX_SEED"]
+           "check_seed", "check_device", "env_flag", "MAX_SEED"]
 
 # Seeds reach torch.Generator.manual_seed (< 2**64) as seed + epoch: half the range keeps room for epochs.
 MAX_SEED = 2 ** 63 - 1
@@ -115,3 +116,18 @@ def check_device(value, name: str = "device") -> torch.device:
             raise ValueError(f"`{name}` must be one of the {torch.cuda.device_count()} CUDA devices, "
                              f"but got {str(value)!r}")
     return value
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The boolean environment variable ``name``: 1 / true / yes / on or 0 / false / no / off (any case,
+    spaces ignored); unset or empty: ``default``; anything else is a ValueError naming it."""
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in TRUE_WORDS + FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise ValueError(f"the environment variable {name} must be one of {TRUE_WORDS + FALSE_WORDS} (or unset), "
+                     f"but got {os.environ[name]!r}")

@@ -62,7 +62,11 @@ class PMGConfig:
         padding_mode: what the warp shows outside the source: ``"zeros"``, ``"border"``
             (replicate the edge pixel) or ``"reflection"`` (mirror about the edge pixel centre).
 
-    Per-transform intensities (per step; the clip's value is drawn once, uniformly):
+    Every number must be finite. Per-transform intensities (per step; the clip's value is drawn once,
+    uniformly); frame t applies the step t times, so for the transforms in use the scales
+    (``zoom_scale``, ``affine_scale``) and colour gains (``1 + jitter_*``) raised to ``num_frames - 1``
+    must stay within [1e-6, 1e6] (:data:`MAX_COMPOUNDING`), and with ``normalize`` the normalised
+    values ``(v - mean) / std`` must fit ``dtype``:
         sliding_window_scale: window side as a fraction of the image side (0.5-0.8).
         sliding_window_speed: window speed, fraction of the side per frame (0.0025-0.0135: 0.5-3 px).
         zoom_scale: window scale per step; < 1 zooms in, > 1 zooms out (0.97-1.03).

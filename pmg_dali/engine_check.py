@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from . import render as reference
-from ._checks import check_device
+from ._checks import check_device, env_flag
 from .config import TRANSFORMS, PMGConfig
 from .program import MotionProgram
 from .sampling import sample_program
@@ -439,8 +439,9 @@ def clear_cache() -> None:
 
 
 def skipped() -> bool:
-    """True when the environment variable ``PMG_DALI_SKIP_ENGINE_CHECK`` is set to 1 (or true / yes / on)."""
-    return os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """True when the environment variable ``PMG_DALI_SKIP_ENGINE_CHECK`` is set to 1 (or true / yes / on;
+    :func:`pmg_dali._checks.env_flag`)."""
+    return env_flag(SKIP_ENV, False)
 
 
 def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = "render", auto: bool,

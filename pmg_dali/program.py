@@ -89,6 +89,13 @@ class MotionProgram:
     def device(self) -> torch.device:
         return self.homography.device
 
+    def __repr__(self) -> str:
+        """The tables' shapes and dtypes, not their numbers (``program.tensors()`` has those)."""
+        fields = ", ".join(f"{name}={tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+                           for name, value in self.tensors().items())
+        return (f"MotionProgram(batch_size={self.batch_size}, num_frames={self.num_frames}, "
+                f"device={str(self.device)!r}, {fields})")
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """The fields that are set, by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

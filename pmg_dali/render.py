@@ -13,12 +13,12 @@ share every other step.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import env_flag
 from .config import PMGConfig
 from .geometry import normalized_inverse
 from .program import MotionProgram
@@ -31,6 +31,7 @@ __all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", 
 # Float pixels are checked to be finite and in [0, 1] (one reduction per batch; on CUDA it waits for the
 # batch once, to read the result). PMG_DALI_CHECK_INPUTS=0 skips that value check, not the shape checks.
 CHECK_INPUTS_VARIABLE = "PMG_DALI_CHECK_INPUTS"
+RESIZE_CHUNK_BYTES = 64 << 20    # float32 copy made at a time when images are resized to the clip size
 
 
 def check_images(images, name: str = "images", values: bool = True) -> None:
@@ -54,7 +55,7 @@ def _check_rgb(x, name: str, shape: str, values: bool) -> None:
         raise ValueError(f"`{name}` must have at least one pixel per frame, but got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise TypeError(f"`{name}` must be uint8 or floating point, but got {x.dtype}")
-    if values and x.is_floating_point() and x.numel() and os.environ.get(CHECK_INPUTS_VARIABLE, "1") != "0":
+    if values and x.is_floating_point() and x.numel() and env_flag(CHECK_INPUTS_VARIABLE, True):
         low, high = torch.stack(torch.aminmax(x)).double().tolist()   # NaN anywhere makes both NaN
         if not 0 <= low <= high <= 1:
             found = "NaN values" if math.isnan(low) else f"values from {low:.6g} to {high:.6g}"
@@ -146,12 +147,19 @@ def _to_float(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         b, c, t, h, w = images.shape
         frames = _to_float(images.transpose(1, 2).reshape(b * t, c, h, w), size)
         return frames.reshape(b, t, c, *size).transpose(1, 2)
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    if x.shape[0] == 0:
-        return x.new_zeros(0, 3, *size)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-    return x
+    if images.shape[0] == 0:
+        return torch.zeros(0, 3, *size, device=images.device)
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    # resized a few images at a time: large uint8 images never exist as one float32 batch (4x their bytes)
+    out = torch.empty(images.shape[0], 3, *size, device=images.device)
+    per = max(1, RESIZE_CHUNK_BYTES // (4 * images[0].numel()))
+    for start in range(0, images.shape[0], per):
+        x = images[start:start + per]
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        out[start:start + per] = F.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                               align_corners=False).clamp_(0, 1)
+    return out
 
 
 def to_float_video(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ._checks import check_device, check_generator, check_int, check_range
 from .config import parse_size
@@ -179,20 +179,33 @@ def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = No
     decompression-bomb guard (which stays on) does for bombs.
     """
     with Image.open(path) as im:
-        width, height = im.size
+        orientation = exif_orientation(im)
+        turned = orientation in (5, 6, 7, 8)                        # a quarter turn: width and height swap
+        upright = lambda wh: wh[::-1] if turned else wh             # noqa: E731 (size as displayed)
+        width, height = upright(im.size)
         top, left, h, w = crop_box(height, width, size, noise, scale, ratio)
         reduce = min(h / size[0], w / size[1])
         if im.format == "JPEG" and reduce >= 4:                     # keep >= 2x for the antialiased resize
             k = 8 if reduce >= 16 else 4 if reduce >= 8 else 2
-            im.draft(None, (width // k, height // k))
-            fy, fx = im.size[1] / height, im.size[0] / width
+            im.draft(None, (im.size[0] // k, im.size[1] // k))
+            fy, fx = upright(im.size)[1] / height, upright(im.size)[0] / width
             top, left = int(top * fy), int(left * fx)
-            h, w = max(1, min(round(h * fy), im.size[1] - top)), max(1, min(round(w * fx), im.size[0] - left))
+            h, w = (max(1, min(round(h * fy), upright(im.size)[1] - top)),
+                    max(1, min(round(w * fx), upright(im.size)[0] - left)))
         if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
             raise ValueError(f"the image is {width}x{height} and would decode to {im.size[0] * im.size[1]:,} "
                              f"pixels, more than max_pixels={max_pixels:,}")
-        array = pil_to_rgb(im)
+        array = pil_to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
     return resized_crop(torch.from_numpy(array).permute(2, 0, 1), (top, left, h, w), size)
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation tag (1-8) of an open PIL image; 1 (upright) when absent or unreadable."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 -- a broken EXIF block is no reason to refuse the pixels
+        return 1
+    return value if value in range(1, 9) else 1
 
 
 def _decode_jpegs_cuda(datas: list, device) -> list:
@@ -239,12 +252,14 @@ class ImageFolder:
     Construction only lists the files (an ``os.scandir`` walk; nothing is opened). ``load`` decodes:
 
     - on CUDA, JPEGs (RGB / grey) in one batch with nvJPEG (``torchvision.io.decode_jpeg(...,
-      device="cuda")``), crop and resize on the GPU; other formats (and CMYK JPEGs) with PIL;
+      device="cuda")``), crop and resize on the GPU; other formats (and CMYK JPEGs, and JPEGs with an
+      EXIF orientation other than upright) with PIL;
     - on the CPU, with PIL (in ``num_workers`` threads when > 0), JPEGs reduced by libjpeg's DCT
       scaling where the crop is at least four times the output.
 
-    Every image becomes RGB uint8 (grey, palette, alpha, 16-bit and CMYK converted, see
-    :func:`pil_to_rgb`), then:
+    Every image is turned upright as its EXIF orientation tag says (as a photo viewer shows it, PIL's
+    ``ImageOps.exif_transpose``) and becomes RGB uint8 (grey, palette, alpha, 16-bit and CMYK converted,
+    see :func:`pil_to_rgb`), then:
 
     - ``generator=None``: the largest centred box of the output aspect, resized (= resize the
       shorter side and centre-crop; the aspect ratio is kept);
@@ -344,7 +359,8 @@ class ImageFolder:
                 data = f.read()
             with Image.open(io.BytesIO(data)) as im:            # header only; the bomb check runs here
                 small = self.max_pixels is None or im.size[0] * im.size[1] <= self.max_pixels
-                return data if im.format == "JPEG" and im.mode in ("RGB", "L") and small else False
+                upright = exif_orientation(im) == 1         # PIL turns the others upright
+                return data if im.format == "JPEG" and im.mode in ("RGB", "L") and small and upright else False
         except Exception as err:  # noqa: BLE001
             return err
 

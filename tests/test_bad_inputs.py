@@ -174,12 +174,17 @@ def test_dali_entry_points():
         dali.ProgramRenderer(CFG, batch_size=0, device="cpu")
 
 
-def test_value_check_can_be_skipped(monkeypatch):
-    """PMG_DALI_CHECK_INPUTS=0 skips the value check (not the shape and type checks)."""
-    monkeypatch.setenv("PMG_DALI_CHECK_INPUTS", "0")
+@pytest.mark.parametrize("off", ["0", "false", "No", "off"])
+def test_value_check_can_be_skipped(monkeypatch, off):
+    """PMG_DALI_CHECK_INPUTS=0 (or any false word of the package's flag parser) skips the value check,
+    not the shape and type checks."""
+    monkeypatch.setenv("PMG_DALI_CHECK_INPUTS", off)
     PseudoMotion(CFG)(IMAGES * 255, generator=torch.Generator().manual_seed(0))
     with pytest.raises(TypeError, match="`images` must be uint8 or floating"):
         PseudoMotion(CFG)(IMAGES.int())
+    monkeypatch.setenv("PMG_DALI_CHECK_INPUTS", "perhaps")
+    with pytest.raises(ValueError, match="the environment variable PMG_DALI_CHECK_INPUTS must be one of"):
+        PseudoMotion(CFG)(IMAGES * 255)
 
 
 def test_valid_edges_pass():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pmg_dali._checks import (check_bool, check_choice, check_generator, check_int, check_number, check_range,
+from pmg_dali._checks import (env_flag, check_bool, check_choice, check_generator, check_int, check_number, check_range,
                               check_rank)
 
 
@@ -83,3 +83,20 @@ def test_check_rank():
         check_rank("rank", 2, "world_size", 2)
     with pytest.raises(ValueError, match="`rank` must be >= 0, but got -1"):
         check_rank("rank", -1, "world_size", 2)
+
+
+@pytest.mark.parametrize("text, default, expect", [
+    (None, True, True), ("", False, False), ("1", False, True), (" Yes ", False, True), ("ON", False, True),
+    ("true", False, True), ("0", True, False), ("no", True, False), ("Off", True, False), ("false", True, False)])
+def test_env_flag(monkeypatch, text, default, expect):
+    if text is None:
+        monkeypatch.delenv("PMG_DALI_TEST_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("PMG_DALI_TEST_FLAG", text)
+    assert env_flag("PMG_DALI_TEST_FLAG", default) is expect
+
+
+def test_env_flag_refuses_other_words(monkeypatch):
+    monkeypatch.setenv("PMG_DALI_TEST_FLAG", "maybe")
+    with pytest.raises(ValueError, match="the environment variable PMG_DALI_TEST_FLAG must be one of .* 'maybe'"):
+        env_flag("PMG_DALI_TEST_FLAG", True)

@@ -307,3 +307,24 @@ def test_white_image_stays_white_with_the_default_framing(renderer, name):
     literal = PseudoMotion(cfg.replace(framing="whole"), renderer=renderer)(
         white, generator=torch.Generator().manual_seed(0))
     assert int(literal.min()) < 250
+
+
+def test_resizing_in_chunks_equals_one_batch(monkeypatch):
+    """Images are resized a few at a time (no float32 copy of a whole batch of large uint8 images):
+    the result is the one-batch antialiased resize."""
+    from pmg_dali import render as reference
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 37, 23), dtype=torch.uint8, generator=g)
+    whole = F.interpolate(images.float() / 255, size=(16, 12), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    monkeypatch.setattr(reference, "RESIZE_CHUNK_BYTES", 2 * 4 * images[0].numel())     # two images a chunk
+    assert torch.equal(reference.to_float_images(images, (16, 12)), whole)
+    assert torch.equal(reference.to_float_images(images.float() / 255, (16, 12)), whole)
+    assert torch.equal(reference.to_float_images(images, (37, 23)), images.float() / 255)   # no resize
+
+
+def test_program_prints_shapes_not_numbers():
+    program = PseudoMotion(PMGConfig(num_frames=4, transforms=("cutmix",))).sample(3)
+    text = repr(program)
+    assert text.startswith("MotionProgram(batch_size=3, num_frames=4, device='cpu', homography=(3, 4, 3, 3) float32")
+    assert "paste_box=(3, 4, 4) float32" in text and "tensor(" not in text

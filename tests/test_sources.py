@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import pmg_dali
 from pmg_dali import ImageFolder, TensorImages, sources
@@ -155,6 +155,33 @@ def test_large_jpeg_draft_decoding_stays_close_to_a_full_decode(tmp_path):
     ref = pil_reference(tmp_path / "big.jpg", (48, 48), (0, 80, 480, 480))
     diff = np.abs(ours - ref)
     assert diff.mean() < 2.0 and np.percentile(diff, 99) < 25, (diff.mean(), np.percentile(diff, 99))
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8, 5])
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    """A photo stored sideways with an EXIF orientation tag loads as a viewer shows it: as the same
+    picture stored upright (lossless PNG: equal pixels), also through a random crop; and through
+    libjpeg's reduced decode of a large JPEG, close to PIL's own upright full decode."""
+    upright = smooth_image(30, 50)
+    stored = Image.fromarray(upright)
+    inverse = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270,
+               5: Image.Transpose.TRANSPOSE}[orientation]              # undone by exif_transpose
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.transpose(inverse).save(tmp_path / "a_tagged.png", exif=exif)
+    stored.save(tmp_path / "b_upright.png")
+    source = ImageFolder(tmp_path)
+    for generator in (None, 3):
+        g = lambda: None if generator is None else torch.Generator().manual_seed(generator)  # noqa: E731
+        tagged, plain = (source.load([k], (12, 20), generator=g())[0] for k in (0, 1))
+        assert torch.equal(tagged, plain)
+    big = Image.fromarray(smooth_image(480, 640))
+    big.transpose(inverse).save(tmp_path / "c_big.jpg", quality=95, exif=exif)
+    ours = ImageFolder(tmp_path).load([2], (24, 32))[0].permute(1, 2, 0).numpy().astype(np.int16)
+    with Image.open(tmp_path / "c_big.jpg") as im:
+        ref = np.asarray(ImageOps.exif_transpose(im).convert("RGB").resize((32, 24), Image.BILINEAR, reducing_gap=None))
+    diff = np.abs(ours - ref)
+    assert diff.mean() < 3.0, diff.mean()
 
 
 def test_decompression_bomb_guard_is_kept_and_counts_as_broken(tmp_path, monkeypatch):
