@@ -14,11 +14,20 @@ Every step is the reference's own arithmetic on the same float32 values (the sam
 bit except where a non-identity colour matrix is applied (one matrix product per frame instead of one
 per batch; ~1e-7).
 
-Made for one thread (DataLoader workers): it pays a fixed Python cost per frame, so for small frames the
-reference is faster, and its many small kernels scale worse than the reference's few large ones across
-threads; ``PseudoMotion(renderer="auto")`` picks it accordingly (the measurements are in BENCHMARKS.md).
+Threads: the time steps of a batch are independent, so they are the unit of parallelism. With
+``torch.get_num_threads()`` = N > 1 the N threads of a small pool take the steps one at a time as they
+come free, each running torch on one thread (the process's intra-op count is set to 1 for the call and
+restored after). No step waits on another: on a shared machine a descheduled thread delays only the
+step it holds, instead of every small kernel waiting at an OpenMP barrier for it (which made one busy
+process beside the renderer cost 10x, BENCHMARKS.md). The clips are the same bits for every N.
+It pays a fixed Python cost per frame, so for small frames the reference is faster;
+``PseudoMotion(renderer="auto")`` picks accordingly (the measurements are in BENCHMARKS.md).
 """
 from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -150,10 +159,41 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     plan = _Frames(program, cfg, src.device)
     mean = torch.tensor(cfg.mean, device=src.device).view(3, 1, 1)
     std = torch.tensor(cfg.std, device=src.device).view(3, 1, 1)
-    tmp = src.new_empty(3, h, w)
     frame_view = (lambda i, k: out[i, :, k]) if cfg.layout == "BCTHW" else (lambda i, k: out[i, k])
-    for k in range(t):
+
+    def step(k: int) -> None:          # time step k of every clip: independent of the other steps
         frames = [_frame(src, i, k, plan) for i in range(b)]
+        tmp = src.new_empty(3, h, w)
         for i in range(b):
             _write(frame_view(i, k), frames, i, k, plan, tmp, mean, std)
+
+    threads = min(torch.get_num_threads(), t) if src.device.type == "cpu" else 1
+    if threads == 1:
+        for k in range(t):
+            step(k)
+    else:
+        with _LOCK, _intra_op_threads(1):
+            list(_pool(threads).map(step, range(t)))
     return out
+
+
+_LOCK = threading.Lock()       # one pooled render at a time: the intra-op thread count is process-wide
+_POOL: list = [None, 0]        # [ThreadPoolExecutor, its size]
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    if _POOL[1] != size:
+        if _POOL[0] is not None:
+            _POOL[0].shutdown(wait=False)
+        _POOL[:] = [ThreadPoolExecutor(size, thread_name_prefix="pmg_dali_cpu"), size]
+    return _POOL[0]
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -73,6 +73,42 @@ def test_sources(source):
     check(PMGConfig(transforms=TRANSFORMS, num_frames=T, size=SIZE, mixup="videomix"), images_for(5, size, dtype))
 
 
+def test_time_steps_run_in_the_pool_on_one_intra_op_thread_each(monkeypatch):
+    """The threading mechanism (not a timing): with N torch threads the steps run on the renderer's
+    pool, each with torch on one thread; the process's thread count is restored; every N gives the
+    same bits."""
+    import threading
+
+    from pmg_dali import cpu_render
+    cfg = PMGConfig(num_frames=6, size=(12, 16), transforms=TRANSFORMS, mixup="frame")
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (4, 3, 12, 16), dtype=torch.uint8, generator=g)
+    program = PseudoMotion(cfg).sample(4, generator=g)
+    seen, frame = [], cpu_render._frame
+
+    def spy(src, i, t, plan):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return frame(src, i, t, plan)
+    monkeypatch.setattr(cpu_render, "_frame", spy)
+    before = torch.get_num_threads()
+    try:
+        outs = {}
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            seen.clear()
+            outs[n] = render_cpu(images, program, cfg)
+            assert torch.get_num_threads() == n
+            names = {name for name, _ in seen}
+            if n == 1:
+                assert names == {threading.current_thread().name}
+            else:
+                assert names and all(name.startswith("pmg_dali_cpu") for name in names)
+                assert {threads for _, threads in seen} == {1}
+        assert torch.equal(outs[1], outs[3])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_batch_of_one_and_empty_batch():
     cfg = PMGConfig(transforms=("zoom", "affine"), num_frames=T, size=SIZE, normalize=False)
     check(cfg, images_for(1))
