@@ -8,6 +8,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,19 @@ def test_lr_schedule_warms_up_then_anneals_to_the_floor():
     assert lr_at(0.55, 1.0, 0.0, 0.1, 0.01) == pytest.approx(0.5)          # half-way through the cosine
 
 
+def test_busy_cores_sees_a_spinning_process():
+    import runtime
+    quiet = runtime.busy_cores(0.3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = runtime.busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0 <= quiet and busy > quiet + 0.5, (quiet, busy)
+
+
 def test_cpu_threads_leave_a_core_per_worker(monkeypatch):
     import runtime
 
@@ -295,8 +309,12 @@ def test_cpu_threads_leave_a_core_per_worker(monkeypatch):
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        monkeypatch.setattr(runtime, "busy_cores", lambda: 0.2)             # a quiet machine
         assert runtime.cpu_threads(num_workers=1) == 3 == torch.get_num_threads()
         assert runtime.cpu_threads(num_workers=4) == 1
+        monkeypatch.setattr(runtime, "busy_cores", lambda: 1.7)             # two cores taken by others
+        assert runtime.cpu_threads(num_workers=1) == 1
+        assert runtime.cpu_threads(num_workers=0) == 2
         assert runtime.cpu_threads(num_workers=0, requested=2) == 2
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert runtime.cpu_threads(num_workers=0) == torch.get_num_threads() == 2   # left as it is

@@ -17,6 +17,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 
 import numpy as np
 import torch
@@ -93,12 +94,41 @@ def resume_command(script: str, argv: list[str]) -> str:
     return " ".join([sys.executable, script, *kept, "--resume=True"])
 
 
+def busy_cores(seconds: float = 0.25) -> float:
+    """How many of the cores this process may run on other processes keep busy now: their busy time
+    over ``seconds`` (the per-CPU lines of ``/proc/stat``, while this process waits), in cores; 0
+    where ``/proc/stat`` cannot be read."""
+    mine = {f"cpu{k}" for k in (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ())}
+
+    def sample() -> tuple[float, float]:
+        total = idle = 0.0
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name in mine:
+                    values = [float(v) for v in fields]
+                    total, idle = total + sum(values), idle + values[3] + values[4]   # idle + iowait
+        return total, idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    return len(mine) * max(0.0, 1 - (idle1 - idle0) / (total1 - total0))
+
+
 def cpu_threads(num_workers: int = 0, requested: int = 0) -> int:
     """Set and return the torch thread count of a CPU run.
 
     ``requested`` > 0 wins; else ``OMP_NUM_THREADS`` if set; else the usable cores minus the DataLoader
-    worker processes (at least 1): each worker already keeps one core busy, and more threads than cores
-    make torch's threads wait on each other.
+    worker processes minus the cores other processes keep busy at start-up (:func:`busy_cores`,
+    rounded), at least 1. Torch's threads wait for each other at every operation: one of them sharing
+    its core with a busy process slows all of them (2 threads on 2 cores beside one busy process ran
+    the demo at 31 clips/s, 1 thread at 67; quiet, 2 threads ran at 100). A process that starts later
+    is not seen; set ``--threads`` then.
     """
     if requested > 0:
         threads = requested
@@ -106,7 +136,7 @@ def cpu_threads(num_workers: int = 0, requested: int = 0) -> int:
         return torch.get_num_threads()
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores - num_workers)
+        threads = max(1, cores - num_workers - round(busy_cores()))
     torch.set_num_threads(threads)
     return threads
 
