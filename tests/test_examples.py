@@ -2,6 +2,7 @@
 runtime (lr rule, checkpoints, threads, GIFs) and CPU runs of pretrain.py / finetune.py (subprocesses,
 tiny sizes): smoke, exact resume, a refused pickled payload, --help, signals."""
 import csv
+import json
 import math
 import os
 import pickle
@@ -526,3 +527,78 @@ def test_finetune_sigterm_then_resume_matches_a_straight_run(video_root, tmp_pat
         return [line.split(" (")[0] for line in stdout.splitlines() if line.startswith("epoch ")]
 
     assert metrics(resumed) == metrics(straight)[epoch:]
+
+
+BAD_VALUES = [     # (script, flags, what its one-line error says)
+    ("pretrain.py", ["--grad_accum=0"], "--grad_accum must be an int >= 1, but got 0"),
+    ("pretrain.py", ["--ckpt_every=0"], "--ckpt_every must be an int >= 1, but got 0"),
+    ("pretrain.py", ["--log_interval=0"], "--log_interval must be an int >= 1, but got 0"),
+    ("pretrain.py", ["--base_lr=-1"], "--base_lr must be a finite number > 0, but got -1.0"),
+    ("pretrain.py", ["--base_lr=nan"], "--base_lr must be a finite number > 0, but got nan"),
+    ("pretrain.py", ["--device=foo"], "--device must be auto, cpu, or cuda / cuda:N of a GPU this machine has"),
+    ("pretrain.py", [f"--device=cuda:{torch.cuda.device_count()}"], "--device must be auto, cpu, or cuda"),
+    ("pretrain.py", ["--max_iters=-5"], "--max_iters must be an int >= 1, but got -5"),
+    ("pretrain.py", ["--threads=-1"], "--threads must be an int >= 0, but got -1"),
+    ("pretrain.py", ["--max_seconds=-1"], "--max_seconds must be a finite number >= 0, but got -1.0"),
+    ("pretrain.py", ["--dtype=int8"], "--dtype must be one of bfloat16, float16, float32, but got 'int8'"),
+    ("pretrain.py", ["--mask_ratio=1"], r"--mask_ratio must be a finite number in [0, 1), but got 1.0"),
+    ("pretrain.py", ["--transforms=zoom,warp"], "--transforms must be distinct items of identity, sliding_window"),
+    ("pretrain.py", ["--embed_dim=30", "--num_heads=4", "--device=cpu"],
+     "`embed_dim` must be a multiple of `num_heads` (4), but got 30"),
+    ("finetune.py", ["--batch_size=0"], "--batch_size must be an int >= 1, but got 0"),
+    ("finetune.py", ["--crop_scale=1.5,0.2"], "--crop_scale must be two numbers a,b with 0 < a <= b <= 1"),
+    ("finetune.py", ["--layer_decay=0"], "--layer_decay must be a finite number in (0, 1], but got 0.0"),
+    ("finetune.py", ["--epochs=0"], "--epochs must be an int >= 1, but got 0"),
+    ("transfer.py", ["--seeds=-1"], "--seeds must be one or more ints >= 0, comma-separated, but got (-1,)"),
+    ("transfer.py", ["--conditions=pmg,video"], "--conditions must be distinct items of pmg, identity"),
+    ("transfer.py", ["--embed_dim=30"], "--embed_dim / --decoder_embed_dim must be multiples of --num_heads"),
+    ("transfer.py", ["--pretrain_lr=inf"], "--pretrain_lr must be a finite number > 0, but got inf"),
+]
+CLI_CASES = r'''
+import contextlib, io, json, runpy, sys
+out = []
+for script, flags in json.loads(sys.argv[1]):
+    sys.argv, err = [script, *flags], io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as exc:          # as the interpreter does: a message is printed, status 1
+        code = exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, int):
+            err.write(str(exc.code) + "\n")
+    out.append([code, err.getvalue()])
+print(json.dumps(out))
+'''
+
+
+def cli_errors(cases: list) -> list:
+    """(exit status, stderr) of each (script, flags) run in one process (torch is imported once)."""
+    result = subprocess.run([sys.executable, "-c", CLI_CASES, json.dumps(cases)], cwd=EXAMPLE, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_bad_value_is_one_line_and_exit_2():
+    results = cli_errors([[script, flags] for script, flags, _ in BAD_VALUES])
+    for (script, flags, message), (code, stderr) in zip(BAD_VALUES, results):
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
+
+
+def test_bad_checkpoints_are_named(pretrained, tmp_path):
+    """A file that is not a checkpoint, one cut short, and one of another model: one line each."""
+    out, _ = pretrained
+    for name, data in (("text", b"not a checkpoint at all\n"), ("cut", (out / "ckpt.pt").read_bytes()[:5000])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ckpt.pt").write_bytes(data)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "ckpt.pt").write_bytes((out / "ckpt.pt").read_bytes())
+    resume = [*PRETRAIN, "--max_iters=6", "--resume=True"]
+    results = cli_errors([["pretrain.py", [*resume, f"--out_dir={tmp_path / 'text'}"]],
+                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'cut'}"]],
+                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--depth=3"]]])
+    expected = ["is not a PyTorch checkpoint: not a zip archive", "is not a PyTorch checkpoint: not a zip archive",
+                "holds another model (depth=2 there, 3 here)"]
+    for (code, stderr), message in zip(results, expected):
+        assert code != 0 and message in stderr and "Traceback" not in stderr, stderr

@@ -89,4 +89,4 @@ def test_quick_transfer_run(tmp_path):
 def test_unknown_condition_is_refused():
     result = subprocess.run([sys.executable, str(EXAMPLE / "transfer.py"), "--conditions=pmg,video"],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "--conditions must name some of ('pmg', 'identity')" in result.stderr
+    assert result.returncode == 2 and "--conditions must be distinct items of pmg, identity" in result.stderr

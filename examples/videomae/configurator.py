@@ -14,18 +14,93 @@ with its default and the comment next to it, then exits. A value takes the type 
   Python literal or the text.
 
 ``None`` / ``none`` sets a key whose default is ``None``, or one listed in ``nullable``, to ``None``
-(``--mixup=none``); other keys refuse it. A wrong key or value is a
-``SystemExit`` whose message names the key and the value, never a traceback.
+(``--mixup=none``); other keys refuse it. A wrong key or value is a :class:`ConfigError`: one line on
+stderr naming the key, the value and what is allowed, exit status 2 (as argparse), never a traceback.
+:func:`check` holds values to their domains (a :data:`Rule` per key) before any work starts.
 """
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
 import sys
+from typing import Callable
 
 NONE = ("None", "none")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+class ConfigError(SystemExit):
+    """A bad ``--key=value``: prints its one-line message to stderr and exits with status 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+        print(message, file=sys.stderr, flush=True)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+Rule = tuple[Callable[[object], bool], str]      # (is the value allowed?, what is allowed, in words)
+
+
+def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False, high_open: bool = False,
+           none: bool = False) -> Rule:
+    """A finite number in the interval (None too with ``none``)."""
+    def ok(v):
+        if v is None:
+            return none
+        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (low < v if low_open else low <= v) and (v < high if high_open else v <= high))
+    ends = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
+    words = (f"> {low:g}" if low_open else f">= {low:g}") if high == math.inf else f"in {ends}"
+    return ok, f"a finite number {words}" + (" or None" if none else "")
+
+
+def integer(low: int = 0, none: bool = False) -> Rule:
+    return (lambda v: (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= low),
+            f"an int >= {low}" + (" or None" if none else ""))
+
+
+def choice(*options) -> Rule:
+    return (lambda v: v in options), f"one of {', '.join(str(o) for o in options)}"
+
+
+def subset(options, low: int = 1) -> Rule:
+    return (lambda v: isinstance(v, tuple) and len(v) >= low and set(v) <= set(options) and len(set(v)) == len(v),
+            f"{'' if low else 'none or '}distinct items of {', '.join(options)}")
+
+
+def interval(low: float, high: float) -> Rule:
+    """A pair (a, b) with low < a <= b <= high."""
+    return (lambda v: isinstance(v, tuple) and len(v) == 2 and all(number(low, high, low_open=True)[0](x) for x in v)
+            and v[0] <= v[1], f"two numbers a,b with {low:g} < a <= b <= {high:g}")
+
+
+def device_rule() -> Rule:
+    """auto, cpu, cuda or cuda:N of a device this machine has."""
+    def ok(v):
+        if v in ("auto", "cpu"):
+            return True
+        import torch
+        match = re.fullmatch(r"cuda(?::(\d+))?", str(v))
+        return bool(match) and torch.cuda.is_available() and int(match.group(1) or 0) < torch.cuda.device_count()
+    return ok, "auto, cpu, or cuda / cuda:N of a GPU this machine has (torch.cuda.is_available())"
+
+
+def check(config: dict, rules: dict[str, Rule]) -> None:
+    """Every key of ``rules`` must hold a value its rule allows: else one line naming the key, the value
+    and what is allowed (:class:`ConfigError`)."""
+    for key, (ok, allowed) in rules.items():
+        if not ok(config[key]):
+            raise ConfigError(f"--{key} must be {allowed}, but got {config[key]!r}")
+
+
+def fail(message: str) -> ConfigError:
+    """A :class:`ConfigError` for a rule that spans keys (e.g. a width and its heads)."""
+    return ConfigError(message)
 
 
 def config_keys(namespace: dict) -> list[str]:
@@ -53,7 +128,7 @@ def convert(key: str, text: str, default, kind: type | None = None, nullable: bo
     kind = kind or (type(default) if default is not None else None)
 
     def wrong(expected: str):
-        return SystemExit(f"--{key} must be {expected} (default {default!r}), but got {text!r}")
+        return ConfigError(f"--{key} must be {expected} (default {default!r}), but got {text!r}")
 
     if text in NONE:
         if default is None or nullable:
@@ -89,6 +164,8 @@ def convert(key: str, text: str, default, kind: type | None = None, nullable: bo
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+            return float(text)          # a float: its key's rule says whether it is allowed
         raise wrong("a float")
     if not isinstance(value, kind):
         raise wrong(f"a {kind.__name__}")
@@ -146,10 +223,10 @@ def configure(namespace: dict, argv: list[str], types: dict[str, type] | None = 
         sys.exit(0)
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
-            raise SystemExit(f"arguments must look like --key=value (or --help), but got {arg!r}")
+            raise ConfigError(f"arguments must look like --key=value (or --help), but got {arg!r}")
         key, text = arg[2:].split("=", 1)
         if key not in keys:
-            raise SystemExit(f"unknown config key {key!r} in {arg!r}; known keys: {', '.join(sorted(keys))} "
-                             "(--help lists them with their defaults)")
+            raise ConfigError(f"unknown config key {key!r} in {arg!r}; known keys: {', '.join(sorted(keys))} "
+                              "(--help lists them with their defaults)")
         namespace[key] = convert(key, text, namespace[key], types.get(key), key in nullable)
     return {k: namespace[k] for k in keys}

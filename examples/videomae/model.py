@@ -57,6 +57,10 @@ class VideoMAEConfig:
         if self.num_frames % self.tubelet_size:
             raise ValueError(f"`num_frames` must be a multiple of `tubelet_size` ({self.tubelet_size}), "
                              f"but got {self.num_frames}")
+        for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+            if getattr(self, width) % getattr(self, heads):
+                raise ValueError(f"`{width}` must be a multiple of `{heads}` ({getattr(self, heads)}), "
+                                 f"but got {getattr(self, width)}")
 
     @property
     def grid(self) -> tuple[int, int, int]:

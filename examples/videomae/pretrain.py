@@ -46,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runtime  # noqa: E402
-from configurator import configure, given_keys  # noqa: E402
+from configurator import check, choice, configure, device_rule, fail, given_keys, integer, number, subset  # noqa: E402
 from model import VideoMAE, VideoMAEConfig, patchify, unpatchify  # noqa: E402
 
 import pmg_dali  # noqa: E402
@@ -109,6 +109,21 @@ _argv = sys.argv[1:]
 config = configure(globals(), _argv, nullable=("mixup",),
                    types=dict(embed_dim=int, depth=int, num_heads=int, decoder_embed_dim=int,
                               decoder_num_heads=int, warmup_iters=int, lr_decay_iters=int))
+# what each key allows, checked before any work starts (one line and exit 2 otherwise)
+RULES = dict(log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1), num_images=integer(1),
+             pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS), mixup=choice(None, "frame", "videomix"),
+             backend=choice("torch", "dali"), loader_workers=integer(-1), seed=integer(0),
+             model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
+             patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
+             depth=integer(1, none=True), num_heads=integer(1, none=True),
+             decoder_embed_dim=integer(1, none=True), decoder_depth=integer(1),
+             decoder_num_heads=integer(1, none=True), mask_ratio=number(0, 1, high_open=True),
+             batch_size=integer(1), grad_accum=integer(1), max_iters=integer(1), max_seconds=number(0),
+             base_lr=number(0, low_open=True), base_min_lr=number(0), warmup_iters=integer(0, none=True),
+             lr_decay_iters=integer(1, none=True), weight_decay=number(0), beta1=number(0, 1, high_open=True),
+             beta2=number(0, 1, high_open=True), grad_clip=number(0), device=device_rule(),
+             dtype=choice("bfloat16", "float16", "float32"), threads=integer(0))
+check(config, RULES)
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
@@ -249,7 +264,7 @@ def main() -> None:
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, norm_pix_loss=norm_pix_loss)
     except ValueError as err:                      # the message names the setting (`model`, `img_size`, ...)
-        raise SystemExit(f"pretrain.py: {err}") from None
+        raise fail(f"pretrain.py: {err}") from None
     net = VideoMAE(model_args).to(dev)
     total_batch = batch_size * grad_accum * world_size
     lr, min_lr = runtime.peak_lr(base_lr, total_batch), runtime.peak_lr(base_min_lr, total_batch)
@@ -278,6 +293,8 @@ def main() -> None:
     iter_num, elapsed = 0, 0.0
     if resume:
         ckpt = runtime.load_checkpoint(ckpt_path, "--resume=True")
+        runtime.check_resumable(ckpt, asdict(model_args), ckpt_path,
+                                ("model", "optimizer", "loader", "rng", "iter_num", "model_args"))
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         loader.load_state_dict(ckpt["loader"])
@@ -327,7 +344,7 @@ def main() -> None:
 
     sync = torch.cuda.synchronize if (sync_timing and device_type == "cuda") else (lambda: None)
     stream = batches(loader)
-    t_start = t_log = time.time() - elapsed          # a resumed run keeps counting its time
+    t_start, t_log = time.time() - elapsed, time.time()     # a resumed run keeps counting its time
     t_data, clips_since, loss_since = 0.0, 0, torch.zeros((), device=dev)
     signum = 0
     while iter_num < max_iters and not (max_seconds > 0 and elapsed >= max_seconds):

@@ -18,6 +18,7 @@ import pickle
 import signal
 import sys
 import time
+import zipfile
 
 import numpy as np
 import torch
@@ -43,9 +44,13 @@ def lr_at(progress: float, peak: float, low: float, warmup: float, step: float) 
 
 
 def load_checkpoint(path: str, flag: str) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU; a refused or unreadable file is a ``SystemExit``."""
+    """``torch.load(path, weights_only=True)`` on CPU; a missing, foreign, truncated, refused or
+    unreadable file is a ``SystemExit`` saying which."""
     if not os.path.isfile(path):
         raise SystemExit(f"{flag}: no checkpoint at {path!r}")
+    if not zipfile.is_zipfile(path):                       # torch.save writes a zip archive
+        raise SystemExit(f"{flag}: {path!r} is not a PyTorch checkpoint: not a zip archive as torch.save "
+                         f"writes (another kind of file, or one cut short)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -54,6 +59,19 @@ def load_checkpoint(path: str, flag: str) -> dict:
                          f"values, and unpickling it could run code ({reason})") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} ({type(err).__name__}: {err})") from None
+
+
+def check_resumable(state: dict, model_args: dict, path: str, keys: tuple[str, ...]) -> None:
+    """``state`` holds ``keys`` and was written for ``model_args``: else a one-line ``SystemExit``
+    naming the file and what differs (rather than a state-dict mismatch from torch)."""
+    if not isinstance(state, dict) or set(keys) - set(state):
+        missing = sorted(set(keys) - set(state)) if isinstance(state, dict) else list(keys)
+        raise SystemExit(f"--resume=True: {path!r} is not a checkpoint of this script (no {', '.join(missing)})")
+    differ = {k: (state["model_args"].get(k), v) for k, v in model_args.items() if state["model_args"].get(k) != v}
+    if differ:
+        said = ", ".join(f"{k}={was!r} there, {now!r} here" for k, (was, now) in differ.items())
+        raise SystemExit(f"--resume=True: {path!r} holds another model ({said}); resume with its settings "
+                         f"or start a new --out_dir")
 
 
 def save_checkpoint(state: dict, path: str) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from configurator import configure  # noqa: E402
+from configurator import check, configure, device_rule, fail, integer, number, subset  # noqa: E402
 
 import pmg_dali  # noqa: E402
 
@@ -94,8 +94,21 @@ config = configure(globals(), sys.argv[1:], types=dict(data_root=str))
 CONDITIONS = {"pmg": pretrain_flags,
               "identity": " ".join([*(f for f in pretrain_flags.split() if f.startswith("--source=")),
                                     "--transforms=identity", "--mixup=none"])}
-if not conditions or set(conditions) - set(CONDITIONS):
-    raise SystemExit(f"--conditions must name some of {tuple(CONDITIONS)}, but got {conditions!r}")
+# what each key allows, checked before any work starts (one line and exit 2 otherwise)
+RULES = dict(videos_per_class=integer(1), video_size=integer(8), video_frames=integer(1), img_size=integer(1),
+             num_frames=integer(1), patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1),
+             depth=integer(1), num_heads=integer(1), decoder_embed_dim=integer(1), decoder_depth=integer(1),
+             decoder_num_heads=integer(1), pretrain_iters=integer(1), pretrain_batch=integer(1),
+             pretrain_lr=number(0, low_open=True), pretrain_seconds=number(0), conditions=subset(CONDITIONS),
+             finetune_epochs=integer(1), probe_epochs=integer(1), batch_size=integer(1),
+             finetune_lr=number(0, low_open=True), probe_lr=number(0, low_open=True),
+             seeds=(lambda v: isinstance(v, tuple) and len(v) > 0 and all(integer(0)[0](x) for x in v),
+                    "one or more ints >= 0, comma-separated"),
+             num_workers=integer(0), device=device_rule())
+check(config, RULES)
+if embed_dim % num_heads or decoder_embed_dim % decoder_num_heads:
+    raise fail(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, but got "
+               f"{embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
 # -----------------------------------------------------------------------------
 if quick:
     videos_per_class, video_size, video_frames, img_size, num_frames, patch_size = 6, 32, 8, 16, 4, 4
