@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 import pmg_dali
+from harness import write_json   # the benchmarks' one JSON writer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,10 +104,8 @@ def main(argv=None) -> dict:
     print("| path | quiet clips/s | beside busy | kept |\n|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['quiet']:.1f} | {row['busy']:.1f} | {row['kept']:.0%} |")
+    write_json(args.json, result)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
         print(f"\nwrote {args.json}")
     return result
 

@@ -153,6 +153,7 @@ def test_python_m_pmg_dali_bench_quick(tmp_path):
 @pytest.mark.parametrize("script, args", [
     ("bench_loader.py", ["--quick", "--device", "cpu", "--batch_size", "2", "--num_frames", "4", "--size", "32"]),
     ("bench_dali.py", ["--quick"]),
+    ("bench_load.py", ["--no_demo", "--batch_size", "1", "--repeats", "1"]),
 ])
 def test_refactored_scripts_still_run(tmp_path, script, args):
     if script == "bench_dali.py":
