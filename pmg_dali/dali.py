@@ -7,7 +7,7 @@ Two ways to get motion parameters:
   natural, fastest DALI path, a helper you drop into your own ``@pipeline_def``;
 - **fed** (:class:`ProgramRenderer`, :func:`render`): a :class:`~pmg_dali.MotionProgram` from pmg_dali's
   own sampler enters through ``fn.external_source``, so the DALI and torch backends render identical
-  programs (the loader's ``backend="dali"``).
+  programs (the loader's ``renderer="dali"``).
 
 Either way the clips follow the torch backend's contract: ``config.layout``, ``config.dtype`` and
 ImageNet normalisation (DALI has no bfloat16: it renders float32 and torch casts).

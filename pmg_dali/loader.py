@@ -12,6 +12,7 @@ epoch, the ratio and the order of random draws are documented there).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Iterator
 
 import numpy as np
@@ -23,14 +24,16 @@ from .config import PMGConfig
 from .engine_check import checked_renderer
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
 from .real_videos import RealVideos, draw_programs, plan_epoch, plan_generator
+from .module import RENDERERS as MODULE_RENDERERS
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
 from .targets import TARGET_KEYS, batch_targets, check_targets
 
-__all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer"]
+__all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer", "RENDERERS"]
 
-BACKENDS = ("torch", "dali")
+RENDERERS = (*MODULE_RENDERERS, "dali")     # PseudoMotion's engines, or DALI's operators
+BACKENDS = ("torch", "dali")                 # the older spelling: torch = renderer "auto"
 BATCH_KEYS = ("video", "mask", "index", "is_real", *(k for keys in TARGET_KEYS.values() for k in keys))
 Renderer = Callable[[torch.Tensor, MotionProgram], torch.Tensor]
 
@@ -53,16 +56,30 @@ def to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
     return value.to(device)
 
 
-def make_renderer(backend: str, config: PMGConfig, device: torch.device, batch_size: int) -> Renderer:
-    """The render step of ``backend``: a callable ``(images (B, 3, H, W), program) -> clips`` in
-    ``config.layout`` / ``config.dtype`` on ``device``, for batches of up to ``batch_size`` clips."""
-    if backend == "torch":
-        module = PseudoMotion(config)
+def make_renderer(renderer: str, config: PMGConfig, device: torch.device, batch_size: int) -> Renderer:
+    """The render step of ``renderer`` (one of :data:`RENDERERS`): a callable ``(images (B, 3, H, W),
+    program) -> clips`` in ``config.layout`` / ``config.dtype`` on ``device``, for batches of up to
+    ``batch_size`` clips."""
+    if renderer != "dali":
+        module = PseudoMotion(config, renderer=renderer)
         return lambda images, program: module(images, program=program)   # renderers move it
     from . import dali  # ImportError with the install command without the extra
     kind = "gpu" if device.type == "cuda" else "cpu"
-    renderer = dali.ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
-    return checked_renderer("dali", renderer, config)   # self-check against the torch reference first
+    dali_renderer = dali.ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
+    return checked_renderer("dali", dali_renderer, config)   # self-check against the torch reference first
+
+
+def resolve_renderer(renderer: str | None, backend: str | None) -> str:
+    """``renderer``, or the renderer the deprecated ``backend`` names (with a DeprecationWarning)."""
+    if backend is not None:
+        if renderer is not None:
+            raise ValueError(f"give `renderer` only (`backend` is its older name), but got renderer={renderer!r} "
+                             f"and backend={backend!r}")
+        check_choice("backend", backend, BACKENDS)
+        renderer = "dali" if backend == "dali" else "auto"
+        warnings.warn(f"PseudoMotionLoader(backend={backend!r}) is deprecated: use renderer={renderer!r} "
+                      f"(the names of PseudoMotion's renderers, or 'dali')", DeprecationWarning, stacklevel=3)
+    return check_choice("renderer", "auto" if renderer is None else renderer, RENDERERS)
 
 
 def resolve_rank(rank, world_size) -> tuple[int, int]:
@@ -111,8 +128,11 @@ class PseudoMotionLoader:
         batch_size: clips per batch on this rank.
         config: a :class:`PMGConfig` (default ``PMGConfig()``); ``video`` follows its layout/dtype.
         device: where every tensor of a batch is made and returned.
-        backend: ``"torch"`` (:class:`pmg_dali.PseudoMotion`) or ``"dali"`` (DALI operators,
+        renderer: the engine that renders the programs: one of :class:`pmg_dali.PseudoMotion`'s
+            (``"auto"``, ``"reference"``, ``"fused"``, ``"cpu"``), or ``"dali"`` (DALI operators,
             :class:`pmg_dali.dali.ProgramRenderer`; needs the ``dali`` extra) -- the same programs.
+            ``backend="torch" | "dali"``, the older name (``"torch"`` is ``"auto"``), still works for
+            this release with a ``DeprecationWarning``.
         seed: int >= 0; with the epoch it fixes the order, with (epoch, rank, step) each batch.
         mask_ratio: tube-mask ratio in [0, 1) (:func:`pmg_dali.tube_mask`); None: no ``"mask"`` key.
         rank, world_size: this process's share; None: from ``torch.distributed`` when it is
@@ -125,7 +145,7 @@ class PseudoMotionLoader:
         prefetch: make the next batch on a side CUDA stream while the current one is used (CUDA
             only). Memory: one more batch held at all times, ``B * 3 * T * H * W * bytes(dtype)``
             (64 x 16 x 224^2: 617 MB float32, 308 MB bf16), and the renderer's transient working
-            set -- for the torch backend a peak of about four float32 clip batches (2.5 GB at
+            set -- for the torch reference renderer a peak of about four float32 clip batches (2.5 GB at
             64 x 16 x 224^2) -- now overlaps the training step's own peak
             instead of coming before it.
         num_workers: processes that draw each batch's host part -- its program(s) and tube mask, the
@@ -137,7 +157,7 @@ class PseudoMotionLoader:
         videos: real videos to mix in (``len(videos)``, ``videos.load(indices, size, device,
             generator)`` -> uint8 (B, 3, T, H, W), e.g. :class:`pmg_dali.VideoFolder`); None: images only.
             Batches then carry ``"is_real"`` (B,) bool. Real clips are always drawn with torch
-            (:meth:`pmg_dali.PseudoMotion.augment`), also when ``backend="dali"`` renders the images.
+            (:meth:`pmg_dali.PseudoMotion.augment`), also when ``renderer="dali"`` renders the images.
         pmg_ratio: with ``videos``, the fraction in [0, 1] of clips that are pseudo-motion (default
             0.5; exact over an epoch, see :mod:`pmg_dali.real_videos`); must be None without videos.
         mix_per: ``"sample"`` (each clip drawn real or pseudo on its own) or ``"batch"`` (whole batches).
@@ -153,11 +173,11 @@ class PseudoMotionLoader:
     """
 
     def __init__(self, source, batch_size: int = 32, config: PMGConfig | None = None, device="cuda",
-                 backend: str = "torch", seed: int = 0, mask_ratio: float | None = 0.75,
+                 renderer: str | None = None, seed: int = 0, mask_ratio: float | None = 0.75,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = True, *,
                  shuffle: bool = True, patch_size: int = 16, tubelet_size: int = 2, prefetch: bool = False,
                  num_workers: int = 0, videos=None, pmg_ratio: float | None = None, mix_per: str = "sample",
-                 augment_videos: bool = True, targets: tuple[str, ...] | None = None):
+                 augment_videos: bool = True, targets: tuple[str, ...] | None = None, backend: str | None = None):
         if not (hasattr(source, "__len__") and callable(getattr(source, "load", None))):
             raise TypeError(f"`source` must have len(source) and source.load(indices, size, device, "
                             f"generator), but got {type(source).__name__}")
@@ -181,7 +201,9 @@ class PseudoMotionLoader:
         if self.prefetch and self.device.type != "cuda":
             raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
                              f"but got device {str(self.device)!r}")
-        self.backend = check_choice("backend", backend, BACKENDS)
+        if renderer in BACKENDS and renderer != "dali":    # the older positional spelling ("torch")
+            renderer, backend = None, renderer
+        self.renderer = resolve_renderer(renderer, backend)
         self.source = source
         share = dict(num_replicas=self.world_size, rank=self.rank, shuffle=self.shuffle, seed=self.seed,
                      drop_last=self.drop_last)
@@ -198,7 +220,7 @@ class PseudoMotionLoader:
         self.num_workers = check_int("num_workers", num_workers, 0)
         self._host = _HostPart(self.config, self.seed, self.rank, self.batch_size, self.mask_ratio, self.patch_size,
                                self.tubelet_size, None if self.real is None else self.real.augment_videos)
-        self._render = make_renderer(backend, self.config, self.device, self.batch_size)
+        self._render = make_renderer(self.renderer, self.config, self.device, self.batch_size)
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
         self._resume = None     # first step of the next pass, set by load_state_dict
@@ -228,7 +250,7 @@ class PseudoMotionLoader:
     def __repr__(self) -> str:
         real = "" if self.real is None else f"real={self.real!r}, "
         return (f"PseudoMotionLoader(num_images={len(self.source)}, {real}batch_size={self.batch_size}, "
-                f"backend={self.backend!r}, device={str(self.device)!r}, num_workers={self.num_workers}, "
+                f"renderer={self.renderer!r}, device={str(self.device)!r}, num_workers={self.num_workers}, "
                 f"seed={self.seed}, "
                 f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")

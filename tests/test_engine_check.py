@@ -216,7 +216,7 @@ def test_dali_backend_is_checked_against_the_torch_reference(monkeypatch):
 
     source = pmg_dali.TensorImages(torch.randint(0, 256, (4, 3, 30, 30), dtype=torch.uint8))
     cfg = PMGConfig(num_frames=2, size=32, transforms=("zoom",), mixup=None)
-    good = pmg_dali.PseudoMotionLoader(source, batch_size=2, config=cfg, device="cpu", backend="dali")
+    good = pmg_dali.PseudoMotionLoader(source, batch_size=2, config=cfg, device="cpu", renderer="dali")
     assert next(iter(good))["video"].shape == (2, 3, 2, 32, 32)
 
     class Faulty(dali.ProgramRenderer):
@@ -224,7 +224,7 @@ def test_dali_backend_is_checked_against_the_torch_reference(monkeypatch):
             return shifted(super().__call__(images, program))
 
     monkeypatch.setattr(dali, "ProgramRenderer", Faulty)
-    loader = pmg_dali.PseudoMotionLoader(source, batch_size=2, config=cfg, device="cpu", backend="dali")
+    loader = pmg_dali.PseudoMotionLoader(source, batch_size=2, config=cfg, device="cpu", renderer="dali")
     with pytest.raises(RuntimeError, match="the 'dali' engine failed its self-check on cpu"):
         next(iter(loader))
     assert pmg_dali.check_engines("cpu", cfg)["dali"].status == "failed"

@@ -117,6 +117,20 @@ def test_worker_processes_give_the_same_batches_and_resume(options):
     assert "num_workers=2" in repr(workers)
 
 
+def test_renderer_names_and_the_deprecated_backend():
+    """The loader takes PseudoMotion's renderer names; backend= (and a positional "torch") still works,
+    warns, and gives the same batches as the renderer it names."""
+    expect = list(make_loader(renderer="auto"))
+    assert_batches_equal(list(make_loader(renderer="reference")), expect)       # the same bits on this size
+    with pytest.warns(DeprecationWarning, match=r"backend='torch'\) is deprecated: use renderer='auto'"):
+        old = make_loader(backend="torch")
+    assert old.renderer == "auto" and "renderer='auto'" in repr(old)
+    assert_batches_equal(list(old), expect)
+    with pytest.warns(DeprecationWarning, match="use renderer='auto'"):
+        positional = pmg_dali.PseudoMotionLoader(make_source(), 3, CFG, "cpu", "torch", 11, patch_size=8)
+    assert_batches_equal(list(positional), expect)
+
+
 def test_resume_inside_a_training_loop_across_epochs():
     def run(loader, start_epoch, crash_at=None):
         seen = []
@@ -244,7 +258,7 @@ def test_mask_ratio_none_leaves_out_the_mask():
 def test_dali_backend_gives_the_same_batches_within_interpolation_tolerance():
     """Same (seed, epoch, rank, step) -> same indices, masks and programs; pixels from DALI's
     operators equal the torch renderer's within interpolation tolerance (2/255 in [0, 1] units)."""
-    torch_loader, dali_loader = make_loader(drop_last=False), make_loader(drop_last=False, backend="dali")
+    torch_loader, dali_loader = make_loader(drop_last=False), make_loader(drop_last=False, renderer="dali")
     assert len(torch_loader) == len(dali_loader)
     std = torch.tensor(CFG.std).view(1, 1, 3, 1, 1)
     for a, b in zip(torch_loader, dali_loader):
@@ -280,6 +294,8 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     (dict(batch_size=2.5), TypeError, "`batch_size` must be an int"),
     (dict(batch_size=7, world_size=2, rank=0), ValueError, "`batch_size` must be at most the 6 images each rank gets"),
     (dict(backend="jax"), ValueError, r"`backend` must be one of \('torch', 'dali'\)"),
+    (dict(renderer="jax"), ValueError, r"`renderer` must be one of \('auto', 'reference', 'fused', 'cpu', 'dali'\)"),
+    (dict(renderer="cpu", backend="torch"), ValueError, "give `renderer` only"),
     (dict(mask_ratio=1.0), ValueError, r"`mask_ratio` must be in \[0, 1\)"),
     (dict(mask_ratio=-0.5), ValueError, r"`mask_ratio` must be in \[0, 1\)"),
     (dict(world_size=0), ValueError, "`world_size` must be >= 1"),

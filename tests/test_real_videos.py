@@ -298,7 +298,7 @@ def test_video_folder_end_to_end(video_root):
 
 @pytest.mark.dali
 def test_dali_backend_renders_images_and_torch_the_videos():
-    torch_loader, dali_loader = mixed(drop_last=False), mixed(drop_last=False, backend="dali")
+    torch_loader, dali_loader = mixed(drop_last=False), mixed(drop_last=False, renderer="dali")
     std = torch.tensor(CFG.std).view(1, 1, 3, 1, 1)
     for a, b in zip(torch_loader, dali_loader):
         for key in ("index", "mask", "is_real"):

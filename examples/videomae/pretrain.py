@@ -69,7 +69,7 @@ pmg_ratio = 0.5              # with --source=videos:<path>: fraction of clips th
 augment_videos = True        # with --source=videos:<path>: apply pseudo-motion to the real clips too
 transforms = ("zoom", "affine")   # PMG transforms, comma-separated (the paper's best pair); see pmg_dali.TRANSFORMS
 mixup = "frame"              # none | frame | videomix
-backend = "torch"            # loader backend: torch | dali
+renderer = "auto"            # the loader's renderer: auto | reference | fused | cpu | dali
 loader_workers = -1          # processes drawing each batch's programs and masks ahead; -1: 2 on CUDA, 0 on CPU
 seed = 0
 # model
@@ -112,7 +112,7 @@ config = configure(globals(), _argv, nullable=("mixup",),
 # what each key allows, checked before any work starts (one line and exit 2 otherwise)
 RULES = dict(log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1), num_images=integer(1),
              pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS), mixup=choice(None, "frame", "videomix"),
-             backend=choice("torch", "dali"), loader_workers=integer(-1), seed=integer(0),
+             renderer=choice("auto", "reference", "fused", "cpu", "dali"), loader_workers=integer(-1), seed=integer(0),
              model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
              patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
              depth=integer(1, none=True), num_heads=integer(1, none=True),
@@ -283,7 +283,7 @@ def main() -> None:
         raise SystemExit(f"--transforms={','.join(map(str, transforms))} / --mixup={mixup}: {err}") from None
     images, mixing = make_sources()
     loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
-                                         backend=backend, seed=seed, mask_ratio=mask_ratio,
+                                         renderer=renderer, seed=seed, mask_ratio=mask_ratio,
                                          patch_size=patch_size, tubelet_size=tubelet_size,
                                          num_workers=(2 if device_type == "cuda" else 0) if loader_workers < 0
                                          else loader_workers, **mixing)
