@@ -73,7 +73,7 @@ def demo_rate(iters: int):
     def measure() -> float:
         with tempfile.TemporaryDirectory() as out:
             result = subprocess.run([sys.executable, str(ROOT / "examples/videomae/pretrain.py"), "--demo=True",
-                                     "--device=cpu", f"--max_iters={iters}", f"--log_interval={iters // 2}",
+                                     "--device=cpu", f"--max_iters={iters}", f"--log_interval={max(1, iters // 2)}",
                                      "--max_seconds=0", f"--out_dir={out}"],
                                     capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:

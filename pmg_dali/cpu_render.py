@@ -26,6 +26,7 @@ It pays a fixed Python cost per frame, so for small frames the reference is fast
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -171,14 +172,43 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     if threads == 1:
         for k in range(t):
             step(k)
-    else:
-        with _LOCK, _intra_op_threads(1):
-            list(_pool(threads).map(step, range(t)))
+        return out
+    modes = _thread_modes()                # torch's per-thread modes, re-entered in each pool thread
+
+    def pooled(k: int) -> None:
+        with modes():
+            step(k)
+    with _LOCK, _intra_op_threads(1):
+        list(_pool(threads).map(pooled, range(t)))
     return out
+
+
+def _thread_modes():
+    """A context manager factory re-entering this thread's grad, inference and CPU autocast modes
+    (torch keeps them per thread: a pool thread starts without them)."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    autocast, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    @contextlib.contextmanager
+    def modes():
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
+                torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            yield
+    return modes
 
 
 _LOCK = threading.Lock()       # one pooled render at a time: the intra-op thread count is process-wide
 _POOL: list = [None, 0]        # [ThreadPoolExecutor, its size]
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's pool threads, and may inherit the lock held."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _POOL[:] = [None, 0]
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _pool(size: int) -> ThreadPoolExecutor:

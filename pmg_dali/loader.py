@@ -12,6 +12,7 @@ epoch, the ratio and the order of random draws are documented there).
 from __future__ import annotations
 
 import math
+import signal
 import warnings
 from typing import Callable, Iterator
 
@@ -153,7 +154,8 @@ class PseudoMotionLoader:
             (``torch.utils.data.DataLoader`` with this many workers over the steps; each worker runs
             torch on one thread). The batches are exactly those of ``num_workers=0`` (everything in
             this process): the host part is a pure function of ``(seed, epoch, rank, step)``. Sources,
-            rendering and the device stay in this process; workers start at each pass.
+            rendering and the device stay in this process; workers start at each pass, ignore SIGINT /
+            SIGTERM (this process stops them) and leave the global torch RNG untouched.
         videos: real videos to mix in (``len(videos)``, ``videos.load(indices, size, device,
             generator)`` -> uint8 (B, 3, T, H, W), e.g. :class:`pmg_dali.VideoFolder`); None: images only.
             Batches then carry ``"is_real"`` (B,) bool. Real clips are always drawn with torch
@@ -330,8 +332,10 @@ class PseudoMotionLoader:
         plan = self._plan(epoch)
         if self.num_workers == 0 or len(steps) == 0:
             return (self._host(plan, epoch, step) for step in steps)
+        # its own generator: the workers' base seed is not drawn from the trainer's global torch RNG
         parts = DataLoader(_HostParts(self._host, plan, epoch), batch_size=None, sampler=steps,
-                           num_workers=min(self.num_workers, len(steps)), collate_fn=_unchanged)
+                           num_workers=min(self.num_workers, len(steps)), collate_fn=_unchanged,
+                           worker_init_fn=_ignore_stop_signals, generator=torch.Generator())
         return (_HostParts.unpack(part) for part in parts)
 
     def _prefetched(self, steps: range, epoch: int, hosts: Iterator[dict]) -> Iterator[dict[str, torch.Tensor]]:
@@ -416,6 +420,13 @@ class _HostPart:
 
 def _unchanged(part):
     return part
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Host workers ignore SIGINT / SIGTERM sent to the whole process group (Ctrl-C, a scheduler's
+    stop): the training process decides when to stop (e.g. after writing a checkpoint) and ends them."""
+    for name in ("SIGINT", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class _HostParts(Dataset):

@@ -148,11 +148,11 @@ def _to_float(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         frames = _to_float(images.transpose(1, 2).reshape(b * t, c, h, w), size)
         return frames.reshape(b, t, c, *size).transpose(1, 2)
     if images.shape[0] == 0:
-        return torch.zeros(0, 3, *size, device=images.device)
+        return torch.zeros(0, 3, *size, dtype=torch.float32, device=images.device)
     if tuple(images.shape[-2:]) == tuple(size):
         return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
     # resized a few images at a time: large uint8 images never exist as one float32 batch (4x their bytes)
-    out = torch.empty(images.shape[0], 3, *size, device=images.device)
+    out = torch.empty(images.shape[0], 3, *size, dtype=torch.float32, device=images.device)
     per = max(1, RESIZE_CHUNK_BYTES // (4 * images[0].numel()))
     for start in range(0, images.shape[0], per):
         x = images[start:start + per]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ._checks import check_device, check_generator, check_int, check_range
 from .config import parse_size
@@ -195,8 +195,15 @@ def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = No
         if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
             raise ValueError(f"the image is {width}x{height} and would decode to {im.size[0] * im.size[1]:,} "
                              f"pixels, more than max_pixels={max_pixels:,}")
-        array = pil_to_rgb(ImageOps.exif_transpose(im) if orientation != 1 else im)
+        array = pil_to_rgb(im.transpose(UPRIGHT[orientation]) if orientation != 1 else im)
     return resized_crop(torch.from_numpy(array).permute(2, 0, 1), (top, left, h, w), size)
+
+
+# the transpose that turns an image with EXIF orientation k upright (as PIL's ImageOps.exif_transpose,
+# without rewriting the EXIF block, which can fail on a malformed one)
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 def exif_orientation(image) -> int:
@@ -257,8 +264,8 @@ class ImageFolder:
     - on the CPU, with PIL (in ``num_workers`` threads when > 0), JPEGs reduced by libjpeg's DCT
       scaling where the crop is at least four times the output.
 
-    Every image is turned upright as its EXIF orientation tag says (as a photo viewer shows it, PIL's
-    ``ImageOps.exif_transpose``) and becomes RGB uint8 (grey, palette, alpha, 16-bit and CMYK converted,
+    Every image is turned upright as its EXIF orientation tag says (as a photo viewer shows it, as PIL's
+    ``ImageOps.exif_transpose`` does) and becomes RGB uint8 (grey, palette, alpha, 16-bit and CMYK converted,
     see :func:`pil_to_rgb`), then:
 
     - ``generator=None``: the largest centred box of the output aspect, resized (= resize the

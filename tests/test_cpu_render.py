@@ -105,6 +105,15 @@ def test_time_steps_run_in_the_pool_on_one_intra_op_thread_each(monkeypatch):
                 assert names and all(name.startswith("pmg_dali_cpu") for name in names)
                 assert {threads for _, threads in seen} == {1}
         assert torch.equal(outs[1], outs[3])
+        jitter = PMGConfig(num_frames=6, size=(12, 16), transforms=("color_jitter", "affine"), mixup=None)
+        for modes in (torch.inference_mode, lambda: torch.autocast("cpu", dtype=torch.bfloat16)):
+            per_count = []
+            for n in (1, 3):       # the pool threads run in the caller's inference / autocast mode
+                torch.set_num_threads(n)
+                with modes():
+                    per_count.append(render_cpu(images, PseudoMotion(jitter).sample(4, generator=torch.Generator()
+                                                                                    .manual_seed(1)), jitter))
+            assert torch.equal(*per_count)
     finally:
         torch.set_num_threads(before)
 

@@ -545,6 +545,10 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("pretrain.py", ["--transforms=zoom,warp"], "--transforms must be distinct items of identity, sliding_window"),
     ("pretrain.py", ["--embed_dim=30", "--num_heads=4", "--device=cpu"],
      "`embed_dim` must be a multiple of `num_heads` (4), but got 30"),
+    ("pretrain.py", ["--seed=9223372036854775808"], "--seed must be an int in [0, 9223372036854775807]"),
+    ("pretrain.py", ["--renderer=fused", "--device=cpu"], "--renderer=fused needs a CUDA --device"),
+    ("pretrain.py", [*TINY_FLAGS, "--num_images=3", "--batch_size=4", "--source=synthetic:shader"],
+     "pretrain.py: `batch_size` must be at most the 3 images each rank gets per epoch"),
     ("finetune.py", ["--batch_size=0"], "--batch_size must be an int >= 1, but got 0"),
     ("finetune.py", ["--crop_scale=1.5,0.2"], "--crop_scale must be two numbers a,b with 0 < a <= b <= 1"),
     ("finetune.py", ["--layer_decay=0"], "--layer_decay must be a finite number in (0, 1], but got 0.0"),
@@ -597,8 +601,10 @@ def test_bad_checkpoints_are_named(pretrained, tmp_path):
     resume = [*PRETRAIN, "--max_iters=6", "--resume=True"]
     results = cli_errors([["pretrain.py", [*resume, f"--out_dir={tmp_path / 'text'}"]],
                           ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'cut'}"]],
-                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--depth=3"]]])
+                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--depth=3"]],
+                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--batch_size=1"]]])
     expected = ["is not a PyTorch checkpoint: not a zip archive", "is not a PyTorch checkpoint: not a zip archive",
-                "holds another model (depth=2 there, 3 here)"]
+                "holds another model (depth=2 there, 3 here)", "was written with other data settings: `state` was "
+                "taken with batch_size=2, but this loader has batch_size=1"]
     for (code, stderr), message in zip(results, expected):
         assert code != 0 and message in stderr and "Traceback" not in stderr, stderr

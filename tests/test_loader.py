@@ -131,6 +131,21 @@ def test_renderer_names_and_the_deprecated_backend():
     assert_batches_equal(list(positional), expect)
 
 
+def test_worker_processes_leave_the_global_rng_and_ignore_stop_signals():
+    """A trainer's own random stream does not depend on num_workers; the host workers survive the
+    SIGINT / SIGTERM a scheduler sends to the process group (the training process stops them)."""
+    draws = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        list(make_loader(num_workers=workers))
+        draws.append(torch.rand(3))
+    assert torch.equal(*draws)
+    code = ("import os, signal; from pmg_dali.loader import _ignore_stop_signals; _ignore_stop_signals(0); "
+            "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); print('alive')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "alive", result.stderr
+
+
 def test_resume_inside_a_training_loop_across_epochs():
     def run(loader, start_epoch, crash_at=None):
         seen = []

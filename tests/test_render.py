@@ -321,6 +321,12 @@ def test_resizing_in_chunks_equals_one_batch(monkeypatch):
     assert torch.equal(reference.to_float_images(images, (16, 12)), whole)
     assert torch.equal(reference.to_float_images(images.float() / 255, (16, 12)), whole)
     assert torch.equal(reference.to_float_images(images, (37, 23)), images.float() / 255)   # no resize
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)               # float32 whatever the default dtype
+        assert reference.to_float_images(images, (16, 12)).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(default)
 
 
 def test_program_prints_shapes_not_numbers():

@@ -59,9 +59,11 @@ def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = F
     return ok, f"a finite number {words}" + (" or None" if none else "")
 
 
-def integer(low: int = 0, none: bool = False) -> Rule:
-    return (lambda v: (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= low),
-            f"an int >= {low}" + (" or None" if none else ""))
+def integer(low: int = 0, high: int | None = None, none: bool = False) -> Rule:
+    """An int in [low, high] (None too with ``none``)."""
+    return (lambda v: (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= low
+                                              and (high is None or v <= high)),
+            (f"an int >= {low}" if high is None else f"an int in [{low}, {high}]") + (" or None" if none else ""))
 
 
 def choice(*options) -> Rule:

@@ -93,7 +93,7 @@ RULES = dict(num_workers=integer(0), frame_stride=integer(1, none=True), crop_sc
              base_lr=number(0, low_open=True), min_lr=number(0), layer_decay=number(0, 1, low_open=True),
              weight_decay=number(0), warmup_epochs=integer(0), label_smoothing=number(0, 1, high_open=True),
              device=device_rule(), dtype=choice("bfloat16", "float16", "float32"), threads=integer(0),
-             seed=integer(0))
+             seed=integer(0, 2 ** 63 - 1))
 check(config, RULES)
 # -----------------------------------------------------------------------------
 
@@ -265,6 +265,9 @@ if __name__ == "__main__":
     # position: `it` optimiser steps in all; `step` batches of epoch `epoch` done
     it, best, epoch, step, seen, loss_sum = 0, 0.0, 0, 0, 0, 0.0
     if state is not None:
+        if state.get("classes") != classes:
+            raise SystemExit(f"--resume=True: {ckpt_path!r} was written for the classes {state.get('classes')}, "
+                             f"but {data_root} has {classes}; resume on the same data or start a new --out_dir")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])

@@ -112,7 +112,8 @@ config = configure(globals(), _argv, nullable=("mixup",),
 # what each key allows, checked before any work starts (one line and exit 2 otherwise)
 RULES = dict(log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1), num_images=integer(1),
              pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS), mixup=choice(None, "frame", "videomix"),
-             renderer=choice("auto", "reference", "fused", "cpu", "dali"), loader_workers=integer(-1), seed=integer(0),
+             renderer=choice("auto", "reference", "fused", "cpu", "dali"), loader_workers=integer(-1),
+             seed=integer(0, 2 ** 63 - 1),
              model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
              patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
              depth=integer(1, none=True), num_heads=integer(1, none=True),
@@ -124,6 +125,8 @@ RULES = dict(log_interval=integer(1), ckpt_every=integer(1), image_every=integer
              beta2=number(0, 1, high_open=True), grad_clip=number(0), device=device_rule(),
              dtype=choice("bfloat16", "float16", "float32"), threads=integer(0))
 check(config, RULES)
+if renderer == "fused" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
+    raise fail(f"--renderer=fused needs a CUDA --device (the Triton kernel), but got --device={device}")
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
@@ -282,11 +285,14 @@ def main() -> None:
     except (TypeError, ValueError) as err:
         raise SystemExit(f"--transforms={','.join(map(str, transforms))} / --mixup={mixup}: {err}") from None
     images, mixing = make_sources()
-    loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
-                                         renderer=renderer, seed=seed, mask_ratio=mask_ratio,
-                                         patch_size=patch_size, tubelet_size=tubelet_size,
-                                         num_workers=(2 if device_type == "cuda" else 0) if loader_workers < 0
-                                         else loader_workers, **mixing)
+    try:                                           # the message names the setting (`batch_size`, ...)
+        loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
+                                             renderer=renderer, seed=seed, mask_ratio=mask_ratio,
+                                             patch_size=patch_size, tubelet_size=tubelet_size,
+                                             num_workers=(2 if device_type == "cuda" else 0) if loader_workers < 0
+                                             else loader_workers, **mixing)
+    except (TypeError, ValueError) as err:
+        raise fail(f"pretrain.py: {err}") from None
     mean = torch.tensor(pmg.mean, device=dev).view(1, 3, 1, 1, 1)
     std = torch.tensor(pmg.std, device=dev).view(1, 3, 1, 1, 1)
 
@@ -297,7 +303,10 @@ def main() -> None:
                                 ("model", "optimizer", "loader", "rng", "iter_num", "model_args"))
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        loader.load_state_dict(ckpt["loader"])
+        try:
+            loader.load_state_dict(ckpt["loader"])
+        except ValueError as err:                  # another batch size, seed, source size ...
+            raise SystemExit(f"--resume=True: {ckpt_path!r} was written with other data settings: {err}") from None
         torch.set_rng_state(ckpt["rng"])
         iter_num, elapsed = ckpt["iter_num"], float(ckpt.get("elapsed_s", 0.0))
         if master:

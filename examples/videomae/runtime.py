@@ -64,9 +64,10 @@ def load_checkpoint(path: str, flag: str) -> dict:
 def check_resumable(state: dict, model_args: dict, path: str, keys: tuple[str, ...]) -> None:
     """``state`` holds ``keys`` and was written for ``model_args``: else a one-line ``SystemExit``
     naming the file and what differs (rather than a state-dict mismatch from torch)."""
-    if not isinstance(state, dict) or set(keys) - set(state):
+    if not isinstance(state, dict) or set(keys) - set(state) or not isinstance(state["model_args"], dict):
         missing = sorted(set(keys) - set(state)) if isinstance(state, dict) else list(keys)
-        raise SystemExit(f"--resume=True: {path!r} is not a checkpoint of this script (no {', '.join(missing)})")
+        raise SystemExit(f"--resume=True: {path!r} is not a checkpoint of this script "
+                         f"({'no ' + ', '.join(missing) if missing else 'its model_args are not a dict'})")
     differ = {k: (state["model_args"].get(k), v) for k, v in model_args.items() if state["model_args"].get(k) != v}
     if differ:
         said = ", ".join(f"{k}={was!r} there, {now!r} here" for k, (was, now) in differ.items())
@@ -123,8 +124,8 @@ def busy_cores(seconds: float = 0.25) -> float:
         with open("/proc/stat") as f:
             for line in f:
                 name, *fields = line.split()
-                if name in mine:
-                    values = [float(v) for v in fields]
+                if name in mine:          # user nice system idle iowait irq softirq steal (guest: in user)
+                    values = [float(v) for v in fields[:8]]
                     total, idle = total + sum(values), idle + values[3] + values[4]   # idle + iowait
         return total, idle
     try:

@@ -106,14 +106,14 @@ RULES = dict(videos_per_class=integer(1), video_size=integer(8), video_frames=in
                     "one or more ints >= 0, comma-separated"),
              num_workers=integer(0), device=device_rule())
 check(config, RULES)
-if embed_dim % num_heads or decoder_embed_dim % decoder_num_heads:
-    raise fail(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, but got "
-               f"{embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
 # -----------------------------------------------------------------------------
 if quick:
     videos_per_class, video_size, video_frames, img_size, num_frames, patch_size = 6, 32, 8, 16, 4, 4
     embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth, decoder_num_heads = 32, 1, 2, 32, 1, 2
     pretrain_iters, pretrain_batch, finetune_epochs, probe_epochs, batch_size = 4, 4, 1, 1, 8
+if embed_dim % num_heads or decoder_embed_dim % decoder_num_heads:
+    raise fail(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, but got "
+               f"{embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
 
 
 # ----------------------------------------------------------------------------- the built-in task
