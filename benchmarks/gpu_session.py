@@ -40,6 +40,14 @@ SMOKE = ("import torch, triton, pmg_dali; print(torch.__version__, torch.cuda.ge
          "print(\"fused ok\", tuple(y.shape), y.dtype); import nvidia.dali as d; print(\"dali\", d.__version__)")
 
 
+# what pre-training buys at GPU scale (examples/videomae/README.md): scratch / PMG / static clips, one seed,
+# by iterations, run alone (nothing else on the GPU); the table lands in results/transfer_cuda.{md,csv}
+TRANSFER = ("--device=cuda --conditions=pmg,identity --seeds=0 --videos_per_class=300 --img_size=64 --num_frames=16 "
+            "--patch_size=8 --tubelet_size=2 --embed_dim=192 --depth=6 --num_heads=3 --decoder_embed_dim=128 "
+            "--decoder_depth=2 --decoder_num_heads=4 --pretrain_iters=1500 --pretrain_batch=64 --pretrain_lr=1e-3 "
+            "--finetune_epochs=30 --probe_epochs=30 --batch_size=32 --finetune_lr=1e-3 --probe_lr=1e-2 --num_workers=8")
+
+
 def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
     """(name, argv, cap in seconds) of every step, in the order they run."""
     r = str(results)
@@ -75,6 +83,10 @@ def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
         # flow / track targets against the clip render; the CUDA cost of the float-input check
         ("targets", [PY, "benchmarks/bench_targets.py", "--out_dir", r], 60),
         ("inputs", [PY, "benchmarks/bench_inputs.py", "--device", "cuda", "--json", f"{r}/inputs_cuda.json"], 30),
+        # last (needs PyAV): pre-train twice, then fine-tune and probe three initialisations
+        ("transfer", ["bash", "-c", f"OMP_NUM_THREADS=2 {PY} examples/videomae/transfer.py {TRANSFER} "
+                      f"--out_dir=/tmp/pmg_transfer && cp /tmp/pmg_transfer/results.md {r}/transfer_cuda.md && "
+                      f"cp /tmp/pmg_transfer/results.csv {r}/transfer_cuda.csv"], 480),
     ]
 
 

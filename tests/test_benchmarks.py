@@ -167,7 +167,7 @@ def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
     writes the summary and the tarball a device call brings back; a spent budget skips, not fails."""
     plan = run("benchmarks/gpu_session.py", "--dry", "--out_dir", str(tmp_path / "dry")).stdout.splitlines()
     assert [line.split()[0] for line in plan] == ["env", "check", "render", "dali", "tests_gpu", "generate",
-                                                  "overhead", "loader", "sources", "targets", "inputs"]
+                                                  "overhead", "loader", "sources", "targets", "inputs", "transfer"]
     for line in plan:
         scripts = [a for a in line.split() if a.endswith(".py")]
         assert all((ROOT / s).is_file() for s in scripts), line
