@@ -198,6 +198,24 @@ def test_pretrain_smoke(pretrained):
     assert {"model", "optimizer", "rng", "model_args", "config", "elapsed_s"} <= ckpt.keys()
     assert torch.load(out / "ckpt.pt", weights_only=True)["loader"]["epoch"] == 1
     assert (out / "recon_000004.png").is_file() and (out / "clips.gif").is_file()
+    # beside each loss, the trivial prediction's on the same batches: (n - 1) / n with n = 2 * 8 * 8 pixels
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert all(float(r["flat_loss"]) == pytest.approx(127 / 128, abs=2e-3) for r in rows)
+    assert "(flat patches 0.99" in stdout and "against 0.99" in stdout and "the trivial prediction" in stdout
+
+
+def test_flat_loss_is_the_loss_of_flat_patches():
+    """VideoMAE.flat_loss equals the model's own loss when it predicts each hidden patch channel as
+    its mean: with or without the per-patch normalised target."""
+    torch.manual_seed(0)
+    for norm in (True, False):
+        net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+        video, mask = torch.randn(2, 3, 4, 32, 32), torch.zeros(2, net.cfg.num_patches, dtype=torch.bool)
+        mask[:, ::3] = True
+        target = net.target(video, mask)
+        channels = target.reshape(*target.shape[:2], -1, 3)
+        flat = channels.mean(dim=-2, keepdim=True).expand_as(channels).reshape(target.shape)
+        assert net.flat_loss(video, mask).item() == pytest.approx(torch.nn.functional.mse_loss(flat, target).item())
 
 
 def test_resume_continues_bit_exactly(pretrained, tmp_path):

@@ -222,6 +222,15 @@ class VideoMAE(nn.Module):
         patches = patches.flatten(2)                         # (B, N, (t y x) c)
         return patches[mask].reshape(video.shape[0], -1, patches.shape[-1])
 
+    @torch.no_grad()
+    def flat_loss(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of the trivial prediction on this batch: every hidden patch flat, each channel at
+        its own mean (with ``norm_pix_loss`` the target's mean is 0, so this is about (n - 1) / n for
+        n pixels per patch channel). A model learns beyond it only when its loss falls below."""
+        target = self.target(video, mask)
+        channels = target.reshape(*target.shape[:2], -1, self.cfg.in_chans)      # (B, N_masked, t*y*x, C)
+        return (channels - channels.mean(dim=-2, keepdim=True)).square().mean()
+
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_mask(mask, video.shape[0], self.cfg.num_patches)
         pred = self.decode(self.encoder(video, mask), mask)

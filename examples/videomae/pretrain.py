@@ -332,7 +332,7 @@ def main() -> None:
         log_file = open(log_path, "w" if fresh else "a", newline="")
         log = csv.writer(log_file)
         if fresh:
-            log.writerow(["iter", "loss", "lr", "clips_per_s", "data_share", "elapsed_s"])
+            log.writerow(["iter", "loss", "lr", "clips_per_s", "data_share", "elapsed_s", "flat_loss"])
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(os.path.join(out_dir, "tb"))
@@ -354,13 +354,14 @@ def main() -> None:
     sync = torch.cuda.synchronize if (sync_timing and device_type == "cuda") else (lambda: None)
     stream = batches(loader)
     t_start, t_log = time.time() - elapsed, time.time()     # a resumed run keeps counting its time
-    t_data, clips_since, loss_since = 0.0, 0, torch.zeros((), device=dev)
+    t_data, clips_since, loss_since, flat_since = 0.0, 0, torch.zeros((), device=dev), torch.zeros((), device=dev)
+    last_logged = None                               # (loss, flat loss) of the last log row
     signum = 0
     while iter_num < max_iters and not (max_seconds > 0 and elapsed >= max_seconds):
         step_lr = runtime.lr_at(progress(), lr, min_lr, warmup / max(1, decay_iters), 1 / max(1, decay_iters))
         for group in optimizer.param_groups:
             group["lr"] = step_lr
-        loss_sum = torch.zeros((), device=dev)
+        loss_sum, flat_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
         for micro in range(grad_accum):
             sync()
             t0 = time.time()
@@ -373,6 +374,7 @@ def main() -> None:
                 loss, pred = run(batch["video"], batch["mask"])
             (loss / grad_accum).backward()
             loss_sum += loss.detach() / grad_accum
+            flat_sum += net.flat_loss(batch["video"], batch["mask"]) / grad_accum
         if iter_num == 0 and master and not resume:
             save_clips_gif(to_pixels(batch["video"][:8], mean, std), os.path.join(out_dir, "clips.gif"))
         if grad_clip > 0:
@@ -380,21 +382,25 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         iter_num += 1
-        clips_since, loss_since = clips_since + total_batch, loss_since + loss_sum
+        clips_since, loss_since, flat_since = clips_since + total_batch, loss_since + loss_sum, flat_since + flat_sum
         elapsed, signum = sync_stop(time.time() - t_start, stop.signum, ddp, dev)
         last = iter_num == max_iters or (max_seconds > 0 and elapsed >= max_seconds) or signum > 0
         if master and (iter_num % log_interval == 0 or iter_num == 1 or last) and clips_since:
             loss_value = loss_since.item() / (clips_since // total_batch)   # mean since the last log line
+            flat_value = flat_since.item() / (clips_since // total_batch)  # the flat-patch loss, same batches
             now = time.time()                                # after .item(), which waits for the GPU
             rate, share = clips_since / (now - t_log), t_data / (now - t_log)
-            print(f"iter {iter_num}/{max_iters}: loss {loss_value:.4f}, lr {step_lr:.2e}, "
-                  f"{rate:.1f} clips/s, data {share:.0%}, {elapsed:.0f} s", flush=True)
-            log.writerow([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{elapsed:.1f}"])
+            print(f"iter {iter_num}/{max_iters}: loss {loss_value:.4f} (flat patches {flat_value:.4f}), "
+                  f"lr {step_lr:.2e}, {rate:.1f} clips/s, data {share:.0%}, {elapsed:.0f} s", flush=True)
+            log.writerow([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{elapsed:.1f}",
+                          repr(flat_value)])
+            last_logged = (loss_value, flat_value)
             log_file.flush()
             if writer is not None:
                 writer.add_scalar("loss", loss_value, iter_num)
                 writer.add_scalar("clips_per_s", rate, iter_num)
-            t_log, t_data, clips_since, loss_since = time.time(), 0.0, 0, torch.zeros((), device=dev)
+            t_log, t_data, clips_since = time.time(), 0.0, 0
+            loss_since, flat_since = torch.zeros((), device=dev), torch.zeros((), device=dev)
         if master and (iter_num % image_every == 0 or (last and not signum)):
             path = os.path.join(out_dir, f"recon_{iter_num:06d}.png")
             save_png(reconstruction(batch["video"], batch["mask"], pred.detach(), model_args, mean, std), path)
@@ -416,6 +422,12 @@ def main() -> None:
                    "the lr schedule followed the time)")
             print(f"done: {iter_num} iterations in {elapsed:.0f} s{why}; outputs in {out_dir} "
                   f"(ckpt.pt, log.csv, recon_*.png, clips.gif)", flush=True)
+            if last_logged is not None:
+                loss_value, flat_value = last_logged
+                gap = 100 * abs(1 - loss_value / flat_value)
+                print(f"last logged loss {loss_value:.4f} against {flat_value:.4f} for flat patches on the same "
+                      f"batches: {gap:.1f} % {'below' if loss_value < flat_value else 'above'} the trivial "
+                      f"prediction", flush=True)
     if ddp:
         dist.destroy_process_group()
     if signum:
