@@ -385,7 +385,7 @@ class PseudoMotionLoader:
             raise ValueError(f"`step` must be <= {len(self)} (batches per epoch), but got {step}")
         self.epoch, self._step, self._resume = epoch, step, step
 
-    def as_dataset(self, keys: dict[str, str] | None = None) -> "PseudoMotionDataset":
+    def as_dataset(self, keys: dict[str, str] | tuple[str, ...] | None = None) -> "PseudoMotionDataset":
         """This loader as an ``IterableDataset`` of whole batches (see :class:`PseudoMotionDataset`)."""
         return PseudoMotionDataset(self, keys)
 
@@ -481,15 +481,22 @@ class PseudoMotionDataset(IterableDataset):
         loader: the loader to view.
         keys: rename and select batch entries, e.g. ``{"video": "pixel_values", "mask":
             "bool_masked_pos"}`` for ``model(**batch)`` of Hugging Face ``VideoMAEForPreTraining``;
-            entries not named are left out. None: the loader's keys unchanged.
+            entries not named are left out. A tuple of names instead yields each batch as a tuple in
+            that order, for loops that unpack it, e.g. ``("video", "mask")`` for the official VideoMAE
+            loop's ``videos, bool_masked_pos = batch``. None: the loader's keys unchanged.
     """
 
-    def __init__(self, loader: PseudoMotionLoader, keys: dict[str, str] | None = None):
+    def __init__(self, loader: PseudoMotionLoader, keys: dict[str, str] | tuple[str, ...] | None = None):
         if not isinstance(loader, PseudoMotionLoader):
             raise TypeError(f"`loader` must be a PseudoMotionLoader, but got {type(loader).__name__}")
         if keys is not None:
-            if not isinstance(keys, dict) or not set(keys) <= set(BATCH_KEYS):
-                raise ValueError(f"`keys` must be a dict whose keys are among {BATCH_KEYS}, but got {keys!r}")
+            if isinstance(keys, (tuple, list)) and len(set(keys)) == len(keys) > 0:
+                keys = tuple(keys)
+            elif not isinstance(keys, dict):
+                raise ValueError(f"`keys` must be a dict (old name -> new name) or a tuple of distinct names "
+                                 f"(batches as tuples), but got {keys!r}")
+            if not set(keys) <= set(BATCH_KEYS):
+                raise ValueError(f"`keys` must name entries among {BATCH_KEYS}, but got {keys!r}")
             if "mask" in keys and loader.mask_ratio is None:
                 raise ValueError("`keys` names 'mask', but the loader has mask_ratio=None (no mask)")
             if "is_real" in keys and loader.real is None:
@@ -512,6 +519,11 @@ class PseudoMotionDataset(IterableDataset):
                                "process; use DataLoader(..., batch_size=None, num_workers=0)")
         epoch = self.loader.epoch
         for batch in self.loader:
-            yield batch if self.keys is None else {new: batch[old] for old, new in self.keys.items()}
+            if self.keys is None:
+                yield batch
+            elif isinstance(self.keys, tuple):
+                yield tuple(batch[key] for key in self.keys)
+            else:
+                yield {new: batch[old] for old, new in self.keys.items()}
         if self.loader.epoch == epoch:
             self.loader.set_epoch(epoch + 1)

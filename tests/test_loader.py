@@ -3,6 +3,7 @@ ranks and a real 2-process gloo run), the IterableDataset view, and Hugging Face
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,6 +130,38 @@ def test_renderer_names_and_the_deprecated_backend():
     with pytest.warns(DeprecationWarning, match="use renderer='auto'"):
         positional = pmg_dali.PseudoMotionLoader(make_source(), 3, CFG, "cpu", "torch", 11, patch_size=8)
     assert_batches_equal(list(positional), expect)
+
+
+def test_tuple_batches_feed_a_loop_shaped_like_official_videomae():
+    """keys=("video", "mask") yields tuples for `videos, bool_masked_pos = batch`; the official
+    pre-training step's own target recipe (un-normalise, tubelet patches, per-patch normalisation,
+    the masked rows) runs on them and matches the example model's target."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "videomae"))
+    import model as videomae
+
+    cfg = pmg_dali.PMGConfig(num_frames=4, size=32)                 # BCTHW, ImageNet-normalised, as official
+    loader = make_loader(config=cfg, batch_size=2, mask_ratio=0.75, patch_size=8, tubelet_size=2)
+    net = videomae.VideoMAE(videomae.VideoMAEConfig(img_size=32, num_frames=4, patch_size=8, embed_dim=32, depth=1,
+                                                    num_heads=2, decoder_embed_dim=32, decoder_depth=1,
+                                                    decoder_num_heads=2))
+    mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1, 1)
+    for step, batch in enumerate(DataLoader(loader.as_dataset(keys=("video", "mask")), batch_size=None)):
+        videos, bool_masked_pos = batch                             # the official loop's unpacking
+        assert videos.shape == (2, 3, 4, 32, 32) and videos.dtype == torch.float32
+        bool_masked_pos = bool_masked_pos.flatten(1).to(torch.bool)
+        assert bool_masked_pos.shape == (2, 2 * 4 * 4) and bool_masked_pos.sum(1).tolist() == [24, 24]
+        unnorm = videos * std + mean                                # official: labels from the pixels
+        b, c, t, h, w = unnorm.shape
+        patches = (unnorm.reshape(b, c, t // 2, 2, h // 8, 8, w // 8, 8).permute(0, 2, 4, 6, 3, 5, 7, 1)
+                   .reshape(b, (t // 2) * (h // 8) * (w // 8), 2 * 8 * 8, c))
+        patches = (patches - patches.mean(dim=-2, keepdim=True)) / (
+            patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+        labels = patches.flatten(2)[bool_masked_pos].reshape(b, -1, 2 * 8 * 8 * c)
+        torch.testing.assert_close(labels, net.target(videos, bool_masked_pos))
+        loss, pred = net(videos, bool_masked_pos)
+        assert pred.shape == labels.shape and torch.isfinite(loss)
+        if step == 1:
+            break
 
 
 def test_worker_processes_leave_the_global_rng_and_ignore_stop_signals():
@@ -295,8 +328,11 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     batch = next(iter(DataLoader(renamed, batch_size=None)))
     assert list(batch) == ["pixel_values", "bool_masked_pos"]
     assert torch.equal(batch["pixel_values"], expected[0]["video"])
-    with pytest.raises(ValueError, match="`keys` must be a dict whose keys are among"):
+    with pytest.raises(ValueError, match="`keys` must name entries among"):
         make_loader().as_dataset(keys={"clips": "x"})
+    for bad in (("video", "video"), (), "video"):
+        with pytest.raises(ValueError, match="`keys` must be a dict .* or a tuple of distinct names"):
+            make_loader().as_dataset(keys=bad)
     with pytest.raises(ValueError, match="`keys` names 'mask', but the loader has mask_ratio=None"):
         make_loader(mask_ratio=None).as_dataset(keys={"mask": "m"})
     monkeypatch.setattr(pmg_dali.loader, "get_worker_info", lambda: object())

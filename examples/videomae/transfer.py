@@ -241,9 +241,14 @@ def make_motion_task(root: str) -> str:
 # ----------------------------------------------------------------------------- the runs
 
 
+PROGRESS = [0, 0]     # runs started, runs in all (set by main)
+
+
 def run(script: str, flags: list[str], where: str) -> str:
     """Run ``script`` with ``flags``; its stdout + stderr go to ``where/stdout.txt``; a failure stops here."""
     os.makedirs(where, exist_ok=True)
+    PROGRESS[0] += 1
+    print(f"[{PROGRESS[0]}/{PROGRESS[1]}] {script} {os.path.relpath(where, out_dir)} ...", flush=True)
     t0 = time.time()
     result = subprocess.run([sys.executable, os.path.join(HERE, script), *flags], capture_output=True, text=True)
     with open(os.path.join(where, "stdout.txt"), "w") as f:
@@ -274,6 +279,7 @@ def main() -> None:
     print(f"task: {root} | encoder {embed_dim} wide x {depth} blocks on {num_frames}x{img_size}² clips, "
           f"{tubelet_size}x{patch_size}² tokens | seeds {seeds}", flush=True)
     rows = []
+    PROGRESS[1] = len(seeds) * (len(conditions) + 2 * (1 + len(conditions)))    # pre-trainings, evaluations
     for seed in seeds:
         base = os.path.join(out_dir, str(seed))
         inits = [("scratch", "none")]
