@@ -21,9 +21,10 @@ setup(
         # On CUDA 12 drivers install nvidia-dali-cuda120 instead (same version).
         "dali": ["nvidia-dali-cuda130==2.4.0"],
         "video": ["av"],                       # VideoFolder, examples/videomae/finetune.py
+        "hf": ["transformers", "accelerate"],   # examples/hf_trainer.py (transformers.Trainer)
         "examples": ["timm", "av"],            # examples/videomae (timm's ViT blocks) and benchmarks/bench_overhead.py
-        "test": ["pytest", "hypothesis", "opencv-python-headless", "pillow", "av", "transformers", "matplotlib",
-                 "timm", "ruff"],
+        "test": ["pytest", "hypothesis", "opencv-python-headless", "pillow", "av", "transformers", "accelerate",
+                 "matplotlib", "timm", "ruff"],
     },
     entry_points={"console_scripts": ["pmg-dali=pmg_dali.__main__:main"]},
 )

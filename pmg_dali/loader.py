@@ -474,8 +474,9 @@ class PseudoMotionDataset(IterableDataset):
 
     Batches are made in the main process on the loader's device (GPU ops), so use
     ``num_workers=0``: a worker process would only duplicate them and is refused. Each complete pass
-    moves the loader on to the next epoch (frameworks rarely call ``set_epoch`` on a dataset); an
-    explicit ``set_epoch`` still wins.
+    moves the loader on to the next epoch as it yields the epoch's last batch (frameworks rarely call
+    ``set_epoch`` on a dataset, and some stop after ``len(dataset)`` batches without exhausting the
+    iterator); an explicit ``set_epoch`` still wins.
 
     Args:
         loader: the loader to view.
@@ -517,13 +518,15 @@ class PseudoMotionDataset(IterableDataset):
         if get_worker_info() is not None:
             raise RuntimeError("PseudoMotionDataset makes batches on the loader's device in the main "
                                "process; use DataLoader(..., batch_size=None, num_workers=0)")
-        epoch = self.loader.epoch
-        for batch in self.loader:
+        loader, epoch = self.loader, self.loader.epoch
+        for batch in loader:
+            if loader._step == len(loader) and loader.epoch == epoch:
+                # the epoch's last batch: the next pass is the next epoch, also for a framework that stops
+                # after len(dataset) batches without exhausting this iterator (accelerate, Lightning)
+                loader.epoch, loader._step, loader._resume = epoch + 1, 0, None
             if self.keys is None:
                 yield batch
             elif isinstance(self.keys, tuple):
                 yield tuple(batch[key] for key in self.keys)
             else:
                 yield {new: batch[old] for old, new in self.keys.items()}
-        if self.loader.epoch == epoch:
-            self.loader.set_epoch(epoch + 1)
