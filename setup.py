@@ -22,9 +22,10 @@ setup(
         "dali": ["nvidia-dali-cuda130==2.4.0"],
         "video": ["av"],                       # VideoFolder, examples/videomae/finetune.py
         "hf": ["transformers", "accelerate"],   # examples/hf_trainer.py (transformers.Trainer)
+        "lightning": ["lightning"],            # examples/lightning_train.py
         "examples": ["timm", "av"],            # examples/videomae (timm's ViT blocks) and benchmarks/bench_overhead.py
         "test": ["pytest", "hypothesis", "opencv-python-headless", "pillow", "av", "transformers", "accelerate",
-                 "matplotlib", "timm", "ruff"],
+                 "lightning", "matplotlib", "timm", "ruff"],
     },
     entry_points={"console_scripts": ["pmg-dali=pmg_dali.__main__:main"]},
 )

@@ -209,7 +209,7 @@ class PseudoMotionLoader:
         self.source = source
         share = dict(num_replicas=self.world_size, rank=self.rank, shuffle=self.shuffle, seed=self.seed,
                      drop_last=self.drop_last)
-        self.sampler = DistributedSampler(source, **share)
+        self._images = DistributedSampler(source, **share)
         self.real = self._real_videos(videos, pmg_ratio, mix_per, augment_videos, share)
         if len(self) == 0:
             what = "images" if self.real is None else "clips"
@@ -241,7 +241,7 @@ class PseudoMotionLoader:
     @property
     def num_slots(self) -> int:
         """Clips per epoch on this rank: the image share, or with ``videos`` the mixed epoch's slots."""
-        images = self.sampler.num_samples
+        images = self._images.num_samples
         return images if self.real is None else self.real.num_slots(images)
 
     def __len__(self) -> int:
@@ -256,6 +256,12 @@ class PseudoMotionLoader:
                 f"seed={self.seed}, "
                 f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")
+
+    @property
+    def sampler(self) -> "_EpochSetter":
+        """What a framework that sets a loader's epoch through ``loader.sampler.set_epoch(epoch)``
+        (Lightning) reaches: :meth:`set_epoch`."""
+        return _EpochSetter(self)
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s order from the next pass on (``DistributedSampler.set_epoch``). A position
@@ -277,7 +283,7 @@ class PseudoMotionLoader:
     def _plan(self, epoch: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         if self._order[0] != epoch:
-            images = _sampler_order(self.sampler, epoch)
+            images = _sampler_order(self._images, epoch)
             if self.real is None:
                 plan = images, torch.zeros(len(images), dtype=torch.bool)
             else:
@@ -388,6 +394,17 @@ class PseudoMotionLoader:
     def as_dataset(self, keys: dict[str, str] | tuple[str, ...] | None = None) -> "PseudoMotionDataset":
         """This loader as an ``IterableDataset`` of whole batches (see :class:`PseudoMotionDataset`)."""
         return PseudoMotionDataset(self, keys)
+
+
+class _EpochSetter:
+    """``loader.sampler``: only ``set_epoch``, forwarded to the loader (the index order is the loader's
+    own ``DistributedSampler``'s, drawn per epoch)."""
+
+    def __init__(self, loader: PseudoMotionLoader):
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
 
 
 class _HostPart:
