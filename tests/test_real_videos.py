@@ -335,3 +335,45 @@ def test_pretrain_mixed_smoke(video_root, tmp_path):
     assert state["num_videos"] == 4 and state["pmg_ratio"] == 0.5 and state["step"] == 2
     bad = run("pretrain.py", *TINY_FLAGS, "--source=videos:", f"--out_dir={tmp_path}", check=False)
     assert bad.returncode != 0 and "--source=videos:<path> needs a path" in bad.stderr
+
+
+def test_torchvision_r3d_18_fine_tunes_on_labelled_videos_moved_by_pseudo_motion(tmp_path):
+    """Labelled real videos (class sub-folders) through the loader with pseudo-motion as augmentation
+    (pmg_ratio=0, augment_videos=True, no Mixup: one label per clip) in torchvision's layout (B, C, T, H,
+    W), labels from VideoFolder.labels; torchvision's r3d_18 (weights=None) fits them."""
+    models = pytest.importorskip("torchvision.models.video")
+    av = pytest.importorskip("av")
+    g = torch.Generator().manual_seed(0)
+    for label, channel in (("red", 0), ("blue", 2)):          # a class is the colour of its videos
+        (tmp_path / label).mkdir()
+        for k in range(4):
+            with av.open(str(tmp_path / label / f"{k}.mp4"), "w") as container:
+                stream = container.add_stream("mpeg4", rate=10)
+                stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 28, 24, "yuv420p", 4_000_000
+                for _ in range(8):
+                    frame = torch.randint(0, 60, (24, 28, 3), generator=g, dtype=torch.uint8)
+                    frame[..., channel] += 150
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame.numpy(), format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+    videos = pmg_dali.VideoFolder(tmp_path, num_frames=4)
+    assert videos.classes == ["blue", "red"]
+    cfg = pmg_dali.PMGConfig(num_frames=4, size=32, transforms=("zoom", "affine"), mixup=None, layout="BCTHW")
+    loader = pmg_dali.PseudoMotionLoader(make_source(8), batch_size=4, config=cfg, device="cpu", mask_ratio=None,
+                                         videos=videos, pmg_ratio=0.0, augment_videos=True, seed=3)
+    labels = torch.tensor(videos.labels)
+    torch.manual_seed(0)
+    net = models.r3d_18(weights=None, num_classes=2)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4)
+    losses = []
+    for epoch in range(6):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            assert batch["is_real"].all() and batch["video"].shape == (4, 3, 4, 32, 32)
+            loss = torch.nn.functional.cross_entropy(net(batch["video"]), labels[batch["index"]])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses) and sum(losses[-4:]) < 0.5 * sum(losses[:4]), losses   # 2 epochs
