@@ -32,6 +32,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import sys
 import time
 from functools import partial
 from typing import Callable, NamedTuple
@@ -57,20 +58,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(paths: dict, device, steps: int, repeats: int, warmup: int) -> dict:
+def timed(paths: dict, device, steps: int, repeats: int, warmup: int, progress: bool = False) -> dict:
     """Median seconds per batch of each ``paths[name](n)`` (which makes n batches): ``warmup``
     batches each, then ``repeats`` rounds in which the paths take turns running ``steps`` batches
-    between two synchronisations of ``device``."""
+    between two synchronisations of ``device``. ``progress``: a line on stderr per round."""
     for run in paths.values():
         run(warmup)
     sync(device)
     times = {name: [] for name in paths}
-    for _ in range(repeats):
+    for k in range(repeats):
         for name, run in paths.items():
             start = time.perf_counter()
             run(steps)
             sync(device)
             times[name].append((time.perf_counter() - start) / steps)
+        if progress:
+            print(f"  round {k + 1}/{repeats} of {len(paths)} path(s) done ({', '.join(paths)[:80]})",
+                  file=sys.stderr, flush=True)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -460,11 +464,12 @@ def run_generate(args: argparse.Namespace) -> dict:
     paths, skipped = generation_paths(cfg, images.to(device), not args.no_transforms, args.workers, args.threads)
     paths = [p for p in paths if not (set(args.skip) & {p.name, p.group, p.name.split(":")[0]})]
     runs = {p.name: run for p in paths if not p.alone and (run := _try(p, device, skipped)) is not None}
-    seconds = timed(runs, device, args.steps, args.repeats, args.warmup)
+    seconds = timed(runs, device, args.steps, args.repeats, args.warmup, progress=True)
     del runs              # free the in-process paths (a loader's live iterator) before the alone ones
     gc.collect()
     for p in paths:
         if p.alone and (run := _try(p, device, skipped)) is not None:
+            print(f"  timing {p.name} alone", file=sys.stderr, flush=True)
             try:
                 seconds[p.name] = timed({p.name: run}, device, max(args.steps, p.min_steps), args.repeats,
                                         args.warmup)[p.name]
