@@ -26,13 +26,21 @@ def test_one_process_epochs_and_exact_resume(tmp_path):
     assert resumed == straight[5:]                                   # the next batch, and every one after
 
 
-def test_two_ddp_processes_get_disjoint_equal_shares(tmp_path):
+def ddp(tmp_path, name: str, *flags: str) -> list:
+    """Two gloo processes of examples/lightning_train.py; each rank's (epoch, indices, mean) rows."""
     result = subprocess.run([sys.executable, str(EXAMPLES / "lightning_train.py"), "--devices=2", "--strategy=ddp",
-                             "--accelerator=cpu", f"--out={tmp_path / 'seen'}"], capture_output=True, text=True,
+                             "--accelerator=cpu", f"--out={tmp_path / name}", *flags], capture_output=True, text=True,
                             timeout=600, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"seen.{rank}").read_text()) for rank in (0, 1)]
+    return [json.loads((tmp_path / f"{name}.{rank}").read_text()) for rank in (0, 1)]
+
+
+def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
+    ranks = ddp(tmp_path, "straight")
     assert len(ranks[0]) == len(ranks[1]) == 8                        # 4 batches an epoch on each rank
     for epoch in (0, 1):
         shares = [[i for e, idx, _ in seen if e == epoch for i in idx] for seen in ranks]
         assert not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == list(range(16))
+    ddp(tmp_path, "cut", "--max_steps=3", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--save_every=2")
+    resumed = ddp(tmp_path, "resumed", f"--ckpt_path={tmp_path / 'ckpt' / 'epoch=0-step=2.ckpt'}")
+    assert resumed[0] == ranks[0][2:] and resumed[1] == ranks[1][2:]     # each rank goes on with its next batch
