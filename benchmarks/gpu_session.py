@@ -37,7 +37,9 @@ SMOKE = ("import torch, triton, pmg_dali; print(torch.__version__, torch.cuda.ge
          "x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, device=\"cuda\"); "
          "c = pmg_dali.PMGConfig(num_frames=4, size=32); g = torch.Generator().manual_seed(0); "
          "y = pmg_dali.PseudoMotion(c, renderer=\"fused\")(x, generator=g); "
-         "print(\"fused ok\", tuple(y.shape), y.dtype); import nvidia.dali as d; print(\"dali\", d.__version__)")
+         "print(\"fused ok\", tuple(y.shape), y.dtype); import nvidia.dali as d; print(\"dali\", d.__version__); "
+         "import importlib.util as u; print(\"nvimgcodec (DALI image decoding)\", "
+         "\"present\" if u.find_spec(\"nvidia.nvimgcodec\") else \"MISSING: pip install nvidia-nvimgcodec-cu13\")")
 
 
 # what pre-training buys at GPU scale (examples/videomae/README.md): scratch / PMG / static clips, one seed,
