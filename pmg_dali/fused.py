@@ -45,7 +45,7 @@ from . import render as reference
 from .config import PMGConfig
 from .program import MotionProgram
 from .render import output_buffer
-from .rules import NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
+from .rules import COLUMNS, NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
 
 try:
     import triton
@@ -58,12 +58,12 @@ __all__ = ["render_fused", "augment_fused", "parameter_tables", "prepare_source"
 # Per-(b, t) float parameter row: inverse map (9), colour (12), paste inverse map (9), paste box (4),
 # mixup lambda (1), VideoMix box (4), 1.0 where the colour matrix is the identity (1).
 _ROW = tl.constexpr(NUM_PARAMS)
-_COLOR = tl.constexpr(9)
-_PASTE_INV = tl.constexpr(21)
-_PASTE_BOX = tl.constexpr(30)
-_LAMBDA = tl.constexpr(34)
-_MIX_BOX = tl.constexpr(35)
-_PLAIN_COLOR = tl.constexpr(39)
+_COLOR = tl.constexpr(COLUMNS["color"][0])
+_PASTE_INV = tl.constexpr(COLUMNS["paste_inverse"][0])
+_PASTE_BOX = tl.constexpr(COLUMNS["paste_box"][0])
+_LAMBDA = tl.constexpr(COLUMNS["mix_lambda"][0])
+_MIX_BOX = tl.constexpr(COLUMNS["mix_box"][0])
+_PLAIN_COLOR = tl.constexpr(COLUMNS["plain_color"][0])
 _PASTE_PADDING = tl.constexpr(PADDING_CODES[PASTE_PADDING])
 
 # the default output tile and warps per program: the fastest of bench_render.py --tune on an H200 (BENCHMARKS.md)

@@ -20,7 +20,8 @@ import torch
 from .geometry import inverse_maps
 from .program import MotionProgram
 
-__all__ = ["PASTE_PADDING", "PADDING_CODES", "identity_color", "FrameTables", "frame_tables", "NUM_PARAMS"]
+__all__ = ["PASTE_PADDING", "PADDING_CODES", "identity_color", "FrameTables", "frame_tables", "NUM_PARAMS",
+           "COLUMNS", "column"]
 
 PASTE_PADDING = "border"
 PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}   # padding modes as the fused kernel's integers
@@ -32,7 +33,16 @@ def identity_color(color: torch.Tensor) -> torch.Tensor:
     return (color == eye).flatten(-2).all(-1)
 
 
-NUM_PARAMS = 40   # columns of FrameTables.packed()
+# the columns of FrameTables.packed(): name -> (first column, width), in order; the fused kernel reads these
+COLUMNS = {"inverse": (0, 9), "color": (9, 12), "paste_inverse": (21, 9), "paste_box": (30, 4),
+           "mix_lambda": (34, 1), "mix_box": (35, 4), "plain_color": (39, 1)}
+NUM_PARAMS = sum(width for _, width in COLUMNS.values())      # 40
+
+
+def column(name: str) -> slice:
+    """The slice of ``name``'s columns in a packed row (:data:`COLUMNS`)."""
+    start, width = COLUMNS[name]
+    return slice(start, start + width)
 
 
 @dataclass(frozen=True)
@@ -69,19 +79,19 @@ class FrameTables:
         b, t = self.inverse.shape[:2]
         device = self.inverse.device
         params = torch.zeros(b, t, NUM_PARAMS, device=device)
-        params[..., :9] = self.inverse.flatten(2)
-        params[..., 9:21] = self.color.flatten(2)
+        params[..., column("inverse")] = self.inverse.flatten(2)
+        params[..., column("color")] = self.color.flatten(2)
         index = torch.zeros(b, 2, dtype=torch.int32, device=device)
         if self.paste_index is not None:
-            params[..., 21:30] = self.paste_inverse.flatten(2)
-            params[..., 30:34] = self.paste_box
+            params[..., column("paste_inverse")] = self.paste_inverse.flatten(2)
+            params[..., column("paste_box")] = self.paste_box
             index[:, 0] = self.paste_index
         if self.mix_index is not None:
-            params[..., 34] = self.mix_lambda
+            params[..., column("mix_lambda")] = self.mix_lambda[..., None]
             index[:, 1] = self.mix_index
         if self.mix_box is not None:
-            params[..., 35:39] = self.mix_box[:, None]
-        params[..., 39] = self.plain_color
+            params[..., column("mix_box")] = self.mix_box[:, None]
+        params[..., column("plain_color")] = self.plain_color[..., None].float()
         return params, index
 
 

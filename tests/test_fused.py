@@ -19,6 +19,7 @@ triton = pytest.importorskip("triton")
 
 from pmg_dali import TRANSFORMS, PMGConfig, PseudoMotion  # noqa: E402
 from pmg_dali.fused import NUM_PARAMS, augment_fused, parameter_tables, render_fused  # noqa: E402
+from pmg_dali.rules import column, identity_color  # noqa: E402
 from pmg_dali.render import augment, render  # noqa: E402
 from test_cpu_render import CASES, WILD, random_images  # noqa: E402  (shared cases, same folder)
 
@@ -206,12 +207,13 @@ def test_parameter_tables_against_numpy():
     params, index = parameter_tables(program)
     assert params.shape == (4, T, NUM_PARAMS) and params.dtype == torch.float32
     inv = np.linalg.inv(program.homography.double().numpy()).reshape(4, T, 9)
-    np.testing.assert_allclose(params[..., :9].numpy(), inv, rtol=1e-6, atol=1e-4)
-    np.testing.assert_array_equal(params[..., 9:21].numpy(), program.color.reshape(4, T, 12).numpy())
+    np.testing.assert_allclose(params[..., column('inverse')].numpy(), inv, rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(params[..., column('color')].numpy(), program.color.reshape(4, T, 12).numpy())
     paste_inv = np.linalg.inv(program.paste_homography.double().numpy()).reshape(4, T, 9)
-    np.testing.assert_allclose(params[..., 21:30].numpy(), paste_inv, rtol=1e-6, atol=1e-4)
-    np.testing.assert_array_equal(params[..., 30:34].numpy(), program.paste_box.numpy())
-    np.testing.assert_array_equal(params[..., 34].numpy(), program.mix_lambda.numpy())
+    np.testing.assert_allclose(params[..., column('paste_inverse')].numpy(), paste_inv, rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(params[..., column('paste_box')].numpy(), program.paste_box.numpy())
+    np.testing.assert_array_equal(params[..., column('mix_lambda')][..., 0].numpy(), program.mix_lambda.numpy())
+    assert torch.equal(params[..., column('plain_color')][..., 0], identity_color(program.color).float())
     assert torch.equal(index, torch.stack([program.paste_index, program.mix_index], -1).int())
 
 
