@@ -2,6 +2,8 @@
 
 - ``@pytest.mark.gpu``: needs CUDA; skipped without a GPU (run them on a GPU machine).
 - ``@pytest.mark.dali``: needs NVIDIA DALI (the ``dali`` extra); skipped without it.
+- ``@pytest.mark.slow``: starts processes (scripts, DDP, DataLoader workers, Triton's interpreter);
+  ``make test`` runs them, ``pytest -m "not slow" tests`` leaves them out for a quick loop.
 """
 import importlib.util
 
@@ -15,6 +17,7 @@ HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.fin
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "dali: needs NVIDIA DALI, the `dali` extra (skipped without it)")
+    config.addinivalue_line("markers", "slow: starts processes; deselect with -m 'not slow' for a quick loop")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -107,6 +107,7 @@ def test_clip_batches_are_pure_functions_of_the_batch_index(generator):
     assert torch.equal(first["video"], data[0]["video"])
 
 
+@pytest.mark.slow
 def test_bench_generate_quick_writes_json_markdown_and_png(tmp_path):
     run("benchmarks/bench_generate.py", "--quick", "--out_dir", str(tmp_path))
     result = json.loads((tmp_path / "generate_cpu.json").read_text())
@@ -127,6 +128,7 @@ def test_bench_generate_quick_writes_json_markdown_and_png(tmp_path):
     assert (tmp_path / "generate_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_bench_overhead_quick_writes_shares_and_speedups(tmp_path):
     run("benchmarks/bench_overhead.py", "--quick", "--out_dir", str(tmp_path))
     result = json.loads((tmp_path / "overhead_cpu.json").read_text())
@@ -141,6 +143,7 @@ def test_bench_overhead_quick_writes_shares_and_speedups(tmp_path):
     assert "| hf | vit_base | 0.9 |" in (tmp_path / "overhead_cpu.md").read_text()
 
 
+@pytest.mark.slow
 def test_python_m_pmg_dali_bench_quick(tmp_path):
     out = tmp_path / "bench.json"
     proc = run("-m", "pmg_dali", "bench", "--quick", "--device", "cpu", "--json", str(out))
@@ -155,6 +158,7 @@ def test_python_m_pmg_dali_bench_quick(tmp_path):
     ("bench_dali.py", ["--quick"]),
     ("bench_load.py", ["--no_demo", "--batch_size", "1", "--repeats", "1"]),
 ])
+@pytest.mark.slow
 def test_refactored_scripts_still_run(tmp_path, script, args):
     if script == "bench_dali.py":
         pytest.importorskip("nvidia.dali")
@@ -162,6 +166,7 @@ def test_refactored_scripts_still_run(tmp_path, script, args):
     assert json.loads((tmp_path / "out.json").read_text())["rows"]
 
 
+@pytest.mark.slow
 def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
     """The one-call GPU session: every step of the full plan names a script of this tree; a quick run
     writes the summary and the tarball a device call brings back; a spent budget skips, not fails."""
@@ -210,6 +215,7 @@ def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
     assert "skipped: broken: failed: RuntimeError" in bench.table(result)
 
 
+@pytest.mark.slow
 def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
     run("benchmarks/bench_framing.py", "--quick", "--json", str(tmp_path / "framing.json"))
     rows = json.loads((tmp_path / "framing.json").read_text())["rows"]
@@ -220,6 +226,7 @@ def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
     assert 0.35 * 0.97 <= affine["first_view_area_min"] < affine["first_view_area_mean"] < 1
 
 
+@pytest.mark.slow
 def test_bench_targets_and_inputs_quick():
     proc = run("benchmarks/bench_targets.py", "--quick", "--device", "cpu")
     assert "| zoom + affine |" in proc.stdout and "flow cost" in proc.stdout

@@ -457,6 +457,7 @@ def test_own_resize(engine):
             assert kind == "noise" or ring < 4, f"{engine.name} resize {name} {kind}: {ring:.3g} levels off at the edge"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(INTERPRET or HAS_CUDA or not HAS_TRITON, reason="the fused engine runs in this process")
 def test_fused_engine_through_the_interpreter():
     """Without a GPU, the fused engine's cases of this module, in a subprocess with TRITON_INTERPRET=1."""

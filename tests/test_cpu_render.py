@@ -192,6 +192,7 @@ def test_renderer_must_be_known():
         PseudoMotion(PMGConfig(), renderer="numpy")
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode(tmp_path):
     """benchmarks/bench_render.py --quick runs every CPU path and writes its JSON and table."""
     root = Path(__file__).resolve().parents[1]

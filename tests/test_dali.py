@@ -57,6 +57,7 @@ def _run(pipe_fn, **kw):
 
 # ---- module import --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.dali
 def test_import_without_dali_raises_install_hint():
     code = ("import sys; sys.modules['nvidia.dali'] = None\n"

@@ -230,6 +230,7 @@ def test_dali_backend_is_checked_against_the_torch_reference(monkeypatch):
     assert pmg_dali.check_engines("cpu", cfg)["dali"].status == "failed"
 
 
+@pytest.mark.slow
 def test_fused_engine_in_the_interpreter():
     """The fused kernel's canary through Triton's interpreter (a subprocess: the variable must be set
     before Triton is imported), at a smaller canary size to keep the interpreter fast."""
@@ -269,6 +270,7 @@ def test_auto_replaces_a_faulty_fused_engine_on_cuda(monkeypatch):
 
 # ---- command line --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_check_command_exit_status(monkeypatch, capsys):
     run = subprocess.run([sys.executable, "-m", "pmg_dali", "check", "--device=cpu"], capture_output=True,
                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})

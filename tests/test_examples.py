@@ -23,6 +23,8 @@ import model as videomae  # noqa: E402
 
 import pmg_dali  # noqa: E402
 
+pytestmark = pytest.mark.slow     # the example scripts run as processes
+
 TINY = dict(img_size=32, num_frames=4, patch_size=8, tubelet_size=2, embed_dim=32, depth=2, num_heads=2,
             decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + ["--device=cpu", "--model=vit_tiny"]
@@ -578,6 +580,7 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
 ]
 CLI_CASES = r'''
 import contextlib, io, json, runpy, sys
+
 out = []
 for script, flags in json.loads(sys.argv[1]):
     sys.argv, err = [script, *flags], io.StringIO()

@@ -162,6 +162,7 @@ def test_module_auto_uses_fused_on_cuda():
         torch.testing.assert_close(gen(images.cuda(), program=program.to(where)).cpu(), expect, atol=2e-4, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(INTERPRET, reason="starts the interpreter run itself")
 def test_parity_suite_runs_in_the_interpreter():
     """CPU CI coverage of the kernel: the parity tests above, through Triton's interpreter."""

@@ -14,6 +14,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import lightning_train  # noqa: E402
 
+pytestmark = pytest.mark.slow     # Lightning runs, one of them two DDP processes
+
 
 def test_one_process_epochs_and_exact_resume(tmp_path):
     straight = lightning_train.main(["--max_epochs=3"]).seen

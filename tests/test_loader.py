@@ -94,6 +94,7 @@ def test_resume_after_k_batches_continues_exactly(epoch, k):
     assert_batches_equal(list(resumed), batches)   # the next pass is a whole epoch again
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [dict(), dict(targets=("flow", "tracks"), mask_ratio=None)])
 def test_worker_processes_give_the_same_batches_and_resume(options):
     """num_workers only moves where the host part (programs, masks) is drawn: the batches, with
@@ -164,6 +165,7 @@ def test_tuple_batches_feed_a_loop_shaped_like_official_videomae():
             break
 
 
+@pytest.mark.slow
 def test_worker_processes_leave_the_global_rng_and_ignore_stop_signals():
     """A trainer's own random stream does not depend on num_workers; the host workers survive the
     SIGINT / SIGTERM a scheduler sends to the process group (the training process stops them)."""
@@ -262,6 +264,7 @@ def test_order_lengths_and_sharding_are_distributed_samplers(n, world_size, batc
         assert len(flat) == len(set(flat)) + (-n) % world_size
 
 
+@pytest.mark.slow
 def test_real_two_process_gloo_run(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent("""

@@ -206,6 +206,7 @@ def test_determinism_random_access_and_resume_across_epochs():
     assert_batches_equal(list(resumed), full[5:])         # the next pass is a whole epoch again
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment_videos", [True, False])
 def test_worker_processes_give_the_same_mixed_batches(augment_videos):
     """Both programs of a mixed batch (pseudo clips, then real clips) are drawn in the workers in the

@@ -311,6 +311,7 @@ def test_exports():
     assert {"SyntheticImages", "ImageFolder", "TensorImages"} <= set(pmg_dali.__all__)
 
 
+@pytest.mark.slow
 def test_benchmark_script_quick(tmp_path):
     out = tmp_path / "bench.json"
     script = os.path.join(REPO, "benchmarks", "bench_sources.py")

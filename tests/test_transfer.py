@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow     # transfer.py runs pretrain.py / finetune.py as processes
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "videomae"
 
 
