@@ -14,6 +14,9 @@ Two pieces make the loader a Trainer's train data:
   own count: accelerate reads one batch ahead). ``resume_loader`` puts it back before
   ``trainer.train(resume_from_checkpoint=...)``, and ``ignore_data_skip=True`` keeps the Trainer from
   skipping batches a second time, so the run continues on exactly the batch it would have seen next.
+  ``gradient_accumulation_steps`` must divide the loader's batches per epoch (checked). Under torchrun,
+  build the loader with the process's ``rank`` / ``world_size`` (``main`` reads them from the
+  environment): the Trainer starts ``torch.distributed`` only after the loader exists.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ class LoaderPosition(transformers.TrainerCallback):
         self.loader = loader
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:        # the position is the same on every rank: rank 0 writes it
+            return
         consumed, per_epoch = state.global_step * args.gradient_accumulation_steps, len(self.loader)
         position = {**self.loader.state_dict(), "epoch": consumed // per_epoch, "step": consumed % per_epoch}
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
@@ -55,6 +60,10 @@ class PMGTrainer(transformers.Trainer):
 
     def __init__(self, loader: pmg_dali.PseudoMotionLoader, **kwargs):
         super().__init__(**kwargs)
+        accumulate = self.args.gradient_accumulation_steps
+        if len(loader) % accumulate:           # else the Trainer's last update of an epoch takes fewer batches
+            raise ValueError(f"`gradient_accumulation_steps` ({accumulate}) must divide the loader's "
+                             f"{len(loader)} batches per epoch, for LoaderPosition to know where a checkpoint is")
         self.loader = loader
         self.add_callback(LoaderPosition(loader))
 
@@ -90,8 +99,11 @@ def main(argv=None) -> PMGTrainer:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     cfg = pmg_dali.PMGConfig(num_frames=4, size=32, layout="BTCHW")      # Hugging Face VideoMAE: (B, T, C, H, W)
+    # under torchrun each process takes its share: the Trainer starts torch.distributed later, so say it here
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    device = f"cuda:{os.environ['LOCAL_RANK']}" if args.device == "cuda" and "LOCAL_RANK" in os.environ else args.device
     loader = pmg_dali.PseudoMotionLoader(pmg_dali.SyntheticImages("mixed", num_images=1024), batch_size=8,
-                                         config=cfg, device=args.device, seed=0, patch_size=8)
+                                         config=cfg, device=device, seed=0, patch_size=8, rank=rank, world_size=world)
     if args.resume:
         resume_loader(loader, args.resume)
     torch.manual_seed(0)

@@ -203,7 +203,10 @@ class PseudoMotionLoader:
         if self.prefetch and self.device.type != "cuda":
             raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
                              f"but got device {str(self.device)!r}")
-        if renderer in BACKENDS and renderer != "dali":    # the older positional spelling ("torch")
+        if renderer == "torch":                            # the older positional spelling
+            if backend is not None:
+                raise ValueError(f"give `renderer` only (`backend` is its older name), but got {renderer!r} "
+                                 f"where `renderer` goes and backend={backend!r}")
             renderer, backend = None, renderer
         self.renderer = resolve_renderer(renderer, backend)
         self.source = source
@@ -256,6 +259,10 @@ class PseudoMotionLoader:
                 f"seed={self.seed}, "
                 f"mask_ratio={self.mask_ratio}, rank={self.rank}, world_size={self.world_size}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")
+
+    def _next_epoch(self, epoch: int) -> None:
+        """Position: the start of ``epoch + 1`` (what a framework's next pass should make)."""
+        self.epoch, self._step, self._resume = epoch + 1, 0, None
 
     @property
     def sampler(self) -> "_EpochSetter":
@@ -397,14 +404,23 @@ class PseudoMotionLoader:
 
 
 class _EpochSetter:
-    """``loader.sampler``: only ``set_epoch``, forwarded to the loader (the index order is the loader's
-    own ``DistributedSampler``'s, drawn per epoch)."""
+    """``loader.sampler``: the loader's image ``DistributedSampler`` (its attributes, ``len`` and
+    iteration), except that ``set_epoch`` sets the loader's epoch."""
 
     def __init__(self, loader: PseudoMotionLoader):
         self.loader = loader
 
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader._images, name)
+
+    def __iter__(self):
+        return iter(self.loader._images)
+
+    def __len__(self) -> int:
+        return len(self.loader._images)
 
 
 class _HostPart:
@@ -539,11 +555,13 @@ class PseudoMotionDataset(IterableDataset):
         for batch in loader:
             if loader._step == len(loader) and loader.epoch == epoch:
                 # the epoch's last batch: the next pass is the next epoch, also for a framework that stops
-                # after len(dataset) batches without exhausting this iterator (accelerate, Lightning)
-                loader.epoch, loader._step, loader._resume = epoch + 1, 0, None
+                # after len(dataset) batches without exhausting this iterator (accelerate)
+                loader._next_epoch(epoch)
             if self.keys is None:
                 yield batch
             elif isinstance(self.keys, tuple):
                 yield tuple(batch[key] for key in self.keys)
             else:
                 yield {new: batch[old] for old, new in self.keys.items()}
+        if loader.epoch == epoch:          # a pass resumed at the epoch's end yielded nothing: move on too
+            loader._next_epoch(epoch)

@@ -43,11 +43,11 @@ class StopAt(transformers.TrainerCallback):
             control.should_training_stop = True
 
 
-def run(output_dir, data, max_steps, *callbacks, resume=None):
+def run(output_dir, data, max_steps, *callbacks, resume=None, **arguments):
     torch.manual_seed(0)
     model = hf_trainer.tiny_model()
     seen = Seen(model)
-    trainer = hf_trainer.make_trainer(data, model, str(output_dir), max_steps, save_steps=3, use_cpu=True)
+    trainer = hf_trainer.make_trainer(data, model, str(output_dir), max_steps, save_steps=3, use_cpu=True, **arguments)
     for callback in callbacks:
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume)
@@ -69,3 +69,18 @@ def test_trainer_trains_on_loader_batches_and_resumes_on_the_next_batch(tmp_path
     assert (resumed_loader.epoch, resumed_loader.state_dict()["step"]) == (1, 2)
     _, rest = run(tmp_path / "cut", resumed_loader, 10, resume=str(tmp_path / "cut" / "checkpoint-6"))
     assert len(rest) == 4 and all(torch.equal(a, b) for a, b in zip(rest, batches[6:]))
+
+
+def test_gradient_accumulation_resumes_exactly_and_must_divide_the_epoch(tmp_path):
+    """With 2 micro-batches an update (4 batches an epoch), checkpoint-3 is 6 batches in: epoch 1, step 2."""
+    _, batches = run(tmp_path / "straight", loader(), 5, gradient_accumulation_steps=2)
+    assert len(batches) == 10
+    run(tmp_path / "cut", loader(), 5, StopAt(3), gradient_accumulation_steps=2)
+    resumed_loader = loader()
+    hf_trainer.resume_loader(resumed_loader, str(tmp_path / "cut" / "checkpoint-3"))
+    assert (resumed_loader.epoch, resumed_loader.state_dict()["step"]) == (1, 2)
+    _, rest = run(tmp_path / "cut", resumed_loader, 5, resume=str(tmp_path / "cut" / "checkpoint-3"),
+                  gradient_accumulation_steps=2)
+    assert len(rest) == 4 and all(torch.equal(a, b) for a, b in zip(rest, batches[6:]))
+    with pytest.raises(ValueError, match=r"`gradient_accumulation_steps` \(3\) must divide the loader's 4 batches"):
+        run(tmp_path / "three", loader(), 5, gradient_accumulation_steps=3)

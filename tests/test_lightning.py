@@ -3,6 +3,7 @@ one process with exact resume through Lightning's own checkpoint, and two DDP pr
 get disjoint indices and equal numbers of batches."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +29,19 @@ def test_one_process_epochs_and_exact_resume(tmp_path):
     assert resumed == straight[5:]                                   # the next batch, and every one after
 
 
+def free_port() -> str:
+    """A port nothing listens on now (loopback), for the two processes' rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def ddp(tmp_path, name: str, *flags: str) -> list:
     """Two gloo processes of examples/lightning_train.py; each rank's (epoch, indices, mean) rows."""
     result = subprocess.run([sys.executable, str(EXAMPLES / "lightning_train.py"), "--devices=2", "--strategy=ddp",
                              "--accelerator=cpu", f"--out={tmp_path / name}", *flags], capture_output=True, text=True,
-                            timeout=600, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            timeout=600, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": free_port()})
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((tmp_path / f"{name}.{rank}").read_text()) for rank in (0, 1)]
 

@@ -166,6 +166,29 @@ def test_tuple_batches_feed_a_loop_shaped_like_official_videomae():
 
 
 @pytest.mark.slow
+def test_dataset_view_resumed_at_an_epoch_end_moves_on_and_sampler_stays_a_sampler():
+    """A state taken after a plain loop finished epoch 0 is (0, len): a view resumed there yields nothing
+    for it and then makes epoch 1, not epoch 0 again. loader.sampler keeps the DistributedSampler's
+    attributes; its set_epoch sets the loader's epoch (what Lightning calls)."""
+    first = make_loader()
+    list(first)
+    state = first.state_dict()
+    assert (state["epoch"], state["step"]) == (0, 4)
+    resumed = make_loader()
+    resumed.load_state_dict(state)
+    view = resumed.as_dataset()
+    assert list(view) == []
+    expect = make_loader()
+    expect.set_epoch(1)
+    assert_batches_equal(list(view), list(expect))
+    sampler = make_loader().sampler
+    assert sampler.num_samples == 13 == len(sampler) and sorted(sampler) == list(range(13))
+    sampler.set_epoch(3)
+    assert sampler.loader.epoch == 3
+    with pytest.raises(ValueError, match="give `renderer` only"):
+        pmg_dali.PseudoMotionLoader(make_source(), 3, CFG, "cpu", "torch", backend="dali")
+
+
 def test_worker_processes_leave_the_global_rng_and_ignore_stop_signals():
     """A trainer's own random stream does not depend on num_workers; the host workers survive the
     SIGINT / SIGTERM a scheduler sends to the process group (the training process stops them)."""
