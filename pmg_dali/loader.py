@@ -71,7 +71,13 @@ def make_renderer(renderer: str, config: PMGConfig, device: torch.device, batch_
 
 
 def resolve_renderer(renderer: str | None, backend: str | None) -> str:
-    """``renderer``, or the renderer the deprecated ``backend`` names (with a DeprecationWarning)."""
+    """``renderer``, or the renderer the deprecated ``backend`` names (with a DeprecationWarning);
+    ``renderer="torch"`` is the older spelling passed by position, taken as ``backend="torch"``."""
+    if renderer == "torch":                        # the older spelling, passed by position
+        if backend is not None:
+            raise ValueError(f"give `renderer` only (`backend` is its older name), but got 'torch' where "
+                             f"`renderer` goes and backend={backend!r}")
+        renderer, backend = None, "torch"
     if backend is not None:
         if renderer is not None:
             raise ValueError(f"give `renderer` only (`backend` is its older name), but got renderer={renderer!r} "
@@ -203,11 +209,6 @@ class PseudoMotionLoader:
         if self.prefetch and self.device.type != "cuda":
             raise ValueError(f"`prefetch` needs a CUDA `device` (it uses a side CUDA stream), "
                              f"but got device {str(self.device)!r}")
-        if renderer == "torch":                            # the older positional spelling
-            if backend is not None:
-                raise ValueError(f"give `renderer` only (`backend` is its older name), but got {renderer!r} "
-                                 f"where `renderer` goes and backend={backend!r}")
-            renderer, backend = None, renderer
         self.renderer = resolve_renderer(renderer, backend)
         self.source = source
         share = dict(num_replicas=self.world_size, rank=self.rank, shuffle=self.shuffle, seed=self.seed,
@@ -308,20 +309,19 @@ class PseudoMotionLoader:
         step = check_int("step", step, 0)
         if step >= len(self):
             raise ValueError(f"`step` must be < {len(self)} (batches per epoch), but got {step}")
-        return self._finish(self._host(self._plan(epoch), epoch, step), epoch, step)
+        return self._finish(self._host(self._plan(epoch), epoch, step))
 
-    def _finish(self, host: dict, epoch: int, step: int) -> dict[str, torch.Tensor]:
-        """Batch ``step`` of ``epoch`` from its host part (:class:`_HostPart`): load, render, move."""
+    def _finish(self, host: dict) -> dict[str, torch.Tensor]:
+        """A batch from its host part (:class:`_HostPart`): load, render, move."""
         index, is_real = host["index"], host["is_real"]
-        gens = batch_generators(self.seed, epoch, self.rank, step)     # its "load" generator
         cfg = self.config
         if self.real is None:
-            images = self.source.load(index, cfg.size, self.device, generator=gens["load"])
+            images = self.source.load(index, cfg.size, self.device, generator=host["load"])
             batch = {"video": self._render(images, host["program"])}
             batch.update(batch_targets(host["program"], self.targets, cfg.size, self.patch_size, self.device))
         else:
-            batch = {"video": self.real.make_clips(self.source, index, is_real, gens, self._render, self.device,
-                                                   host["programs"])}
+            batch = {"video": self.real.make_clips(self.source, index, is_real, host["programs"], host["load"],
+                                                   self._render, self.device)}
         if "mask" in host:
             batch["mask"] = to_device(host["mask"], self.device)
         batch["index"] = to_device(index, self.device)
@@ -334,8 +334,8 @@ class PseudoMotionLoader:
         self._resume, self._step, epoch = None, start, self.epoch
         steps = range(start, len(self))
         hosts = self._host_parts(steps, epoch)
-        batches = (self._prefetched(steps, epoch, hosts) if self.prefetch else
-                   (self._finish(host, epoch, step) for step, host in zip(steps, hosts)))
+        batches = (self._prefetched(len(steps), hosts) if self.prefetch else
+                   (self._finish(host) for host in hosts))
         for step, batch in zip(steps, batches):
             self._step = step + 1
             yield batch
@@ -351,23 +351,23 @@ class PseudoMotionLoader:
                            worker_init_fn=_ignore_stop_signals, generator=torch.Generator())
         return (_HostParts.unpack(part) for part in parts)
 
-    def _prefetched(self, steps: range, epoch: int, hosts: Iterator[dict]) -> Iterator[dict[str, torch.Tensor]]:
-        """The batches of ``steps``, batch k+1 made on a side stream while batch k is consumed."""
+    def _prefetched(self, count: int, hosts: Iterator[dict]) -> Iterator[dict[str, torch.Tensor]]:
+        """The ``count`` batches of ``hosts``, batch k+1 made on a side stream while batch k is consumed."""
         side = torch.cuda.Stream(device=self.device)
         main = torch.cuda.current_stream(self.device)
 
-        def launch(step: int) -> dict[str, torch.Tensor]:
+        def launch() -> dict[str, torch.Tensor]:
             side.wait_stream(main)          # whatever the trainer enqueued before (e.g. source copies)
             with torch.cuda.stream(side):
-                return self._finish(next(hosts), epoch, step)
+                return self._finish(next(hosts))
 
-        pending = launch(steps[0]) if len(steps) else None
-        for i in range(len(steps)):
+        pending = launch() if count else None
+        for i in range(count):
             batch = pending
             main.wait_stream(side)          # batch i is complete before the trainer touches it
             for value in batch.values():
                 value.record_stream(main)   # its memory is not reused while `main` still reads it
-            pending = launch(steps[i + 1]) if i + 1 < len(steps) else None
+            pending = launch() if i + 1 < count else None
             yield batch
 
     def state_dict(self) -> dict:
@@ -439,7 +439,7 @@ class _HostPart:
         index, is_real = (x[slots] for x in plan)
         gens = batch_generators(self.seed, epoch, self.rank, step)
         cfg = self.config
-        host = {"index": index, "is_real": is_real}
+        host = {"index": index, "is_real": is_real, "load": gens["load"]}     # a Generator pickles (workers)
         if self.augment_videos is None:
             host["program"] = sample_program(cfg, len(index), generator=gens["program"])
         else:
@@ -481,6 +481,7 @@ class _HostParts(Dataset):
         def arrays(program):
             return None if program is None else {k: v.numpy() for k, v in program.tensors().items()}
         out = {k: v.numpy() for k, v in host.items() if isinstance(v, torch.Tensor)}
+        out["load"] = host["load"]
         if "program" in host:
             out["program"] = arrays(host["program"])
         if "programs" in host:
@@ -492,6 +493,7 @@ class _HostParts(Dataset):
         def program(arrays):
             return None if arrays is None else MotionProgram(**{k: torch.from_numpy(v) for k, v in arrays.items()})
         out = {k: torch.from_numpy(v) for k, v in part.items() if isinstance(v, np.ndarray)}
+        out["load"] = part["load"]
         if "program" in part:
             out["program"] = program(part["program"])
         if "programs" in part:

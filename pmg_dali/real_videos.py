@@ -141,21 +141,20 @@ class RealVideos:
         """Slots per epoch on this rank, given this rank's share of the images."""
         return slots_per_epoch(num_images, self.sampler.num_samples, self.pmg_ratio)
 
-    def make_clips(self, source, index: torch.Tensor, is_real: torch.Tensor, gens: dict, render,
-                   device: torch.device, programs: tuple | None = None) -> torch.Tensor:
+    def make_clips(self, source, index: torch.Tensor, is_real: torch.Tensor, programs: tuple,
+                   load: torch.Generator, render, device: torch.device) -> torch.Tensor:
         """The clips of one batch in slot order: pseudo-motion clips of ``source`` images through
-        ``render(images, program)``, real clips of the videos; ``gens`` from ``batch_generators``;
-        ``programs``: :func:`draw_programs` of the batch when drawn elsewhere (None: drawn here)."""
+        ``render(images, program)``, real clips of the videos; ``programs``: :func:`draw_programs` of
+        the batch; ``load``: the batch's ``"load"`` generator (``batch_generators``)."""
         cfg = self.config
-        pseudo_program, real_program = (draw_programs(cfg, is_real, self.augment_videos, gens["program"])
-                                        if programs is None else programs)
+        pseudo_program, real_program = programs
         out = reference.output_buffer(None, cfg, len(index), device)
         pseudo, real = (~is_real).nonzero().flatten(), is_real.nonzero().flatten()
         if len(pseudo):
-            images = source.load(index[pseudo], cfg.size, device, generator=gens["load"])
+            images = source.load(index[pseudo], cfg.size, device, generator=load)
             out[pseudo.to(device)] = render(images, pseudo_program)
         if len(real):
-            clips = self.videos.load(index[real], cfg.size, device, generator=gens["load"])
+            clips = self.videos.load(index[real], cfg.size, device, generator=load)
             out[real.to(device)] = (self.module.augment(clips, program=real_program) if self.augment_videos else
                                     reference.format_clips(reference.to_float_video(clips, cfg.size), cfg))
         return out

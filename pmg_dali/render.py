@@ -147,18 +147,19 @@ def _to_float(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         b, c, t, h, w = images.shape
         frames = _to_float(images.transpose(1, 2).reshape(b * t, c, h, w), size)
         return frames.reshape(b, t, c, *size).transpose(1, 2)
+    def unit(x: torch.Tensor) -> torch.Tensor:        # float32 in [0, 1]
+        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
     if images.shape[0] == 0:
         return torch.zeros(0, 3, *size, dtype=torch.float32, device=images.device)
     if tuple(images.shape[-2:]) == tuple(size):
-        return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        return unit(images)
     # resized a few images at a time: large uint8 images never exist as one float32 batch (4x their bytes)
     out = torch.empty(images.shape[0], 3, *size, dtype=torch.float32, device=images.device)
     per = max(1, RESIZE_CHUNK_BYTES // (4 * images[0].numel()))
     for start in range(0, images.shape[0], per):
-        x = images[start:start + per]
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        out[start:start + per] = F.interpolate(x, size=size, mode="bilinear", antialias=True,
-                                               align_corners=False).clamp_(0, 1)
+        out[start:start + per] = F.interpolate(unit(images[start:start + per]), size=size, mode="bilinear",
+                                               antialias=True, align_corners=False).clamp_(0, 1)
     return out
 
 
