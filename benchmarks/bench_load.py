@@ -17,7 +17,6 @@ import argparse
 import datetime
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 import pmg_dali
-from harness import write_json   # the benchmarks' one JSON writer
+from harness import each, timed, write_json   # the benchmarks' one timing loop and JSON writer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,15 +56,11 @@ def render_rate(renderer: str, batch: int, repeats: int):
     images = torch.randint(0, 256, (batch, 3, *cfg.size), dtype=torch.uint8, generator=g)
     module = pmg_dali.PseudoMotion(cfg, renderer=renderer)
     program = module.sample(batch, generator=g)
-    module(images, program=program)                                  # warm-up (and the engine check)
+    module(images, program=program)                                  # the engine check, before any timing
+    run = each(lambda: module(images, program=program))
 
-    def measure() -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(images, program=program)
-            times.append(time.perf_counter() - start)
-        return batch / statistics.median(times)
+    def measure() -> float:                                           # median of `repeats` batches
+        return batch / timed({renderer: run}, torch.device("cpu"), 1, repeats, 1)[renderer]
     return measure
 
 

@@ -39,8 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runtime  # noqa: E402
-from configurator import (check, choice, configure, device_rule, fail, given_keys, integer, interval,  # noqa: E402
-                          number)
+from configurator import check, configure, fail, given_keys, integer, interval, number  # noqa: E402
 from model import IMAGENET_MEAN, IMAGENET_STD, VideoClassifier, VideoMAEConfig  # noqa: E402
 
 from pmg_dali import VideoFolder  # noqa: E402
@@ -85,15 +84,10 @@ resume = False               # continue from out_dir/finetune.pt (same settings)
 _argv = sys.argv[1:]
 config = configure(globals(), _argv, types=dict(init=str, frame_stride=int, embed_dim=int, depth=int, num_heads=int))
 # what each key allows, checked before any work starts (one line and exit 2 otherwise)
-RULES = dict(num_workers=integer(0), frame_stride=integer(1, none=True), crop_scale=interval(0, 1),
-             model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
-             patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
-             depth=integer(1, none=True), num_heads=integer(1, none=True), drop_path=number(0, 1, high_open=True),
-             head_drop=number(0, 1, high_open=True), epochs=integer(1), batch_size=integer(1),
-             base_lr=number(0, low_open=True), min_lr=number(0), layer_decay=number(0, 1, low_open=True),
-             weight_decay=number(0), warmup_epochs=integer(0), label_smoothing=number(0, 1, high_open=True),
-             device=device_rule(), dtype=choice("bfloat16", "float16", "float32"), threads=integer(0),
-             seed=integer(0, 2 ** 63 - 1))
+RULES = dict(runtime.SHARED_RULES, num_workers=integer(0), frame_stride=integer(1, none=True),
+             crop_scale=interval(0, 1), drop_path=number(0, 1, high_open=True), head_drop=number(0, 1, high_open=True),
+             epochs=integer(1), min_lr=number(0), layer_decay=number(0, 1, low_open=True),
+             warmup_epochs=integer(0), label_smoothing=number(0, 1, high_open=True))
 check(config, RULES)
 # -----------------------------------------------------------------------------
 

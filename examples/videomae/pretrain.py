@@ -46,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runtime  # noqa: E402
-from configurator import check, choice, configure, device_rule, fail, given_keys, integer, number, subset  # noqa: E402
+from configurator import check, choice, configure, fail, given_keys, integer, number, subset  # noqa: E402
 from model import VideoMAE, VideoMAEConfig, patchify, unpatchify  # noqa: E402
 
 import pmg_dali  # noqa: E402
@@ -110,20 +110,14 @@ config = configure(globals(), _argv, nullable=("mixup",),
                    types=dict(embed_dim=int, depth=int, num_heads=int, decoder_embed_dim=int,
                               decoder_num_heads=int, warmup_iters=int, lr_decay_iters=int))
 # what each key allows, checked before any work starts (one line and exit 2 otherwise)
-RULES = dict(log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1), num_images=integer(1),
-             pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS), mixup=choice(None, "frame", "videomix"),
-             renderer=choice("auto", "reference", "fused", "cpu", "dali"), loader_workers=integer(-1),
-             seed=integer(0, 2 ** 63 - 1),
-             model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
-             patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
-             depth=integer(1, none=True), num_heads=integer(1, none=True),
-             decoder_embed_dim=integer(1, none=True), decoder_depth=integer(1),
-             decoder_num_heads=integer(1, none=True), mask_ratio=number(0, 1, high_open=True),
-             batch_size=integer(1), grad_accum=integer(1), max_iters=integer(1), max_seconds=number(0),
-             base_lr=number(0, low_open=True), base_min_lr=number(0), warmup_iters=integer(0, none=True),
-             lr_decay_iters=integer(1, none=True), weight_decay=number(0), beta1=number(0, 1, high_open=True),
-             beta2=number(0, 1, high_open=True), grad_clip=number(0), device=device_rule(),
-             dtype=choice("bfloat16", "float16", "float32"), threads=integer(0))
+RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1),
+             num_images=integer(1), pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS),
+             mixup=choice(None, "frame", "videomix"), renderer=choice("auto", "reference", "fused", "cpu", "dali"),
+             loader_workers=integer(-1), decoder_embed_dim=integer(1, none=True), decoder_depth=integer(1),
+             decoder_num_heads=integer(1, none=True), mask_ratio=number(0, 1, high_open=True), grad_accum=integer(1),
+             max_iters=integer(1), max_seconds=number(0), base_min_lr=number(0), warmup_iters=integer(0, none=True),
+             lr_decay_iters=integer(1, none=True), beta1=number(0, 1, high_open=True),
+             beta2=number(0, 1, high_open=True), grad_clip=number(0))
 check(config, RULES)
 if renderer == "fused" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
     raise fail(f"--renderer=fused needs a CUDA --device (the Triton kernel), but got --device={device}")

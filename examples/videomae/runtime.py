@@ -22,7 +22,15 @@ import zipfile
 
 import numpy as np
 import torch
+from configurator import choice, device_rule, integer, number
 
+# the domains of the keys pretrain.py and finetune.py share (configurator.check; each adds its own)
+SHARED_RULES = dict(model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
+                    patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
+                    depth=integer(1, none=True), num_heads=integer(1, none=True), batch_size=integer(1),
+                    base_lr=number(0, low_open=True), weight_decay=number(0), device=device_rule(),
+                    dtype=choice("bfloat16", "float16", "float32"), threads=integer(0),
+                    seed=integer(0, 2 ** 63 - 1))
 RECIPE_BATCH = 256      # base_lr is the lr at this total batch and below; the linear rule holds above
 
 
