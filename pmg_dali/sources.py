@@ -188,10 +188,10 @@ def decode_pil(path: str, size: tuple[int, int], noise: torch.Tensor | None = No
         if im.format == "JPEG" and reduce >= 4:                     # keep >= 2x for the antialiased resize
             k = 8 if reduce >= 16 else 4 if reduce >= 8 else 2
             im.draft(None, (im.size[0] // k, im.size[1] // k))
-            fy, fx = upright(im.size)[1] / height, upright(im.size)[0] / width
+            drafted_w, drafted_h = upright(im.size)
+            fy, fx = drafted_h / height, drafted_w / width
             top, left = int(top * fy), int(left * fx)
-            h, w = (max(1, min(round(h * fy), upright(im.size)[1] - top)),
-                    max(1, min(round(w * fx), upright(im.size)[0] - left)))
+            h, w = max(1, min(round(h * fy), drafted_h - top)), max(1, min(round(w * fx), drafted_w - left))
         if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
             raise ValueError(f"the image is {width}x{height} and would decode to {im.size[0] * im.size[1]:,} "
                              f"pixels, more than max_pixels={max_pixels:,}")
