@@ -1,21 +1,27 @@
-"""The DALI backend side by side with the torch backend, on the default program.
+"""The DALI engine side by side with the torch reference renderer, on the default program (or ``--transforms``).
 
     python benchmarks/bench_dali.py                   # GPU: batch 64, 16 x 224^2, + nvJPEG folder
     python benchmarks/bench_dali.py --quick           # CPU (DALI CPU operators): batch 4, 4 x 32^2,
                                                       # one thread for DALI and one for torch
+    python benchmarks/bench_dali.py --quick --batch_size 64 --num_frames 16 --size 224 --transforms all \
+        --folder yes --steps 2 --repeats 3           # the CPU folder_pipeline with every transform
 
-Paths (the default config: zoom + affine, frame Mixup, ImageNet-normalised, ``--dtype`` bfloat16):
+Paths (the default config: zoom + affine, frame Mixup, ImageNet-normalised, ``--dtype`` bfloat16;
+``--transforms all`` draws every transform of ``pmg_dali.TRANSFORMS``):
 
-- "torch": ``sample_program`` (CPU generator) + the reference renderer on the device.
+- "torch": ``sample_program`` (CPU generator) + ``PseudoMotion`` with ``renderer="auto"`` on the device
+  (the CPU engine on a CPU, the fused kernel on CUDA).
 - "dali program-fed": the same sampling + :class:`pmg_dali.dali.ProgramRenderer` (what
-  ``backend="dali"`` runs); DALI has no bfloat16, so it renders float32 and torch casts.
-- "dali in-graph": a pipeline whose parameters are drawn by DALI (:func:`pmg_dali.dali.pseudo_motion`,
-  uint8 frames between warp and mix), fed one fixed image batch by ``fn.external_source``; float16
-  is DALI's native half type, so "(bf16 via torch cast)" adds the cast of a float32 output.
+  ``renderer="dali"`` runs); DALI has no bfloat16, so it renders float32 and torch casts.
+- "dali pipeline": a pipeline with the graph helper :func:`pmg_dali.dali.pseudo_motion` (each batch's
+  program drawn on the host by its ``fn.external_source`` feed, :class:`pmg_dali.dali.ProgramFeed`),
+  fed one fixed image batch by another ``fn.external_source``; float16 is DALI's native half type, so
+  "(bf16 via torch cast)" adds the cast of a float32 output.
 - "dali warp only": sequence_rearrange + one per-frame ``warp_affine``, uint8 (the replicate-and-warp
   core), and "dali T warps + stack", its alternative (one warp per frame, then ``fn.stack``).
-- folder (GPU, ``--folder``): ``folder_pipeline`` over ``--files`` generated JPEGs, decode + crop +
-  resize only (images/s) and the full pseudo-motion pipeline (clips/s).
+- folder (``--folder``; default on a GPU): ``folder_pipeline`` over ``--files`` generated JPEGs, decode +
+  crop + resize only (images/s) and the full pseudo-motion pipeline (clips/s; nvJPEG on a GPU, DALI's
+  CPU decoder with ``--quick``).
 
 Each run is ``--steps`` batches between two synchronisations (outputs converted to torch tensors);
 the paths take turns and the table shows the median of ``--repeats`` runs after ``--warmup``
@@ -35,6 +41,8 @@ import torch
 
 import pmg_dali
 from harness import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
+
+from pmg_dali.sources import CROP_SCALE
 
 
 def _warp_bodies(cfg, batch: int):
@@ -69,7 +77,7 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
         encoded, _ = fn.readers.file(files=paths, random_shuffle=True, name="Reader")
         images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
                                                output_type=types.RGB,
-                                               random_area=[0.25, 1.0])
+                                               random_area=list(CROP_SCALE))
         return fn.resize(images, resize_x=w, resize_y=h, antialias=True)
 
     decode = decode_only()
@@ -87,6 +95,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--num_frames", type=int, default=None, help="16 (4 with --quick)")
     parser.add_argument("--size", type=int, default=None, help="224 (32 with --quick)")
     parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"])
+    parser.add_argument("--transforms", default="default",
+                        help="'default' (zoom + affine), 'all' (pmg_dali.TRANSFORMS) or a comma-separated list")
     parser.add_argument("--threads", type=int, default=None,
                         help="DALI CPU threads (4; 1 with --quick, which also sets torch's threads)")
     parser.add_argument("--steps", type=int, default=None)
@@ -112,7 +122,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(threads)
     steps, repeats = args.steps or (3 if args.quick else 20), args.repeats or (3 if args.quick else 5)
     dtype = getattr(torch, args.dtype)
-    cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype)
+    transforms = {"default": pmg_dali.PMGConfig().transforms, "all": pmg_dali.TRANSFORMS}.get(
+        args.transforms, tuple(args.transforms.split(",")))
+    cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype, transforms=transforms)
     native = cfg.replace(dtype=torch.float32) if dtype == torch.bfloat16 else cfg
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)
@@ -120,15 +132,17 @@ def main(argv=None) -> dict:
 
     programs = lambda render: sampled(lambda x, p, c: render(x, p), images, cfg)  # noqa: E731
 
-    paths = {"torch (sample + reference render)": programs(lambda x, p: gen(x, program=p.to(device))),
+    paths = {"torch (sample + PseudoMotion, renderer='auto')": programs(lambda x, p: gen(x, program=p.to(device))),
              "dali program-fed (ProgramRenderer)": programs(renderer)}
-    ingraph = lambda c: dali_image_pipeline(  # noqa: E731
+    pipeline = lambda c: dali_image_pipeline(  # noqa: E731
         lambda x: dali.pseudo_motion(x, c), images, device_id, threads)
     if dtype == torch.bfloat16:
-        paths["dali in-graph, float16 (native half)"] = dali_pipeline_run(ingraph(cfg.replace(dtype=torch.float16)))
-        paths["dali in-graph, bf16 via torch cast"] = dali_pipeline_run(ingraph(native), cast=torch.bfloat16)
+        paths["dali pipeline (pseudo_motion), float16 (native half)"] = dali_pipeline_run(
+            pipeline(cfg.replace(dtype=torch.float16)))
+        paths["dali pipeline (pseudo_motion), bf16 via torch cast"] = dali_pipeline_run(pipeline(native),
+                                                                                     cast=torch.bfloat16)
     else:
-        paths[f"dali in-graph, {args.dtype}"] = dali_pipeline_run(ingraph(cfg))
+        paths[f"dali pipeline (pseudo_motion), {args.dtype}"] = dali_pipeline_run(pipeline(cfg))
     rearrange, stacked = _warp_bodies(cfg, batch)
     paths["dali warp only: rearrange + per-frame warp_affine, uint8"] = dali_pipeline_run(
         dali_image_pipeline(rearrange, images, device_id, threads))

@@ -9,8 +9,10 @@ For each geometric transform alone (sliding_window, zoom, affine, perspective, c
 outside the source's pixel centres by more than 1e-3 px, so that a tap reads padding (for cutmix, pixels
 of the pasted patch outside the partner) -- on a grid of every ``--stride``-th pixel of every frame, and the mean
 area of the first view as a fraction of the image (``1 / det`` of frame 0's linear part). Also the host
-time of ``sample_program`` of the default program (zoom + affine, frame Mixup) per batch of 64, one thread,
-and of DALI's in-graph sampler for the same program (a CPU pipeline that only samples), both framings.
+time per batch of 64, one thread, of ``sample_program`` of the default program (zoom + affine, frame
+Mixup), both framings, and of what a DALI pipeline's program feed runs per batch
+(:class:`pmg_dali.dali.ProgramFeed`: draw + compile + pack the arrays) for the default program, both
+framings, and for all eight transforms.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import torch
 from harness import environment, timed, write_json
 
+from pmg_dali import TRANSFORMS as ALL_TRANSFORMS
 from pmg_dali import PMGConfig
 from pmg_dali.sampling import sample_program
 
@@ -73,29 +76,25 @@ def sampling_ms(repeats: int) -> dict:
     return {f: 1e3 * s for f, s in seconds.items()}
 
 
-def dali_sampling_ms(repeats: int) -> dict | None:
-    """Median milliseconds per batch of a DALI CPU pipeline that only draws the default program in the
-    graph (:func:`pmg_dali.dali.sample_motion`), batch 64, per framing; None without DALI."""
+def program_feed_ms(repeats: int) -> dict | None:
+    """Median host milliseconds per batch of 64 of a DALI pipeline's program feed
+    (:class:`pmg_dali.dali.ProgramFeed`: ``sample_program`` + frame tables + the arrays fed to DALI) for
+    the default program per framing and for all eight transforms (the three take turns); None without DALI."""
     try:
-        from nvidia.dali import pipeline_def
+        from nvidia.dali.types import BatchInfo
 
-        from pmg_dali.dali import sample_motion
+        from pmg_dali.dali import ProgramFeed
     except ImportError:
         return None
 
-    def path(framing):
-        cfg = PMGConfig(framing=framing)
+    def path(cfg):
+        feed, step = ProgramFeed(cfg, 64), iter(range(2 ** 62))
+        return lambda n: [feed(BatchInfo(next(step), 0)) for _ in range(n)]
 
-        @pipeline_def(batch_size=64, num_threads=1, device_id=None, seed=0, prefetch_queue_depth=1)
-        def pipe():
-            return sample_motion(cfg).motion.matrices
-
-        p = pipe()
-        p.build()
-        return lambda n: [p.run() for _ in range(n)]
-
-    seconds = timed({f: path(f) for f in ("inside", "whole")}, "cpu", steps=1, repeats=repeats, warmup=2)
-    return {f: 1e3 * s for f, s in seconds.items()}
+    configs = {"default, inside": PMGConfig(), "default, whole": PMGConfig(framing="whole"),
+               "all eight, inside": PMGConfig(transforms=ALL_TRANSFORMS)}
+    seconds = timed({k: path(c) for k, c in configs.items()}, "cpu", steps=1, repeats=repeats, warmup=2)
+    return {k: 1e3 * s for k, s in seconds.items()}
 
 
 def main(argv=None) -> dict:
@@ -115,7 +114,7 @@ def main(argv=None) -> dict:
     rows = {f"{name}, {framing}": measure(name, framing, args)
             for name in TRANSFORMS for framing in ("inside", "whole")}
     timing = sampling_ms(args.repeats)
-    dali = dali_sampling_ms(max(3, args.repeats // 10))
+    feed = program_feed_ms(args.repeats)
     print(f"{args.num_programs} programs per transform, {args.num_frames} x {args.size}^2, every "
           f"{args.stride}th pixel\n\n| transform, framing | padded pixels | first view area (mean) | (min) |"
           "\n|---|---|---|---|")
@@ -124,10 +123,10 @@ def main(argv=None) -> dict:
               f"{r['first_view_area_min']:.3f} |")
     print("\nsample_program, default program, batch 64, one thread: "
           + ", ".join(f"{k} {v:.3f} ms" for k, v in timing.items()))
-    if dali is not None:
-        print("DALI in-graph sample_motion, default program, batch 64, CPU: "
-              + ", ".join(f"{k} {v:.2f} ms" for k, v in dali.items()))
-    result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "dali_sample_motion_ms": dali,
+    if feed is not None:
+        print("DALI program feed (ProgramFeed: draw + pack), batch 64, one thread: "
+              + ", ".join(f"{k} {v:.3f} ms ({1e3 * v / 64:.1f} us a clip)" for k, v in feed.items()))
+    result = {"args": vars(args), "rows": rows, "sample_program_ms": timing, "program_feed_ms": feed,
               "environment": environment("cpu")}
     write_json(args.json, result)
     return result

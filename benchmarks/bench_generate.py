@@ -10,8 +10,9 @@ Rows (the default program: zoom + affine, frame Mixup, normalised ``--dtype`` bf
 - pmg_dali torch: ``PseudoMotion`` with renderer ``auto`` (fused on CUDA), ``fused`` / ``cpu``,
   ``reference``; ``auto`` rendering one reused program (render only); ``PseudoMotionLoader``;
   and each of the eight transforms alone (``--no_transforms`` skips them);
-- pmg_dali DALI: the in-graph helper ``pseudo_motion`` and the program-fed ``ProgramRenderer``
-  (skipped with a note when DALI is missing);
+- pmg_dali DALI: a pipeline with the graph helper ``pseudo_motion`` (programs drawn on the host by its
+  ``fn.external_source`` feed) and ``ProgramRenderer`` fed programs per call (skipped with a note when
+  DALI is missing);
 - reference points: the literal recursion (``recursion="iterative"``) and kornia
   ``warp_perspective`` user code on T repeated frames;
 - CPU baseline: PIL per-frame recursive PMG with frame Mixup in a DataLoader with one worker per

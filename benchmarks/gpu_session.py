@@ -68,7 +68,7 @@ def steps(results: Path, quick: bool) -> list[tuple[str, list[str], int]]:
         # the fused kernel against the reference and the write floor, tiles swept
         ("render", [PY, "benchmarks/bench_render.py", "--tune", "--json", f"{r}/bench_render_cuda.json",
                     "--markdown", f"{r}/bench_render_cuda.md"], 100),
-        # DALI in-graph / program-fed / torch, nvJPEG folder pipeline
+        # DALI pipeline (host-drawn programs) / ProgramRenderer / torch, nvJPEG folder pipeline
         ("dali", [PY, "benchmarks/bench_dali.py", "--json", f"{r}/bench_dali_cuda.json"], 100),
         # every GPU-marked test: fused/DALI/torch parity on the GPU, nvJPEG, CUDA generators
         ("tests_gpu", [PY, "-m", "pytest", "-q", "-m", "gpu", "tests", "-p", "no:cacheprovider", *per_test,

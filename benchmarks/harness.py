@@ -4,9 +4,10 @@ and writes JSON + a log-scale PNG to ``benchmarks/results/``; ``--quick`` runs i
 
 The program is the default one: zoom + affine, frame Mixup, ImageNet-normalised ``--dtype`` (bf16)
 BCTHW clips, from uint8 images already at the output size (random pixels: bilinear warps cost the
-same on any content). Every path pays for its own parameter sampling: the torch, DALI program-fed
-and kornia paths draw a :class:`~pmg_dali.MotionProgram` per batch from a CPU generator, the DALI
-in-graph path draws in the graph, and the CPU baseline draws in its workers.
+same on any content). Every path pays for its own parameter sampling: the torch, DALI and kornia
+paths draw a :class:`~pmg_dali.MotionProgram` per batch from a CPU generator (the DALI pipeline path in
+its ``fn.external_source`` program feed, :class:`pmg_dali.dali.ProgramFeed`), and the CPU baseline
+draws in its workers.
 
 The CPU baseline is what a user would otherwise run: a ``torch.utils.data.DataLoader`` with one
 worker per core (``os.sched_getaffinity``) whose workers make clips with PIL -- per clip, frame t is
@@ -275,14 +276,21 @@ def dali_image_pipeline(body, images: torch.Tensor, device_id: int | None, threa
 
 
 def dali_pipeline_run(pipe, cast: torch.dtype | None = None) -> Callable[[int], None]:
-    """``run(n)``: n iterations of a built pipeline, its first output converted to torch (and cast)."""
+    """``run(n)``: n iterations of a built pipeline, its first output converted to torch (and cast); at
+    the end of an epoch (StopIteration) the pipeline is reset and the next epoch goes on."""
     from pmg_dali.dali import to_torch
 
     def run(n: int) -> None:
-        for _ in range(n):
-            out = to_torch(pipe.run()[0])
+        done = 0
+        while done < n:
+            try:
+                out = to_torch(pipe.run()[0])
+            except StopIteration:
+                pipe.reset()
+                continue
             if cast is not None and out.dtype != cast:
                 out = out.to(cast)      # the cast a torch user of DALI's output pays
+            done += 1
     return run
 
 
@@ -354,7 +362,7 @@ def _dali_paths(cfg: PMGConfig, images: torch.Tensor, threads: int) -> list[Path
     native = cfg.replace(dtype=torch.float32) if cfg.dtype == torch.bfloat16 else cfg
     cast = " (float32, cast to bf16 by torch)" if native is not cfg else ""
 
-    def in_graph():
+    def pipeline():
         return dali_pipeline_run(dali_image_pipeline(lambda x: dali.pseudo_motion(x, native), images,
                                                      device_id, threads), cast=cfg.dtype)
 
@@ -362,8 +370,8 @@ def _dali_paths(cfg: PMGConfig, images: torch.Tensor, threads: int) -> list[Path
         renderer = dali.ProgramRenderer(cfg, images.shape[0], device="gpu" if cuda else "cpu",
                                         device_id=device_id, num_threads=threads)
         return sampled(lambda x, p, c: renderer(x, p), images, cfg)
-    return [Path("dali_in_graph", "pmg_dali DALI", "DALI in-graph helper pseudo_motion (params drawn by DALI)"
-                 + cast, in_graph, alone=True),
+    return [Path("dali_pipeline", "pmg_dali DALI", "DALI pipeline, graph helper pseudo_motion (programs drawn on "
+                 "the host by its fn.external_source feed)" + cast, pipeline, alone=True),
             Path("dali_program_fed", "pmg_dali DALI", "DALI ProgramRenderer (our programs via external_source)",
                  program_fed, alone=True)]
 
@@ -533,7 +541,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--torch_threads", type=int, default=None, help="torch threads of the in-process paths (default: torch's)")
     a("--no_transforms", action="store_true", help="skip the per-transform rows")
     a("--skip", default="", type=lambda s: [x for x in s.split(",") if x],
-      help="comma-separated path names or groups to leave out, e.g. iterative,transform,dali_in_graph")
+      help="comma-separated path names or groups to leave out, e.g. iterative,transform,dali_pipeline")
     a("--seed", type=int, default=0)
     return parser
 

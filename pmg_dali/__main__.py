@@ -14,29 +14,9 @@ from pathlib import Path
 import torch
 
 from . import TRANSFORMS, PMGConfig, PseudoMotion
+from .gif import clip_sheet, write_gif
+from .engines import ENGINES
 from .synthetic import SyntheticImages
-
-
-def write_gif(frames, path, ms_per_frame: int = 120) -> None:
-    """uint8 (T, H, W, 3) NumPy frames -> an animated GIF whose frames share one 256-colour palette (a
-    median cut of every frame together, every second pixel), mapped without dithering and written as
-    the GIF's only colour table, so colours do not flicker."""
-    import numpy as np
-    from PIL import Image
-
-    frames = np.ascontiguousarray(frames)
-    sample = np.ascontiguousarray(frames[:, ::2, ::2].reshape(-1, frames[:, ::2, ::2].shape[2], 3))  # stacked
-    palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0,
-                   optimize=False, palette=bytes(palette.getpalette()))   # `palette`: no per-frame tables
-
-
-def save_gif(rows: list[torch.Tensor], path: Path, ms_per_frame: int = 120) -> None:
-    """Write an animated GIF: one row per (N, 3, T, H, W) uint8 clip batch, all frames animated
-    (:func:`write_gif`: one palette for all frames)."""
-    sheet = torch.cat([torch.cat(list(clips), dim=-1) for clips in rows], dim=-2)   # (3, T, rows*H, N*W)
-    write_gif(sheet.permute(1, 2, 3, 0).cpu().numpy(), path, ms_per_frame)        # (T, rows*H, N*W, 3)
 
 
 def clips_per_second(gen: PseudoMotion, images: torch.Tensor, repeats: int) -> float:
@@ -68,7 +48,7 @@ def demo(args) -> None:
                         dtype=torch.uint8)
         rows.append(PseudoMotion(cfg)(images, generator=g))
     gif = out_dir / "pmg_preview.gif"
-    save_gif(rows, gif)
+    write_gif(clip_sheet(rows), gif)       # one row per transform, one palette for all frames
     print(f"preview: {gif} (rows: {', '.join(TRANSFORMS)})")
 
     cfg = PMGConfig(dtype=torch.bfloat16)      # the default program: zoom + affine, frame Mixup, 16 x 224²
@@ -89,9 +69,8 @@ def bench(args) -> None:
                     dtype=torch.bfloat16)
     repeats = args.repeats or (2 if args.quick else 10 if cuda else 3)
     images = SyntheticImages("mixed", seed=0).load(range(batch), cfg.size, device)
-    engines = ["auto", "reference", "fused" if cuda else "cpu"]
     rows = {}
-    for name in engines:
+    for name in ("auto", *(e.name for e in ENGINES if not e.unavailable(device, cfg))):
         gen = PseudoMotion(cfg, renderer=name)
         try:
             rows[name] = {"engine": gen.engine(device, "render"), "clips_per_s": clips_per_second(gen, images, repeats)}

@@ -131,3 +131,11 @@ def env_flag(name: str, default: bool) -> bool:
         return text in TRUE_WORDS
     raise ValueError(f"the environment variable {name} must be one of {TRUE_WORDS + FALSE_WORDS} (or unset), "
                      f"but got {os.environ[name]!r}")
+
+
+def check_motion_program(program, name: str = "program") -> None:
+    """``program`` is a :class:`~pmg_dali.MotionProgram`, recognised by its fields: the modules that
+    ``MotionProgram`` itself uses (its ``flow`` / ``track``) cannot import the class."""
+    if not (hasattr(program, "tensors") and isinstance(getattr(program, "homography", None), torch.Tensor)
+            and isinstance(getattr(program, "color", None), torch.Tensor)):
+        raise TypeError(f"`{name}` must be a MotionProgram, but got {type(program).__name__}")

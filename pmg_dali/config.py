@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ._checks import check_bool, check_choice, check_int, check_number, check_range
+from .transforms import TABLE, TRANSFORMS
 
-TRANSFORMS = ("identity", "sliding_window", "zoom", "fade",
-              "affine", "perspective", "color_jitter", "cutmix")
 LAYOUTS = ("BCTHW", "BTCHW")
 MIXUPS = (None, "frame", "videomix")
 RECURSIONS = ("composed", "iterative")
@@ -37,7 +36,8 @@ class PMGConfig:
     Args:
         num_frames: frames per clip T (>= 1).
         size: output frame size, ``int`` or ``(H, W)``; stored as ``(H, W)``.
-        transforms: non-empty subset of :data:`TRANSFORMS`; one is drawn uniformly per clip.
+        transforms: non-empty subset of :data:`TRANSFORMS` (the records of
+            :data:`pmg_dali.transforms.TABLE`); one is drawn uniformly per clip.
         mixup: ``None``, ``"frame"`` (frame-wise Mixup: every frame of a clip mixed with the same
             frame of a partner clip, one lambda per clip) or ``"videomix"`` (a cuboid of the partner).
         mixup_alpha: lambda ~ Beta(alpha, alpha).
@@ -63,10 +63,11 @@ class PMGConfig:
             (replicate the edge pixel) or ``"reflection"`` (mirror about the edge pixel centre).
 
     Every number must be finite. Per-transform intensities (per step; the clip's value is drawn once,
-    uniformly); frame t applies the step t times, so for the transforms in use the scales
-    (``zoom_scale``, ``affine_scale``) and colour gains (``1 + jitter_*``) raised to ``num_frames - 1``
-    must stay within [1e-6, 1e6] (:data:`MAX_COMPOUNDING`), and with ``normalize`` the normalised
-    values ``(v - mean) / std`` must fit ``dtype``:
+    uniformly; each is owned by its transform's record in :data:`pmg_dali.transforms.TABLE`, which gives
+    the bounds it is checked against); frame t applies the step t times, so for the transforms in use the
+    scales (``zoom_scale``, ``affine_scale``) and colour gains (``1 + jitter_*``) raised to
+    ``num_frames - 1`` must stay within [1e-6, 1e6] (:data:`MAX_COMPOUNDING`), and with ``normalize``
+    the normalised values ``(v - mean) / std`` must fit ``dtype``:
         sliding_window_scale: window side as a fraction of the image side (0.5-0.8).
         sliding_window_speed: window speed, fraction of the side per frame (0.0025-0.0135: 0.5-3 px).
         zoom_scale: window scale per step; < 1 zooms in, > 1 zooms out (0.97-1.03).
@@ -146,21 +147,12 @@ class PMGConfig:
         if not 1e-4 <= check_number("min_view_area", self.min_view_area) <= 1:
             raise ValueError(f"`min_view_area` must be in [0.0001, 1], but got {self.min_view_area!r}")
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
-        set_("sliding_window_scale", check_range("sliding_window_scale", self.sliding_window_scale, 1e-3, 1))
-        set_("sliding_window_speed", check_range("sliding_window_speed", self.sliding_window_speed, 0, 1))
-        set_("zoom_scale", check_range("zoom_scale", self.zoom_scale, 0.5, 2))
-        check_number("zoom_center", self.zoom_center, 0, 1)
-        set_("fade_gain", check_range("fade_gain", self.fade_gain, 1e-3, 1))
-        check_number("affine_degrees", self.affine_degrees, 0, 180)
-        check_number("affine_translate", self.affine_translate, 0, 1)
-        set_("affine_scale", check_range("affine_scale", self.affine_scale, 1e-3, 10))
-        check_number("affine_shear", self.affine_shear, 0, 45)
-        check_number("perspective_distortion", self.perspective_distortion, 0, 0.25)
-        for name in ("jitter_brightness", "jitter_contrast", "jitter_saturation"):
-            check_number(name, getattr(self, name), 0, 0.99)
-        check_number("jitter_hue", self.jitter_hue, 0, 0.5)
-        set_("cutmix_scale", check_range("cutmix_scale", self.cutmix_scale, 1e-3, 1))
-        set_("cutmix_speed", check_range("cutmix_speed", self.cutmix_speed, 0, 1))
+        for transform in TABLE.values():       # each transform's own fields, within its record's bounds
+            for f in transform.fields:
+                if f.pair:
+                    set_(f.name, check_range(f.name, getattr(self, f.name), f.low, f.high))
+                else:
+                    check_number(f.name, getattr(self, f.name), f.low, f.high)
         for name in ("mean", "std"):
             value = getattr(self, name)
             if (not isinstance(value, (tuple, list))
@@ -186,14 +178,13 @@ class PMGConfig:
         compounded over ``num_frames - 1`` steps must stay within [1 / MAX_COMPOUNDING,
         MAX_COMPOUNDING], where the maps stay finite in float32 with room to spare (beyond it a frame
         would show the image shrunk or grown a million times, or colours pushed a million times past
-        white). Checked for the transforms in use."""
+        white). Checked for the transforms in use, on the fields their records mark ``compounds``."""
         steps = self.num_frames - 1
-        factors = {"zoom": [("zoom_scale", self.zoom_scale)], "affine": [("affine_scale", self.affine_scale)],
-                   "color_jitter": [(n, (1 - getattr(self, n), 1 + getattr(self, n)))
-                                    for n in ("jitter_brightness", "jitter_contrast", "jitter_saturation")]}
-        for transform in set(factors) & set(self.transforms):
-            for name, (low, high) in factors[transform]:
-                shrinks = transform != "color_jitter"     # a colour gain may fade to grey; a view may not vanish
+        for transform in (TABLE[name] for name in self.transforms):
+            for name, pair in ((f.name, f.pair) for f in transform.fields if f.compounds):
+                value = getattr(self, name)
+                low, high = value if pair else (1 - value, 1 + value)     # a range of factors, or 1 +- value
+                shrinks = not transform.colors     # a colour gain may fade to grey; a view may not vanish
                 if high ** steps > MAX_COMPOUNDING or (shrinks and low ** steps < 1 / MAX_COMPOUNDING):
                     raise ValueError(
                         f"`{name}` compounded over num_frames - 1 = {steps} steps reaches "

@@ -37,7 +37,7 @@ from . import render as reference
 from .config import PMGConfig
 from .geometry import normalized_map
 from .program import MotionProgram
-from .rules import PASTE_PADDING, frame_tables
+from .rules import PASTE_PADDING, box_pixels, frame_tables
 
 __all__ = ["render_cpu"]
 
@@ -61,8 +61,8 @@ class _Frames:
             self.paste = (tables.paste_index.tolist(), normalized_map(tables.paste_inverse, cfg.size),
                           _pixel_ranges(tables.paste_box, cfg.size))
         self.mix_index = None if tables.mix_index is None else tables.mix_index.tolist()
-        self.lam = tables.mix_lambda if tables.mix_box is None else None
-        self.mix_box = None if tables.mix_box is None else _pixel_ranges(tables.mix_box, cfg.size)
+        self.lam = tables.mix_lambda if tables.mix_mode in ("clip", "frame") else None
+        self.mix_box = _pixel_ranges(tables.mix_box, cfg.size) if tables.mix_mode == "box" else None
 
 
 def _is_affine(inv: torch.Tensor) -> list:
@@ -74,14 +74,15 @@ def _is_affine(inv: torch.Tensor) -> list:
 
 def _pixel_ranges(box: torch.Tensor, size: tuple[int, int]) -> list:
     """Boxes (..., 4) ``(x0, y0, x1, y1)`` -> nested lists of integer ``(x0, y0, x1, y1)`` pixel
-    ranges: integer pixel centres with ``x0 <= x < x1`` are ``ceil(x0) .. ceil(x1) - 1``."""
+    ranges within the frame: the box rule as pixel ranges (rules.box_pixels)."""
     h, w = size
     lim = torch.tensor([w, h, w, h], dtype=box.dtype, device=box.device)
-    return torch.minimum(torch.ceil(box).clamp_min(0), lim).long().tolist()
+    return torch.minimum(box_pixels(box).clamp_min(0), lim).long().tolist()
 
 
 def _grid(inv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, affine: bool) -> torch.Tensor:
-    """(1, h, w, 2) ``grid_sample`` grid of one frame: the reference formula, term for term.
+    """(1, h, w, 2) ``grid_sample`` grid of one frame: geometry.sampling_grid's formula, term for term
+    (restated per frame, on a sub-range of pixels for the patch).
 
     ``inv`` (3, 3) maps normalised frame coordinates to normalised source coordinates; ``xs`` (w,)
     and ``ys`` (h,) are the normalised coordinates of the output pixels. The grid is computed as
@@ -99,14 +100,14 @@ def _frame(src: torch.Tensor, i: int, t: int, plan: _Frames) -> torch.Tensor:
     """Frame t of clip i before mixing: (3, H, W) float32 in [0, 1] (warp, paste, colour)."""
     frame = F.grid_sample(src[i:i + 1], _grid(plan.inv[i, t], plan.xs, plan.ys, plan.affine[i][t]),
                           mode="bilinear", padding_mode=plan.cfg.padding_mode, align_corners=True)[0]
-    if plan.paste is not None:
+    if plan.paste is not None:       # cutmix layering (rules.paste_layer): the patch drawn on its box only
         partner, inv, boxes = plan.paste
         x0, y0, x1, y1 = boxes[i][t]
         if x1 > x0 and y1 > y0:
             grid = _grid(inv[i, t], plan.xs[x0:x1], plan.ys[y0:y1], affine=False)
             frame[:, y0:y1, x0:x1] = F.grid_sample(src[partner[i]:partner[i] + 1], grid, mode="bilinear",
                                                    padding_mode=PASTE_PADDING, align_corners=True)[0]
-    if plan.plain_color[i][t]:
+    if plan.plain_color[i][t]:      # colour map and clamp: render.apply_color, skipped where the identity
         return frame.clamp_(0, 1)
     color = plan.color[i, t]
     out = torch.einsum("ij,jhw->ihw", color[:, :3], frame)
@@ -115,7 +116,8 @@ def _frame(src: torch.Tensor, i: int, t: int, plan: _Frames) -> torch.Tensor:
 
 def _write(out: torch.Tensor, frames: list, i: int, t: int, plan: _Frames, tmp: torch.Tensor,
            mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Mix frame t of clip i with its partner, format it and write it into ``out`` (3, H, W)."""
+    """Mix frame t of clip i with its partner (rules.mix_layers), format it (render.format_clips) and
+    write it into ``out`` (3, H, W)."""
     own = frames[i]
     if plan.lam is not None:
         own = torch.lerp(frames[plan.mix_index[i]], own, plan.lam[i, t], out=tmp)

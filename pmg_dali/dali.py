@@ -1,16 +1,30 @@
-"""The DALI backend: pseudo-motion clips from NVIDIA DALI operators (needs the ``dali`` extra).
+"""The DALI engine: pseudo-motion clips rendered by NVIDIA DALI operators (needs the ``dali`` extra).
 
-Two ways to get motion parameters:
+Motion programs are drawn on the host by the package's one sampler (:func:`pmg_dali.sampling.sample_program`,
+every transform of :data:`pmg_dali.TRANSFORMS`) and enter the graph through ``fn.external_source``:
 
-- **in the graph** (:func:`pseudo_motion`, :func:`folder_pipeline`, :func:`source_pipeline`): drawn by
-  ``fn.random.*`` and built by arithmetic / ``fn.transforms.*``, seeded by the pipeline seed -- the
-  natural, fastest DALI path, a helper you drop into your own ``@pipeline_def``;
-- **fed** (:class:`ProgramRenderer`, :func:`render`): a :class:`~pmg_dali.MotionProgram` from pmg_dali's
-  own sampler enters through ``fn.external_source``, so the DALI and torch backends render identical
-  programs (the loader's ``renderer="dali"``).
+- **per call** (:class:`ProgramRenderer`, :func:`render`): you hand over images and a
+  :class:`~pmg_dali.MotionProgram`, DALI renders exactly that program (the loader's ``renderer="dali"``);
+- **per batch, inside a pipeline** (:func:`pseudo_motion`, :func:`folder_pipeline`,
+  :func:`source_pipeline`): a :class:`ProgramFeed` callback draws batch ``iteration`` of ``epoch``'s
+  program from :func:`pmg_dali.seeding.batch_generators` ``(seed, epoch, shard, iteration)`` -- the
+  loader's seeding -- and one static graph per pipeline renders it.
 
-Either way the clips follow the torch backend's contract: ``config.layout``, ``config.dtype`` and
-ImageNet normalisation (DALI has no bfloat16: it renders float32 and torch casts).
+Either way the clips follow the reference renderer's contract: ``config.layout``, ``config.dtype`` and
+ImageNet normalisation (DALI has no bfloat16: it renders float32 and torch casts). Both paths pack a
+program with the same function (:func:`pmg_dali.dali_graph.program_arrays`).
+
+Epochs and checkpoints (the pipelines): each epoch is a fixed number of whole batches, ended by the
+program feed's StopIteration (``pipe.reset()`` or a DALI iterator's ``reset()`` starts the next, and
+DALI passes the new epoch to the callbacks). Every callback is a pure function of DALI's ``BatchInfo``,
+so DALI's checkpointing restores a pipeline: build it with ``enable_checkpointing=True``, save
+``pipe.checkpoint()`` (or ``DALIGenericIterator(...).checkpoints()[0]``), and rebuild the same pipeline
+with ``checkpoint=`` (a pipeline keyword): DALI restores the reader and the random state of its own
+operators (the crop) and asks the callbacks again for the epoch and iteration it stopped at -- mid-epoch
+or at an epoch's end (tested on CPU operators). What a checkpoint cannot carry: the callbacks' inputs
+themselves -- restore with the same files, source, config, seed, shard and batch size (DALI's own rule:
+another pipeline gives undefined results), and a ``source.load`` that is a function of its indices and
+generator (every pmg_dali source is).
 
 Corrupt files (:func:`folder_pipeline`): DALI's decoder cannot skip a sample -- a file it cannot
 decode stops the pipeline, and its message does not always name the file. Files are therefore checked
@@ -22,6 +36,7 @@ list and pass it as ``files=`` to skip the check on later runs.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 
@@ -29,26 +44,26 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from .dali_graph import (IN_GRAPH_TRANSFORMS, GraphMotion, InGraphSample, apply_color, box_mask,  # noqa: F401
-                         corner_forward, dali_dtype, format_clips, mix_clips, paste_patches,
-                         pseudo_motion, render_motion, sample_motion, warp_frames)
+from .dali_graph import (GraphMotion, ProgramFeed, Variant, apply_color, box_mask, check_config,  # noqa: F401
+                         config_variant, dali_dtype, feed_motion, format_clips, graph_motion, mix_clips, paste_patches,
+                         program_arrays, pseudo_motion, render_motion, tables_variant, warp_frames)
 from ._checks import check_choice, check_int, check_rank, check_seed
 from .config import PMGConfig
-from .geometry import dali_map
 from .rules import frame_tables
 from .program import MotionProgram
 from .render import check_images, check_program
+from .seeding import batch_generators
 from .sources import CROP_RATIO, CROP_SCALE
 from .sources import IMG_EXTENSIONS as IMAGE_EXTENSIONS
 
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
 
-__all__ = ["ProgramRenderer", "render", "to_torch", "list_image_files", "folder_pipeline", "source_pipeline",
-           "IMAGE_EXTENSIONS",
+__all__ = ["ProgramRenderer", "render", "render_images", "to_torch", "list_image_files", "folder_pipeline",
+           "source_pipeline", "IMAGE_EXTENSIONS",
            # graph helpers (pmg_dali.dali_graph), for your own @pipeline_def
-           "pseudo_motion", "sample_motion", "render_motion", "GraphMotion", "InGraphSample",
-           "IN_GRAPH_TRANSFORMS", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
-           "format_clips", "corner_forward", "dali_dtype"]
+           "pseudo_motion", "ProgramFeed", "feed_motion", "program_arrays", "Variant", "config_variant",
+           "tables_variant", "graph_motion", "render_motion", "GraphMotion", "warp_frames", "box_mask", "paste_patches",
+           "apply_color", "mix_clips", "format_clips", "dali_dtype"]
 
 _TORCH = {types.UINT8: torch.uint8, types.FLOAT: torch.float32, types.FLOAT16: torch.float16,
           types.INT32: torch.int32, types.INT64: torch.int64, types.BOOL: torch.bool}
@@ -76,16 +91,17 @@ def to_torch(output) -> torch.Tensor:
 
 
 class ProgramRenderer:
-    """Renders :class:`~pmg_dali.MotionProgram` s with DALI operators, exactly the torch backend's contract.
+    """Renders :class:`~pmg_dali.MotionProgram` s with DALI operators, to the reference renderer's contract.
 
-    Each pipeline variant (uint8 or float images, resize or not, affine or perspective warp, colour,
-    cutmix paste, Mixup / VideoMix) is built on first use and reused; batches of up to
-    ``batch_size`` clips are fed through ``fn.external_source``.
+    Each pipeline variant (uint8 or float images, resize or not, and the program's
+    :func:`~pmg_dali.dali_graph.tables_variant`: affine or perspective warp, colour, cutmix paste, mix
+    mode) is built on first use and reused; batches of up to ``batch_size`` clips are fed through
+    ``fn.external_source`` (arrays of :func:`~pmg_dali.dali_graph.program_arrays`).
 
     Example::
 
         renderer = ProgramRenderer(cfg, batch_size=64, device="gpu")
-        program = sample_program(cfg, 64, generator=g)        # the same program the torch backend gets
+        program = sample_program(cfg, 64, generator=g)        # the same program every engine gets
         clips = renderer(images, program)                     # torch tensor, cfg.layout / cfg.dtype
 
     Args:
@@ -98,12 +114,7 @@ class ProgramRenderer:
 
     def __init__(self, config: PMGConfig, batch_size: int, device: str = "gpu", device_id: int | None = None,
                  num_threads: int = 2):
-        if not isinstance(config, PMGConfig):
-            raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-        if config.recursion != "composed":
-            raise ValueError(f"`config.recursion` must be 'composed' for the DALI backend, but got "
-                             f"{config.recursion!r}")
-        self.config, self.batch_size, self.device = config, check_int("batch_size", batch_size, 1), device
+        self.config, self.batch_size, self.device = check_config(config), check_int("batch_size", batch_size, 1), device
         self.device_id = _check_device(device, device_id)
         self.num_threads = check_int("num_threads", num_threads, 1)
         self._pipelines: dict[tuple, object] = {}
@@ -143,61 +154,32 @@ class ProgramRenderer:
         return torch.zeros(shape, dtype=self.config.dtype, device=device)
 
     def _inputs(self, images: torch.Tensor, program: MotionProgram) -> tuple[tuple, dict]:
-        """The pipeline variant for this call and the arrays to feed it."""
-        cfg, b, t = self.config, program.batch_size, program.num_frames
-        prog = program.to("cpu")
+        """The pipeline variant for this call -- (unit, resize, :class:`Variant`) -- and the arrays to feed it."""
         unit = 255.0 if images.dtype == torch.uint8 else 1.0
         hwc = images.permute(0, 2, 3, 1)
         hwc = (hwc if images.dtype == torch.uint8 else hwc.float()).contiguous()
         if self.device == "gpu":
             hwc = hwc.to(torch.device("cuda", self.device_id), non_blocking=True)
-        inputs = {"images": hwc if self.device == "gpu" else hwc.cpu().numpy()}
-        tables = frame_tables(prog)
-        maps = [tables.inverse] + ([tables.paste_inverse] if tables.paste_index is not None else [])
-        perspective = cfg.padding_mode == "reflection" or any(bool((m[..., 2, :2] != 0).any()) for m in maps)
-        rows = 3 if perspective else 2
-        as_array = lambda x, dtype=np.float32: np.ascontiguousarray(x.numpy(), dtype=dtype)  # noqa: E731
-        inputs["matrices"] = as_array(dali_map(tables.inverse)[..., :rows, :])
-        has_color = not bool(tables.plain_color.all())
-        if has_color:
-            inputs["color"] = as_array(tables.color)
-        box = tables.paste_box
-        has_paste = box is not None and bool(((box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])).any())
-        if has_paste:
-            inputs.update(paste_index=as_array(tables.paste_index, np.int32), paste_box=as_array(box),
-                          paste_matrices=as_array(dali_map(tables.paste_inverse)[..., :rows, :]))
-        mix = None
-        if tables.mix_index is not None:
-            inputs["mix_index"] = as_array(tables.mix_index, np.int32)
-            if tables.mix_box is not None:
-                mix, inputs["mix_box"] = "box", as_array(tables.mix_box)
-            elif tables.lambda_per_frame:
-                mix, inputs["mix_lambda"] = "frame", as_array(tables.mix_lambda.reshape(b, t, 1, 1, 1))
-            else:
-                mix, inputs["mix_lambda"] = "clip", as_array(tables.mix_lambda[:, :1])
-        resize = tuple(images.shape[-2:]) != tuple(cfg.size)
-        return (unit, resize, perspective, has_color, has_paste, mix), inputs
+        tables = frame_tables(program.to("cpu"))
+        variant = tables_variant(tables, self.config.padding_mode)
+        inputs = {"images": hwc if self.device == "gpu" else hwc.cpu().numpy(), **program_arrays(tables, variant)}
+        resize = tuple(images.shape[-2:]) != tuple(self.config.size)
+        return (unit, resize, variant), inputs
 
-    def _build(self, unit, resize, perspective, has_color, has_paste, mix):
+    def _build(self, unit: float, resize: bool, variant: Variant):
         cfg, dev = self.config, self.device
 
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
                       prefetch_queue_depth=1)
         def graph():
-            source = lambda name: fn.external_source(name=name)  # noqa: E731 (CPU: per-sample arguments)
             images = fn.external_source(name="images", device=dev, layout="HWC",
                                         dtype=types.UINT8 if unit == 255 else types.FLOAT)
             if resize:
                 images = fn.resize(images, resize_x=cfg.size[1], resize_y=cfg.size[0], antialias=True,
                                    dtype=types.FLOAT)
-            paste = [source(n) for n in ("paste_index", "paste_matrices", "paste_box")] if has_paste else [None] * 3
-            motion = GraphMotion(cfg.num_frames, source("matrices"), inverse_map=True, perspective=perspective,
-                                 color=source("color") if has_color else None,
-                                 paste_index=paste[0], paste_matrices=paste[1], paste_box=paste[2],
-                                 mix_index=source("mix_index") if mix else None,
-                                 mix_lambda=source("mix_lambda") if mix in ("clip", "frame") else None,
-                                 mix_box=source("mix_box") if mix == "box" else None)
-            return render_motion(images, motion, cfg, unit)
+            # the motion arrays stay on the CPU: per-frame arguments of the warps and colour map
+            nodes = {name: fn.external_source(name=name) for name in variant.names()}
+            return render_motion(images, graph_motion(cfg.num_frames, variant, nodes), cfg, unit)
 
         pipe = graph()
         pipe.build()
@@ -240,6 +222,17 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     ensure_engine("dali", images, cfg, auto=False,
                   device="cpu" if device == "cpu" else torch.device("cuda", device_id or 0))
     return _renderer(cfg, program.batch_size, device, device_id)(images, program)
+
+
+def render_images(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+    """The DALI engine's function (:mod:`pmg_dali.engines`): :func:`render` on the images' device -- CPU
+    operators for CPU images, GPU operators on the images' CUDA device -- without the self-check
+    (:class:`pmg_dali.PseudoMotion` runs it, ``renderer="dali"``)."""
+    check_program(program, values=False)                 # the renderer checks the tables
+    if images.device.type == "cuda":
+        index = images.device.index
+        return _renderer(cfg, program.batch_size, "gpu", _check_device("gpu", index))(images, program)
+    return _renderer(cfg, program.batch_size, "cpu", None)(images, program)
 
 
 # ---- image files ------------------------------------------------------------------------------------
@@ -354,28 +347,44 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
                     validate: str = "decode", random_area: tuple[float, float] = CROP_SCALE,
                     random_aspect_ratio: tuple[float, float] = CROP_RATIO, shuffle: bool = True,
                     num_threads: int = 4, reader_name: str = "Reader", **pipeline_kwargs):
-    """A DALI pipeline: image files -> decode + random-resized crop -> in-graph pseudo-motion clips.
+    """A DALI pipeline: image files -> decode + random-resized crop -> clips of host-drawn programs.
 
-    ``fn.readers.file`` (sharded and shuffled as every DALI reader: ``shard_id`` of ``num_shards``)
-    -> ``fn.decoders.image_random_crop`` (nvJPEG, ``device="mixed"``, when ``device_id`` is a GPU;
-    the CPU decoder when None) -> ``fn.resize`` to ``config.size`` -> :func:`pseudo_motion`.
-    Outputs ``(video, index)``: clips as ``config`` describes (bfloat16 comes out as float32) and
-    each clip's index (int32, shape (1,)) into the file list. Iterate it with
-    ``nvidia.dali.plugin.pytorch.DALIGenericIterator(pipe, ["video", "index"], reader_name="Reader")``.
+    ``fn.readers.file`` (sharded and shuffled as every DALI reader: ``shard_id`` of ``num_shards``;
+    ``pad_last_batch=True``, so an epoch is ``ceil(ceil(len(files) / num_shards) / batch_size)`` whole
+    batches, its last one filled by repeating the shard's last file) -> ``fn.decoders.image_random_crop``
+    (nvJPEG, ``device="mixed"``, when ``device_id`` is a GPU; the CPU decoder when None) -> ``fn.resize``
+    to ``config.size`` -> the program of each batch, drawn on the host (:class:`ProgramFeed`: every
+    transform of ``config``; batch ``iteration`` of ``epoch`` gets the program ``PseudoMotionLoader``
+    draws for step ``iteration`` of ``epoch`` on rank ``shard_id`` with this ``seed``) -> rendered by
+    :func:`render_motion`. Outputs ``(video, index)``: clips as ``config`` describes (bfloat16 comes out
+    as float32) and each clip's index (int32, shape (1,)) into the file list.
+
+    Epochs: the program feed ends each epoch with StopIteration after the reader's batches of one epoch,
+    so reader and programs stay in step. Iterate with
+    ``nvidia.dali.plugin.pytorch.DALIGenericIterator(pipe, ["video", "index"], reader_name="Reader")``
+    (``last_batch_policy=LastBatchPolicy.PARTIAL`` drops the repeated files of the last batch, ``DROP``
+    the whole last batch when it is not full), or call ``pipe.run()`` until StopIteration and then
+    ``pipe.reset()``. Checkpoints: pass ``enable_checkpointing=True`` and, to resume, ``checkpoint=``
+    (``pipeline_kwargs``); the reader's position, the crop's random state and the (epoch, iteration) of
+    the program feed are restored.
 
     Args:
         root: folder of images (listed recursively by :func:`list_image_files` with ``validate``);
             ignored when ``files`` is given.
         files: an already checked list of paths (e.g. from ``list_image_files(root, "decode")``).
         random_area, random_aspect_ratio: the random-resized crop (fraction of the area, w / h).
-        pipeline_kwargs: more ``Pipeline`` arguments (``prefetch_queue_depth``, ...).
+        pipeline_kwargs: more ``Pipeline`` arguments (``prefetch_queue_depth``, ``enable_checkpointing``,
+            ``checkpoint``, ...).
     Returns:
         The (unbuilt) ``nvidia.dali.Pipeline``.
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
+    check_config(config)                                  # before the files are listed
     if files is None:
         files = list_image_files(root, validate=validate, num_threads=num_threads)
     files = [os.fspath(f) for f in files]
+    programs = ProgramFeed(config, batch_size, seed, shard_id,
+                           batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))
     h, w = config.size
     decoder = "cpu" if device_id is None else "mixed"
 
@@ -383,12 +392,13 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
                   **pipeline_kwargs)
     def pipe():
         encoded, index = fn.readers.file(files=files, labels=list(range(len(files))), shard_id=shard_id,
-                                         num_shards=num_shards, random_shuffle=shuffle, name=reader_name)
+                                         num_shards=num_shards, random_shuffle=shuffle, pad_last_batch=True,
+                                         name=reader_name)
         images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
                                                random_area=list(random_area),
                                                random_aspect_ratio=list(random_aspect_ratio))
         images = fn.resize(images, resize_x=w, resize_y=h, antialias=True)
-        return pseudo_motion(images, config), index
+        return render_motion(images, feed_motion(programs), config), index
 
     return pipe()
 
@@ -396,7 +406,9 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
 class _SourceFeed:
     """``fn.external_source`` callback: batch ``info.iteration`` of epoch ``info.epoch_idx`` of an
     image source in ``torch.utils.data.DistributedSampler``'s order for (seed, epoch, shard) -- the
-    order ``PseudoMotionLoader`` uses -- the uneven tail and the incomplete last batch dropped."""
+    order ``PseudoMotionLoader`` uses -- the uneven tail and the incomplete last batch dropped; the
+    images loaded with the batch's ``"load"`` generator of :func:`pmg_dali.seeding.batch_generators`,
+    as the loader loads them."""
 
     def __init__(self, source, size, batch_size: int, seed: int, shard_id: int, num_shards: int, device):
         self.source, self.size, self.batch_size = source, size, batch_size
@@ -410,10 +422,6 @@ class _SourceFeed:
             raise ValueError(f"`source` must hold at least batch_size * num_shards = "
                              f"{batch_size * num_shards} images, but has {len(source)}")
 
-    def _generator(self, *key: int) -> torch.Generator:
-        state = np.random.SeedSequence([self.seed, *key]).generate_state(2, dtype=np.uint32)
-        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
     def __call__(self, info):
         if info.iteration >= self.batches:
             raise StopIteration
@@ -421,7 +429,7 @@ class _SourceFeed:
             self._sampler.set_epoch(info.epoch_idx)
             self._order = (info.epoch_idx, torch.tensor(list(self._sampler), dtype=torch.long))
         index = self._order[1][info.iteration * self.batch_size:(info.iteration + 1) * self.batch_size]
-        generator = self._generator(info.epoch_idx, self.shard_id, info.iteration)
+        generator = batch_generators(self.seed, info.epoch_idx, self.shard_id, info.iteration)["load"]
         images = self.source.load(index, self.size, self.device, generator=generator)
         images = images.permute(0, 2, 3, 1).contiguous()
         index = index.to(torch.int32).reshape(-1, 1)
@@ -436,22 +444,35 @@ class _SourceFeed:
 def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int | None = 0, seed: int = 0,
                     shard_id: int = 0, num_shards: int = 1, *, num_threads: int = 2, **pipeline_kwargs):
     """A DALI pipeline over a pmg_dali image source (``SyntheticImages``, ``TensorImages``, ...):
-    ``source.load`` through ``fn.external_source`` -> in-graph pseudo-motion clips.
+    ``source.load`` through ``fn.external_source`` -> clips of host-drawn programs, rendered by DALI.
 
-    Each epoch visits a (seed, epoch)-dependent permutation of the source, shard ``shard_id`` taking
-    every ``num_shards``-th index; ``len(source) // num_shards // batch_size`` batches per epoch.
+    The same batches as ``PseudoMotionLoader(source, batch_size, config, seed=seed, rank=shard_id,
+    world_size=num_shards, mask_ratio=None)`` (``drop_last=True``, ``shuffle=True``; the loader's
+    ``set_epoch(e)`` is this pipeline's epoch ``e``, counted by its resets): batch ``iteration`` of
+    epoch ``e`` has the loader's indices (``torch.utils.data.DistributedSampler`` with this seed and
+    epoch), its images (``source.load`` with the loader's ``"load"`` generator of
+    :func:`pmg_dali.seeding.batch_generators`) and its program (:class:`ProgramFeed`: the same sampler
+    and ``"program"`` generator; every transform of ``config``), so its clips equal the loader's within
+    the engines' conformance tolerance (2/255; uint8 output within 2 levels) -- only DALI's arithmetic
+    differs. ``len(source) // num_shards // batch_size`` batches per epoch.
+
     Outputs ``(video, index)`` as :func:`folder_pipeline`; iterate with
-    ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration).
+    ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration and
+    the iterator's reset starts the next), or ``pipe.run()`` until StopIteration, then ``pipe.reset()``.
+    Checkpoints: ``enable_checkpointing=True`` and ``checkpoint=`` (``pipeline_kwargs``) resume at the
+    saved (epoch, iteration): both callbacks are pure functions of DALI's ``BatchInfo``.
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
+    check_config(config)
     device = "cpu" if device_id is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
+    programs = ProgramFeed(config, batch_size, seed, shard_id, batches_per_epoch=feed.batches)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   **pipeline_kwargs)
     def pipe():
         images, index = fn.external_source(source=feed, num_outputs=2, batch=True, batch_info=True,
                                            layout=["HWC", ""], device="cpu" if device_id is None else "gpu")
-        return pseudo_motion(images, config), index
+        return render_motion(images, feed_motion(programs), config), index
 
     return pipe()

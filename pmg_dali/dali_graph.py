@@ -1,20 +1,26 @@
-"""DALI graph helpers: the pseudo-motion renderer and an in-graph sampler as ``fn.*`` nodes.
+"""DALI graph helpers: the pseudo-motion renderer as ``fn.*`` nodes, fed motion programs drawn on the host.
 
-Every function here takes and returns DALI ``DataNode``s, is called inside a ``@pipeline_def`` and
+Every graph function here takes and returns DALI ``DataNode``s, is called inside a ``@pipeline_def`` and
 works on both DALI devices (``"cpu"`` nodes, or ``"gpu"`` nodes after a ``"mixed"`` decoder).
 Clips flow through the graph as FHWC sequences in a ``unit`` scale (255 for uint8 sources, 1 for
 float sources) -- float, or uint8 between the warp and the mix on the fast path (``exact=False``) --
-and are formatted last. :mod:`pmg_dali.dali` builds pipelines from these.
+and are formatted last. :mod:`pmg_dali.dali` builds its renderer and pipelines from these.
+
+Motion enters the graph as arrays, never drawn in it: a :class:`~pmg_dali.MotionProgram` from the one
+sampler of the package (:func:`pmg_dali.sampling.sample_program`, every transform) is compiled to its
+frame tables (:func:`pmg_dali.rules.frame_tables`) and packed by :func:`program_arrays` -- the one
+function that turns a program into what a graph is fed, whether by ``feed_input``
+(:class:`pmg_dali.dali.ProgramRenderer`) or by the ``fn.external_source`` callback :class:`ProgramFeed`
+(:func:`pseudo_motion` and the pipelines, seeded per batch as the loader seeds its batches). Which
+nodes a graph has -- perspective or affine warp, colour, cutmix paste, mix mode -- is its
+:class:`Variant`.
 
 Convention (warps): DALI puts the origin at the top-left pixel *corner*; the package puts it at the
-top-left pixel *centre* (:mod:`pmg_dali.geometry`). Program-fed matrices are converted on the host by
-:func:`pmg_dali.geometry.dali_inverse_map` (frame -> source, ``inverse_map=True``); in-graph matrices
-are built in the package convention and converted by :func:`corner_forward` (its graph twin: source
--> frame, ``inverse_map=False``, which DALI inverts per frame).
+top-left pixel *centre* (:mod:`pmg_dali.geometry`). Fed matrices map frame -> source pixels
+(``inverse_map=True``) and are converted on the host by :func:`pmg_dali.geometry.dali_map`.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -28,28 +34,30 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import torch
 
-from ._checks import check_choice, check_seed
-from .config import PMGConfig
-from .rules import PASTE_PADDING
-from .sampling import FIT_STEPS, excess, fit_step, narrow, videomix_edges
+from ._checks import check_choice, check_int, check_seed
+from .config import PADDING_MODES, PMGConfig
+from .geometry import dali_map
+from .program import MotionProgram
+from .rules import PASTE_PADDING, FrameTables, frame_tables
+from .sampling import COLOR_TRANSFORMS, sample_program
+from .seeding import batch_generators
 
-__all__ = ["GraphMotion", "InGraphSample", "IN_GRAPH_TRANSFORMS", "dali_dtype", "warp_frames", "box_mask",
-           "paste_patches",
-           "apply_color", "mix_clips", "format_clips", "render_motion", "corner_forward",
-           "sample_motion", "pseudo_motion"]
+__all__ = ["GraphMotion", "dali_dtype", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
+           "format_clips", "render_motion", "Variant", "tables_variant", "config_variant", "program_arrays",
+           "graph_motion", "ProgramFeed", "feed_motion", "pseudo_motion"]
 
-# Transforms the in-graph sampler draws; the rest need the program-fed path (a MotionProgram).
-IN_GRAPH_TRANSFORMS = ("identity", "sliding_window", "zoom", "fade", "affine")
-_BORDERS = {"zeros": "constant", "border": "replicate", "reflection": "reflect_101"}
+# padding modes (config.PADDING_MODES) in DALI's words: grid_sample's rules about edge pixel centres
+_BORDERS = dict(zip(PADDING_MODES, ("constant", "replicate", "reflect_101")))
 
 
 class GraphMotion(NamedTuple):
-    """A motion program as graph nodes (per sample; T = ``config.num_frames``).
+    """A motion program as graph nodes (per sample; T = ``config.num_frames``), as
+    :func:`graph_motion` builds it from fed arrays.
 
     num_frames: T.
-    matrices: (T, 2, 3) or (T, 3, 3) float per-frame maps in DALI coordinates; frame -> source when
-        ``inverse_map`` (program-fed), source -> frame otherwise (in-graph).
-    color: (T, 3, 4) float colour maps on RGB in [0, 1], or None (identity: the colour pass is skipped).
+    matrices: (T, 2, 3) or (T, 3, 3) float per-frame frame -> source maps in DALI coordinates.
+    perspective: 3x3 maps, warped by ``fn.experimental.warp_perspective`` (else 2x3, ``fn.warp_affine``).
+    color: (T, 3, 4) float colour maps on RGB in [0, 1], or None (no colour pass).
     paste_index / paste_matrices / paste_box: () int partner, (T, 2|3, 3) maps, (T, 4) boxes, or None.
     mix_index / mix_lambda / mix_box: () int partner, (1,) or (T, 1, 1, 1) weight, (4,) VideoMix box
         (then mix_lambda is unused), or None.
@@ -57,7 +65,6 @@ class GraphMotion(NamedTuple):
 
     num_frames: int
     matrices: object
-    inverse_map: bool = True
     perspective: bool = False
     color: object = None
     paste_index: object = None
@@ -79,7 +86,7 @@ def _on(node, like):
 
 
 def warp_frames(images, matrices, num_frames: int, *, padding_mode: str = "zeros",
-                perspective: bool = False, inverse_map: bool = True, exact: bool = True):
+                perspective: bool = False, exact: bool = True):
     """T warped views of each image: HWC -> FHWC, frame t by ``matrices[t]`` (bilinear).
 
     The image is repeated T times by ``fn.sequence_rearrange`` (a memcpy of the source: the cheapest
@@ -88,10 +95,10 @@ def warp_frames(images, matrices, num_frames: int, *, padding_mode: str = "zeros
     ``exact``: float output; else the input type (uint8 frames: a quarter of the memory traffic,
     values rounded to whole levels).
 
-    Convention: DALI pixel-corner origin; ``matrices`` map frame -> source when ``inverse_map``,
-    source -> frame otherwise (see :func:`pmg_dali.geometry.dali_inverse_map`).
+    Convention: DALI pixel-corner origin; ``matrices`` map frame -> source (``inverse_map=True``; see
+    :func:`pmg_dali.geometry.dali_map`).
     """
-    check_choice("padding_mode", padding_mode, tuple(_BORDERS))
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
     if padding_mode == "reflection" and not perspective:
         raise ValueError("`padding_mode='reflection'` needs 3x3 matrices and perspective=True: "
                          "fn.warp_affine has no reflecting border")
@@ -101,10 +108,10 @@ def warp_frames(images, matrices, num_frames: int, *, padding_mode: str = "zeros
                                    new_order=[0] * num_frames)
     if perspective:
         fill = {"fill_value": 0.0} if padding_mode == "zeros" else {}
-        return fn.experimental.warp_perspective(frames, matrix=fn.per_frame(matrices), inverse_map=inverse_map,
+        return fn.experimental.warp_perspective(frames, matrix=fn.per_frame(matrices), inverse_map=True,
                                                 border_mode=_BORDERS[padding_mode], **fill)
     fill = 0.0 if padding_mode == "zeros" else None   # None: clamp, i.e. replicate the border
-    return fn.warp_affine(frames, matrix=fn.per_frame(matrices), inverse_map=inverse_map,
+    return fn.warp_affine(frames, matrix=fn.per_frame(matrices), inverse_map=True,
                           fill_value=fill, dtype=types.FLOAT if exact else None)
 
 
@@ -115,24 +122,28 @@ def box_mask(box, size: tuple[int, int], like, per_frame: bool):
     xs = types.Constant(np.arange(w, dtype=np.float32).reshape(1, 1, w, 1))
     ys = types.Constant(np.arange(h, dtype=np.float32).reshape(1, h, 1, 1))
     col = [_on(fn.reshape(box[:, i] if per_frame else box[i], shape=[-1, 1, 1, 1]), like) for i in range(4)]
+    # box rule: rules.box_mask, half-open
     return ((xs >= col[0]) & (xs < col[2]) & (ys >= col[1]) & (ys < col[3])) * 1.0
 
 
 def _blend(a, b, weight):
-    """``weight * a + (1 - weight) * b`` (float; safe for uint8 inputs, where a - b would wrap)."""
+    """``weight * a + (1 - weight) * b`` (float; safe for uint8 inputs, where a - b would wrap): the lerp of
+    rules.paste_layer (weight a box mask) and rules.mix_layers (a lambda or a VideoMix box mask)."""
     return weight * a + (1.0 - weight) * b
 
 
 def paste_patches(frames, images, motion: GraphMotion, size: tuple[int, int], exact: bool = True):
     """Cutmix: inside ``paste_box[t]`` frame t shows image ``paste_index`` warped by
-    ``paste_matrices[t]`` (edge pixels replicated, as the torch reference). frames: FHWC; images: the
-    HWC batch. Returns float."""
+    ``paste_matrices[t]`` (edge pixels replicated, as the reference renderer). frames: FHWC; images: the
+    HWC batch. Returns float frames, or uint8 ones when not ``exact`` (the fast path keeps uint8 frames
+    until the mix; ``fn.cast`` rounds to the nearest level)."""
     if motion.paste_index is None:
         return frames
     partner = fn.permute_batch(images, indices=motion.paste_index)
     patches = warp_frames(partner, motion.paste_matrices, motion.num_frames, padding_mode=PASTE_PADDING,
-                          perspective=motion.perspective, inverse_map=motion.inverse_map, exact=exact)
-    return _blend(patches, frames, box_mask(motion.paste_box, size, frames, per_frame=True))
+                          perspective=motion.perspective, exact=exact)
+    pasted = _blend(patches, frames, box_mask(motion.paste_box, size, frames, per_frame=True))
+    return pasted if exact else fn.cast(pasted, dtype=types.UINT8)
 
 
 def apply_color(frames, color, unit: float, exact: bool = True):
@@ -177,294 +188,208 @@ def render_motion(images, motion: GraphMotion, config: PMGConfig, unit: float = 
     Args:
         images: HWC batch at ``config.size``: uint8 0-255 with ``unit=255``, float 0-1 with ``unit=1``.
         motion: the :class:`GraphMotion`.
-        exact: float intermediates (the torch backend's values up to float rounding); False keeps
+        exact: float intermediates (the reference renderer's values up to float rounding); False keeps
             uint8 frames between the warp and the mix (a quarter of the bytes of float frames,
             every value within one 1/255 level of the exact one).
     Returns:
-        Clips (C, T, H, W) or (T, C, H, W) per sample, as the torch backend's ``render``.
+        Clips (C, T, H, W) or (T, C, H, W) per sample, as the reference renderer's ``render``.
     """
     exact = exact or unit != 255
     frames = warp_frames(images, motion.matrices, motion.num_frames, padding_mode=config.padding_mode,
-                         perspective=motion.perspective, inverse_map=motion.inverse_map, exact=exact)
+                         perspective=motion.perspective, exact=exact)
     frames = paste_patches(frames, images, motion, config.size, exact)
     if motion.color is not None:
         frames = apply_color(frames, motion.color, unit, exact)
     return format_clips(mix_clips(frames, motion, config.size), config, unit)
 
 
-# ---- in-graph sampling: the same distributions as pmg_dali.sampling, drawn by DALI's RNG ----------
+# ---- fed programs: MotionProgram -> arrays -> external_source nodes -------------------------------
 
-def corner_forward(a, b, c, d, e, f):
-    """Source -> frame affine map ``[[a, b, c], [d, e, f]]`` in the package convention (pixel centres
-    at integers) -> the same map in DALI's pixel-corner coordinates: ``T(0.5) @ M @ T(-0.5)``.
-    The graph twin of :func:`pmg_dali.geometry.dali_inverse_map` (use with ``inverse_map=False``)."""
-    return a, b, c + 0.5 * (1 - a - b), d, e, f + 0.5 * (1 - d - e)
+class Variant(NamedTuple):
+    """The static parts of a render graph: which nodes it has, hence which arrays it is fed.
 
-
-class _Draw:
-    """Per-sample random scalars; op seeds are ``seed + k`` when a seed is given, else the pipeline's."""
-
-    def __init__(self, seed: int | None):
-        self.seed, self.count = seed, 0
-
-    def _kw(self) -> dict:
-        self.count += 1
-        return {} if self.seed is None else {"seed": (int(self.seed) + self.count) % 2 ** 63}
-
-    def uniform(self, low: float, high: float):
-        return fn.random.uniform(range=[float(low), float(high)], **self._kw())
-
-    def choice(self, n: int):
-        return fn.random.choice(n, **self._kw())
-
-    def beta(self, alpha: float, shape: list[int]):
-        return fn.random.beta(alpha=float(alpha), beta=float(alpha), shape=shape, **self._kw())
-
-    def permutation(self):
-        """() int32 partner per sample, never the sample itself -- except in a batch of one (batch_size=1
-        or a short batch), whose sample is its own partner: DALI ignores ``no_fixed_points`` there,
-        as :mod:`pmg_dali.sampling` does (a no-op mix)."""
-        return fn.batch_permutation(no_fixed_points=True, **self._kw())
-
-
-def _frames_from(components, num_frames: int, perspective: bool):
-    """(T, 2, 3) or (T, 3, 3) per-frame matrices from six scalar-or-(T,) component nodes."""
-    zero = fn.zeros(shape=[num_frames], dtype=types.FLOAT)
-    rows = [c + zero for c in components]
-    if perspective:
-        rows += [zero, zero, zero + 1.0]
-    shape = [num_frames, 3, 3] if perspective else [num_frames, 2, 3]
-    return fn.reshape(fn.stack(*rows, axis=1), shape=shape)
-
-
-def _zoom(cfg: PMGConfig, draw: _Draw, t):
-    """:func:`pmg_dali.sampling.sample_zoom`: frame t scales by ``s^-t / r0`` about (cx, cy)."""
-    h, w = cfg.size
-    half = cfg.zoom_center / 2
-    s = draw.uniform(*cfg.zoom_scale)
-    cx = (w - 1) * draw.uniform(0.5 - half, 0.5 + half)
-    cy = (h - 1) * draw.uniform(0.5 - half, 0.5 + half)
-    r0 = 1.0 + (s > 1.0) * (s ** float(1 - cfg.num_frames) - 1.0)
-    k = s ** (-t) / r0
-    return (k, 0.0, cx * (1 - k), 0.0, k, cy * (1 - k)), {"zoom_scale": s, "zoom_cx": cx, "zoom_cy": cy}
-
-
-def _fit_path(draw: _Draw, velocity, room, num_frames: int):
-    """:func:`pmg_dali.sampling._fit_path` on (x, y) pairs of scalar nodes."""
-    travel = [v * float(num_frames - 1) for v in velocity]
-    fit = [1.0 + (dmath.abs(tr) > rm) * (rm / dmath.max(dmath.abs(tr), 1e-12) - 1.0)
-           for tr, rm in zip(travel, room)]
-    shrink = dmath.min(fit[0], fit[1])
-    velocity = [v * shrink for v in velocity]
-    start = []
-    for v, rm in zip(velocity, room):
-        low = dmath.max(-v * float(num_frames - 1), 0.0)
-        high = rm - dmath.max(v * float(num_frames - 1), 0.0)
-        start.append(low + dmath.max(high - low, 0.0) * draw.uniform(0, 1))
-    return start, velocity
-
-
-def _sliding_window(cfg: PMGConfig, draw: _Draw, t):
-    """:func:`pmg_dali.sampling.sample_sliding_window`: frame t shows the window at start + t v."""
-    h, w = cfg.size
-    r = draw.uniform(*cfg.sliding_window_scale)
-    room = [(1 - r) * float(w - 1), (1 - r) * float(h - 1)]
-    angle, speed = draw.uniform(0, 2 * math.pi), draw.uniform(*cfg.sliding_window_speed)
-    velocity = [speed * dmath.cos(angle) * float(w - 1), speed * dmath.sin(angle) * float(h - 1)]
-    (sx, sy), (vx, vy) = _fit_path(draw, velocity, room, cfg.num_frames)
-    k = 1.0 / r
-    return (k, 0.0, -(sx + t * vx) * k, 0.0, k, -(sy + t * vy) * k), {"window": r, "start": (sx, sy),
-                                                                      "velocity": (vx, vy)}
-
-
-def _affine_step(cfg: PMGConfig, p: dict, alpha):
-    """The affine step ``[[a, b, c], [d, e, f]]`` of drawn parameters ``p`` at intensity ``alpha``, in
-    the package convention: :func:`pmg_dali.geometry.affine_step_matrix` on scalar nodes."""
-    h, w = cfg.size
-    rad = alpha * p["angle"] * (math.pi / 180)
-    cos, sin = dmath.cos(rad), dmath.sin(rad)
-    kx, ky = (dmath.tan(alpha * sh * (math.pi / 180)) for sh in p["shear"])
-    scale = dmath.pow(p["scale"], alpha)
-    # linear part R @ Sh @ S: R = [[cos, sin], [-sin, cos]], Sh = [[1, kx], [ky, 1]], S = scale * I
-    a, b = (cos + sin * ky) * scale, (cos * kx + sin) * scale
-    d, e = (cos * ky - sin) * scale, (cos - sin * kx) * scale
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    tx, ty = (alpha * v for v in p["translate"])
-    return a, b, cx + tx - (a * cx + b * cy), d, e, cy + ty - (d * cx + e * cy)
-
-
-def _matrix(a, b, c, d, e, f):
-    return fn.reshape(fn.stack(a, b, c, d, e, f), shape=[2, 3])
-
-
-def _chain(first, step, num_frames: int):
-    """(T, 2, 3) maps ``step^t @ first`` by ``fn.transforms.combine``."""
-    powers = [first]
-    for _ in range(num_frames - 1):
-        powers.append(fn.transforms.combine(powers[-1], step))
-    return fn.stack(*powers, axis=0)
-
-
-def _view_extent(cfg: PMGConfig, step):
-    """:func:`pmg_dali.sampling.view_extent` of an affine step: (ratio, (low x, low y), (high x, high y))."""
-    h, w = cfg.size
-    a, b, c, d, e, f = step
-    det = a * e - b * d
-    inverse = _matrix(e / det, -b / det, (b * f - c * e) / det, -d / det, a / det, (c * d - a * f) / det)
-    rows = fn.reshape(_chain(fn.transforms.scale(scale=[1.0, 1.0]), inverse, cfg.num_frames), shape=[-1, 3])
-    corners = np.float32([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]])
-    points = fn.reshape(fn.coord_transform(rows, M=corners.flatten().tolist()), shape=[-1, 2, 4])
-    low, high = fn.reductions.min(points, axes=[0, 2]), fn.reductions.max(points, axes=[0, 2])   # (x, y)
-    span = dmath.max(high - low, 1e-12)
-    ratio = dmath.min(1.0, dmath.min(float(w - 1) / span[0], float(h - 1) / span[1]))
-    return ratio, (low[0], low[1]), (high[0], high[1])
-
-
-def _fit_affine(cfg: PMGConfig, p: dict):
-    """:func:`pmg_dali.sampling._fit_motion` in the graph: the same ``FIT_STEPS`` steps of
-    :func:`~pmg_dali.sampling.fit_step` for every clip (a clip whose full motion fits starts with the
-    bracket closed at 1 and keeps it). Returns (step, extent, intensity)."""
-    h, w = cfg.size
-    target = math.sqrt(cfg.min_view_area)
-    ratio, low, high = _view_extent(cfg, _affine_step(cfg, p, 1.0))
-    fits = ratio >= target
-    one = ratio * 0.0 + 1.0
-    g = excess(ratio, dmath.max)
-    bracket = [fits * one, fits * g, one, g]                             # lo, g(lo), hi, g(hi)
-    kept = (fits * (ratio - 1.0) + 1.0, [fits * v for v in low],          # the extent at lo (identity: 0)
-            [fits * (v - side) + side for v, side in zip(high, (w - 1.0, h - 1.0))])
-    for _ in range(FIT_STEPS):
-        alpha = fit_step(bracket, cfg.min_view_area, dmath.min, dmath.max)
-        trial = _view_extent(cfg, _affine_step(cfg, p, alpha))
-        fits = trial[0] >= target
-        bracket = narrow(bracket, alpha, excess(trial[0], dmath.max), fits)
-        kept = (kept[0] + fits * (trial[0] - kept[0]), [k + fits * (t - k) for t, k in zip(trial[1], kept[1])],
-                [k + fits * (t - k) for t, k in zip(trial[2], kept[2])])
-    return _affine_step(cfg, p, bracket[0]), kept, bracket[0]
-
-
-def _affine(cfg: PMGConfig, draw: _Draw, perspective: bool):
-    """:func:`pmg_dali.sampling.sample_affine`: frame t is ``step^t @ first`` (``fn.transforms.combine``
-    powers); with ``"inside"`` framing the step is fitted and the first view placed as on the host."""
-    h, w = cfg.size
-    p = {"angle": draw.uniform(-cfg.affine_degrees, cfg.affine_degrees),
-         "translate": tuple(draw.uniform(-cfg.affine_translate, cfg.affine_translate) * float(side - 1)
-                            for side in (w, h)),
-         "scale": draw.uniform(*cfg.affine_scale),
-         "shear": tuple(draw.uniform(-cfg.affine_shear, cfg.affine_shear) for _ in range(2))}
-    if cfg.framing == "inside":
-        step, (ratio, low, high), p["intensity"] = _fit_affine(cfg, p)
-        p["placement"] = (draw.uniform(0, 1), draw.uniform(0, 1))
-        corner = [-ratio * lo + dmath.max(float(side - 1) - ratio * hi + ratio * lo, 0.0) * u
-                  for lo, hi, side, u in zip(low, high, (w, h), p["placement"])]
-        k = 1.0 / ratio
-        first = _matrix(*corner_forward(k, 0.0, -corner[0] * k, 0.0, k, -corner[1] * k))
-    else:
-        step = _affine_step(cfg, p, 1.0)
-        first = fn.transforms.scale(scale=[1.0, 1.0])
-    frames = _chain(first, _matrix(*corner_forward(*step)), cfg.num_frames)
-    if perspective:
-        frames = fn.cat(frames, types.Constant(np.float32([[[0, 0, 1]]] * cfg.num_frames)), axis=1)
-    return frames, p
-
-
-def _fade(cfg: PMGConfig, draw: _Draw, t):
-    """:func:`pmg_dali.sampling.sample_fade`: gain^t (fade out) or gain^(T-1-t) (fade in) per frame."""
-    g = draw.uniform(*cfg.fade_gain)
-    fade_in = draw.uniform(0, 1) < 0.5
-    return g ** (t + fade_in * (float(cfg.num_frames - 1) - 2.0 * t)), {"fade_gain": g, "fade_in": fade_in}
-
-
-class InGraphSample(NamedTuple):
-    """What :func:`sample_motion` draws: the motion, each clip's transform index () int32 into
-    ``config.transforms``, and the drawn parameters by name (nodes, for inspection and tests)."""
-
-    motion: GraphMotion
-    transform: object
-    params: dict
-
-
-def _mix(cfg: PMGConfig, draw: _Draw):
-    """:func:`pmg_dali.sampling.sample_mix`: partner (a permutation without fixed points; a batch of
-    one mixes with itself), lambda ~ Beta(alpha, alpha) per clip or per frame, and for VideoMix a
-    whole-pixel box of area 1 - lambda."""
-    h, w = cfg.size
-    t = cfg.num_frames
-    index = draw.permutation()
-    per_frame = cfg.mixup == "frame" and cfg.mixup_per_frame
-    lam = draw.beta(cfg.mixup_alpha, [t] if per_frame else [1])
-    if per_frame:
-        lam = fn.reshape(lam, shape=[t, 1, 1, 1])
-    if cfg.mixup == "frame":
-        return index, lam, None
-    cut = dmath.sqrt(1.0 - lam[0])
-    (x0, x1), (y0, y1) = (videomix_edges(cut, dmath.floor(draw.uniform(0, side)), float(side), dmath.floor,
-                                         dmath.clamp) for side in (w, h))
-    return index, lam, fn.stack(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)
-
-
-def sample_motion(config: PMGConfig, seed: int | None = None) -> InGraphSample:
-    """Draw one motion per sample inside the graph, as :func:`pmg_dali.sampling.sample_program` does
-    for ``config`` (same transforms, ranges and mixup; DALI's random stream instead of torch's).
-
-    Supports the transforms in :data:`IN_GRAPH_TRANSFORMS`; perspective, color_jitter and cutmix need
-    the program-fed path (:class:`pmg_dali.dali.ProgramRenderer`). ``seed``: None takes the op seeds
-    from the pipeline seed; an int fixes them. Call inside a ``@pipeline_def``.
+    perspective: 3x3 maps and ``fn.experimental.warp_perspective`` (else 2x3 maps and ``fn.warp_affine``).
+    color: a colour pass (identity maps are fed to clips without colour motion).
+    paste: the cutmix paste (empty boxes are fed to clips that paste nothing).
+    mix: :data:`pmg_dali.rules.MIX_MODES` -- None, ``"clip"`` (one lambda per clip), ``"frame"`` (one
+        lambda per frame; takes per-clip lambdas too) or ``"box"`` (VideoMix).
     """
-    other = [name for name in config.transforms if name not in IN_GRAPH_TRANSFORMS]
-    if other:
-        raise ValueError(f"`config.transforms` must be a subset of {IN_GRAPH_TRANSFORMS} for in-graph "
-                         f"sampling, but got {other}: feed MotionPrograms through ProgramRenderer instead")
-    if config.recursion != "composed":
-        raise ValueError(f"`config.recursion` must be 'composed' for the DALI backend, but got {config.recursion!r}")
-    draw, n = _Draw(None if seed is None else check_seed(seed)), config.num_frames
-    t = types.Constant(np.arange(n, dtype=np.float32))
-    perspective = config.padding_mode == "reflection"
-    which = draw.choice(len(config.transforms)) if len(config.transforms) > 1 else None
-    matrices, gains, params = [], [], {}
-    for name in config.transforms:
-        gain, found = 1.0, {}
-        if name == "affine":
-            frames, found = _affine(config, draw, perspective)
+
+    perspective: bool = False
+    color: bool = False
+    paste: bool = False
+    mix: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """The arrays of :func:`program_arrays`, in the order a multi-output ``fn.external_source`` gives them."""
+        names = ["matrices"] + ["color"] * self.color + ["paste_index", "paste_matrices", "paste_box"] * self.paste
+        if self.mix is not None:
+            names += ["mix_index", "mix_box" if self.mix == "box" else "mix_lambda"]
+        return tuple(names)
+
+
+def _projective(tables: FrameTables) -> bool:
+    """Whether any frame -> source map of ``tables`` (the clip's or the pasted patch's) is not affine."""
+    maps = [tables.inverse] + ([tables.paste_inverse] if tables.paste_inverse is not None else [])
+    return any(bool((m[..., 2, :2] != 0).any()) for m in maps)
+
+
+def _pastes(tables: FrameTables) -> bool:
+    """Whether any clip of ``tables`` pastes a non-empty cutmix box."""
+    box = tables.paste_box
+    return box is not None and bool(((box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])).any())
+
+
+def tables_variant(tables: FrameTables, padding_mode: str) -> Variant:
+    """The smallest :class:`Variant` that renders ``tables`` (a :class:`~pmg_dali.dali.ProgramRenderer`
+    builds one graph per variant it meets)."""
+    return Variant(perspective=padding_mode == "reflection" or _projective(tables),
+                   color=not bool(tables.plain_color.all()), paste=_pastes(tables), mix=tables.mix_mode)
+
+
+def config_variant(config: PMGConfig) -> Variant:
+    """The :class:`Variant` that renders every program ``config`` can draw (one static graph per
+    pipeline): perspective maps when ``"perspective"`` is drawn or the padding reflects (only
+    ``warp_perspective`` reflects), colour when a colour transform is drawn, the paste with cutmix,
+    and the Mixup of ``config.mixup`` (frame Mixup fed one lambda per frame, per-clip lambdas repeated)."""
+    mix = {None: None, "frame": "frame", "videomix": "box"}[config.mixup]
+    return Variant(perspective="perspective" in config.transforms or config.padding_mode == "reflection",
+                   color=bool(COLOR_TRANSFORMS & set(config.transforms)), paste="cutmix" in config.transforms,
+                   mix=mix)
+
+
+def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarray]:
+    """The arrays that feed a render graph of ``variant`` one batch of B clips, by name (:meth:`Variant.names`).
+
+    From the program's :func:`pmg_dali.rules.frame_tables`: ``matrices`` (B, T, 2|3, 3) float32 frame ->
+    source maps in DALI's coordinates (:func:`pmg_dali.geometry.dali_map`); ``color`` (B, T, 3, 4);
+    ``paste_index`` (B,) int32, ``paste_matrices`` (B, T, 2|3, 3), ``paste_box`` (B, T, 4); ``mix_index``
+    (B,) int32 with ``mix_lambda`` (B, 1) (``"clip"``) or (B, T, 1, 1, 1) (``"frame"``), or ``mix_box``
+    (B, 4) (``"box"``). Parts the variant has and the program lacks are fed neutral (identity colour,
+    empty paste boxes); a part the program has and the variant lacks is a ValueError (it would be lost).
+    """
+    b, t = tables.inverse.shape[:2]
+
+    def as_array(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
+
+    missing = [name for name, lost in (("perspective", not variant.perspective and _projective(tables)),
+                                       ("color", not variant.color and not bool(tables.plain_color.all())),
+                                       ("paste", not variant.paste and _pastes(tables))) if lost]
+    mode = tables.mix_mode
+    if mode != variant.mix and not (variant.mix == "frame" and mode == "clip"):
+        missing.append(f"mix {mode!r}")
+    if missing:
+        raise ValueError(f"`program` must fit the render graph {variant}, but it needs {', '.join(missing)}")
+    rows = 3 if variant.perspective else 2
+    arrays = {"matrices": as_array(dali_map(tables.inverse)[..., :rows, :])}
+    if variant.color:
+        arrays["color"] = as_array(tables.color)
+    if variant.paste and tables.paste_index is not None:
+        arrays.update(paste_index=as_array(tables.paste_index, np.int32), paste_box=as_array(tables.paste_box),
+                      paste_matrices=as_array(dali_map(tables.paste_inverse)[..., :rows, :]))
+    elif variant.paste:                      # nothing pasted: each clip its own partner, empty boxes
+        arrays.update(paste_index=np.arange(b, dtype=np.int32), paste_box=np.zeros((b, t, 4), np.float32),
+                      paste_matrices=arrays["matrices"])
+    if variant.mix is not None:
+        arrays["mix_index"] = as_array(tables.mix_index, np.int32)
+        if variant.mix == "box":
+            arrays["mix_box"] = as_array(tables.mix_box)
+        elif variant.mix == "frame":
+            arrays["mix_lambda"] = as_array(tables.mix_lambda).reshape(b, t, 1, 1, 1)
         else:
-            comps = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-            if name in ("zoom", "sliding_window"):
-                comps, found = (_zoom if name == "zoom" else _sliding_window)(config, draw, t)
-            frames = _frames_from(corner_forward(*comps), n, perspective)
-        if name == "fade":
-            gain, found = _fade(config, draw, t)
-        matrices.append(frames)
-        gains.append(gain)
-        params.update(found)
-
-    def select(nodes):
-        if which is None:
-            return nodes[0]
-        return sum((which == i) * node for i, node in enumerate(nodes))
-
-    color = None
-    if "fade" in config.transforms:
-        eye = types.Constant(np.eye(3, 4, dtype=np.float32))
-        color = fn.reshape(select(gains), shape=[n, 1, 1]) * eye
-    mix = _mix(config, draw) if config.mixup is not None else (None, None, None)
-    motion = GraphMotion(n, select(matrices), inverse_map=False, perspective=perspective, color=color,
-                         mix_index=mix[0], mix_lambda=mix[1], mix_box=mix[2])
-    transform = which if which is not None else fn.zeros(shape=[], dtype=types.INT32)
-    return InGraphSample(motion, transform, params)
+            arrays["mix_lambda"] = as_array(tables.mix_lambda[:, :1])
+    return arrays
 
 
-def pseudo_motion(images, config: PMGConfig, seed: int | None = None, unit: float = 255.0,
-                  exact: bool = False):
-    """The drop-in graph helper: HWC images at ``config.size`` -> pseudo-motion clips.
+def graph_motion(num_frames: int, variant: Variant, nodes: dict) -> GraphMotion:
+    """The :class:`GraphMotion` of a ``variant`` graph whose arrays enter as ``nodes`` (name -> the
+    ``fn.external_source`` node of :func:`program_arrays`' array of that name)."""
+    return GraphMotion(num_frames, nodes["matrices"], perspective=variant.perspective, color=nodes.get("color"),
+                       paste_index=nodes.get("paste_index"), paste_matrices=nodes.get("paste_matrices"),
+                       paste_box=nodes.get("paste_box"), mix_index=nodes.get("mix_index"),
+                       mix_lambda=nodes.get("mix_lambda"), mix_box=nodes.get("mix_box"))
 
-    Example (inside your ``@pipeline_def``)::
 
-        images = fn.decoders.image(jpegs, device="mixed")
-        images = fn.resize(images, size=cfg.size)
-        clips = pseudo_motion(images, cfg)          # (C, T, H, W) per sample for "BCTHW"
+class ProgramFeed:
+    """An ``fn.external_source`` callback (``batch=True, batch_info=True``): the :func:`program_arrays` of
+    batch ``info.iteration`` of epoch ``info.epoch_idx``, a program drawn on the host by
+    :func:`pmg_dali.sampling.sample_program` from the ``"program"`` generator of
+    :func:`pmg_dali.seeding.batch_generators` ``(seed, epoch, shard_id, iteration)`` -- exactly the
+    program :class:`~pmg_dali.PseudoMotionLoader` draws for that batch on rank ``shard_id``.
 
-    Draws the motion in the graph (:func:`sample_motion`, seeded by the pipeline or ``seed``) and
-    renders it (:func:`render_motion`). ``unit``: 255 for uint8 images, 1 for float images in [0, 1];
-    ``exact``: float intermediates (default False: uint8 frames, the fast path).
+    A pure function of ``info``, as DALI's checkpointing wants of a callback: a pipeline restored from
+    a checkpoint asks again for the batch it stopped at. ``batches_per_epoch``: StopIteration from that
+    iteration on (DALI's end of epoch; ``pipe.reset()`` starts the next); None: never (the pipeline's
+    epoch then stays 0 and ``info.iteration`` counts every batch).
     """
-    return render_motion(images, sample_motion(config, seed).motion, config, unit, exact)
+
+    def __init__(self, config: PMGConfig, batch_size: int, seed: int = 0, shard_id: int = 0,
+                 batches_per_epoch: int | None = None, variant: Variant | None = None):
+        self.config = check_config(config)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seed, self.shard_id = check_seed(seed), check_int("shard_id", shard_id, 0)
+        self.batches_per_epoch = None if batches_per_epoch is None else check_int("batches_per_epoch",
+                                                                                 batches_per_epoch, 1)
+        self.variant = config_variant(config) if variant is None else variant
+        self.names = self.variant.names()
+
+    def __repr__(self) -> str:
+        return (f"ProgramFeed(batch_size={self.batch_size}, seed={self.seed}, shard_id={self.shard_id}, "
+                f"batches_per_epoch={self.batches_per_epoch}, {self.variant})")
+
+    def program(self, epoch: int, iteration: int) -> MotionProgram:
+        """The program of batch ``iteration`` of ``epoch``."""
+        generator = batch_generators(self.seed, epoch, self.shard_id, iteration)["program"]
+        return sample_program(self.config, self.batch_size, generator=generator)
+
+    def __call__(self, info) -> tuple[np.ndarray, ...]:
+        if self.batches_per_epoch is not None and info.iteration >= self.batches_per_epoch:
+            raise StopIteration
+        arrays = program_arrays(frame_tables(self.program(info.epoch_idx, info.iteration)), self.variant)
+        return tuple(arrays[name] for name in self.names)
+
+
+def check_config(config) -> PMGConfig:
+    """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
+    if not isinstance(config, PMGConfig):
+        raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
+    if config.recursion != "composed":
+        raise ValueError(f"`config.recursion` must be 'composed' for the DALI engine, but got {config.recursion!r}")
+    return config
+
+
+def feed_motion(feed: ProgramFeed) -> GraphMotion:
+    """The :class:`GraphMotion` of ``feed``'s arrays: one multi-output ``fn.external_source`` (CPU; the
+    warps take their per-frame matrices from the CPU) called with DALI's ``BatchInfo``. Call inside a
+    ``@pipeline_def`` whose batch size is ``feed.batch_size``."""
+    nodes = fn.external_source(source=feed, num_outputs=len(feed.names), batch=True, batch_info=True)
+    return graph_motion(feed.config.num_frames, feed.variant, dict(zip(feed.names, nodes)))
+
+
+def pseudo_motion(images, config: PMGConfig, *, seed: int = 0, shard_id: int = 0,
+                  batches_per_epoch: int | None = None, unit: float = 255.0, exact: bool = True):
+    """The drop-in graph helper: HWC images at ``config.size`` -> pseudo-motion clips of host-drawn programs.
+
+    Example (inside your ``@pipeline_def``; full batches)::
+
+        jpegs, labels = fn.readers.file(file_root=root, random_shuffle=True, pad_last_batch=True, name="Reader")
+        images = fn.resize(fn.decoders.image(jpegs, device="mixed"), resize_x=224, resize_y=224)
+        clips = pseudo_motion(images, cfg, seed=0, batches_per_epoch=math.ceil(num_files / batch_size))
+
+    Adds a :class:`ProgramFeed` for the pipeline's batch size: each batch's program is drawn on the host
+    by :func:`pmg_dali.sampling.sample_program` -- every transform of ``config`` -- seeded from ``(seed,
+    epoch, shard_id, iteration)`` as the loader seeds its batches, and rendered by :func:`render_motion`
+    (one static graph, :func:`config_variant`). ``batches_per_epoch``: end each epoch there -- your
+    reader's batches per epoch, whole batches (``fn.readers.file(..., pad_last_batch=True)`` over
+    ``num_shards`` shards: ``ceil(ceil(num_files / num_shards) / batch_size)``); None: never (DALI's epoch
+    then stays 0 and ``iteration`` counts every batch). ``unit``: 255 for uint8 images, 1 for float images
+    in [0, 1]; ``exact``: float intermediates (default; False keeps uint8 frames between the warp and the mix).
+    """
+    from nvidia.dali.pipeline import Pipeline
+
+    pipe = Pipeline.current()
+    if pipe is None:
+        raise RuntimeError("pseudo_motion adds nodes to a pipeline: call it inside a @pipeline_def function")
+    feed = ProgramFeed(config, pipe.max_batch_size, seed, shard_id, batches_per_epoch)
+    return render_motion(images, feed_motion(feed), config, unit, exact)

@@ -1,18 +1,19 @@
 """Engine self-check ("canary"): every fast engine proves on the user's machine that it renders the
 reference renderer's clips before it renders any training clip.
 
-The fused Triton kernel, the CPU renderer and the DALI backend are tested against the reference
-renderer (:mod:`pmg_dali.render`, the specification) in this project's CI, but they run on
+The fused Triton kernel, the CPU renderer and the DALI engine (the rows of :mod:`pmg_dali.engines`) are
+tested against the reference renderer (:mod:`pmg_dali.render`, the specification) in this project's CI,
+but they run on
 compilers, drivers and devices CI has never seen. A canary is a small batch -- a few clips of a few
 frames at an odd, non-square size (19 x 35), every transform of the config drawn at least once,
 with the config's mixing, padding, layout, dtype and normalisation -- rendered by the engine and by
 the reference on the same device from the same textured images and the same program.
 
-Automatic use (:func:`ensure_engine`, called by :class:`pmg_dali.PseudoMotion` and by the DALI
-backend of :class:`pmg_dali.PseudoMotionLoader`): the first time an engine other than the reference
-renders on a device, the canary runs for the features of that call that select different engine
-code -- the config (at the canary size) and whether the source is uint8 at the output size or
-resized / float, still images or video. The result is kept for the process. While a canary runs,
+Automatic use (:func:`ensure_engine`, called by :class:`pmg_dali.PseudoMotion` -- and so by
+:class:`pmg_dali.PseudoMotionLoader` -- and by :func:`pmg_dali.dali.render`): the first time an
+engine other than the reference renders on a device, the canary runs for the features of that call
+that select different engine code -- the config (at the canary size) and whether the source is uint8
+at the output size or resized / float, still images or video. The result is kept for the process. While a canary runs,
 torch uses one CPU thread (its tensors are tiny; the thread count is restored after). On a failure,
 ``renderer="auto"`` warns once (:class:`EngineCheckWarning`) and uses the reference renderer from
 then on for that engine and device; an explicitly requested engine raises ``RuntimeError``. Setting
@@ -22,15 +23,14 @@ Explicit use: :func:`check_engines` (``python -m pmg_dali check --device=cuda``)
 engine on a device and returns an :class:`EngineReport`.
 
 Tolerance: outputs are compared in uint8 levels (1/255 of the [0, 1] range, after undoing the
-ImageNet normalisation of float clips). An engine passes when every element is within
-:data:`TOLERANCE_LEVELS` = 2 levels of the reference, plus one unit in the last place of the output
-dtype at the element's value (two engines may round a value to neighbouring representable numbers:
-one level for uint8 output, ``eps * |value|`` for float16 / bfloat16). The engines' own parity tests
-allow one level for uint8 and 2e-4 for normalised float32 (the fused kernel), and DALI's antialiased
-resize differs from torch's by about one level at the border; two levels leave room for another
-device's arithmetic (fused multiply-add contraction, fast reciprocals), while a pixel moved by one
-position, a wrong channel, frame or layout, an unwritten tile or a NaN differs by tens to hundreds
-of levels on the canary's images. The measured differences and costs are in BENCHMARKS.md.
+ImageNet normalisation of float clips). An engine passes when every element is within its row's
+``Tolerance.canary_levels`` (:mod:`pmg_dali.engines`; 2 levels for every engine) of the reference, plus one
+unit in the last place of the output dtype at the element's value (two engines may round a value to
+neighbouring representable numbers: one level for uint8 output, ``eps * |value|`` for float16 /
+bfloat16). The rows' conformance tolerances, what CI establishes, are tighter; the canary's leave room
+for another device's arithmetic, while a pixel moved by one position, a wrong channel, frame or layout,
+an unwritten tile or a NaN differs by tens to hundreds of levels on the canary's images. The measured
+differences and costs are in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 import threading
 import time
 import warnings
@@ -50,16 +49,17 @@ import torch.nn.functional as F
 from . import render as reference
 from ._checks import check_device, env_flag
 from .config import TRANSFORMS, PMGConfig
+from . import engines
+from .engines import CANARY_LEVELS, ENGINES, Engine
 from .program import MotionProgram
 from .sampling import sample_program
 
-__all__ = ["check_engines", "ensure_engine", "EngineReport", "EngineResult", "EngineCheckWarning", "ENGINES",
-           "SKIP_ENV", "TOLERANCE_LEVELS", "CANARY_SIZE", "canary_config", "canary_program", "checked_renderer",
-           "clear_cache"]
+__all__ = ["check_engines", "ensure_engine", "EngineReport", "EngineResult", "EngineCheckWarning", "CHECKED",
+           "SKIP_ENV", "TOLERANCE_LEVELS", "CANARY_SIZE", "canary_config", "canary_program", "clear_cache"]
 
-ENGINES = ("cpu", "fused", "dali")
+CHECKED = tuple(e.name for e in ENGINES if e.name != "reference")   # the engines checked against the reference
 SKIP_ENV = "PMG_DALI_SKIP_ENGINE_CHECK"
-TOLERANCE_LEVELS = 2.0
+TOLERANCE_LEVELS = CANARY_LEVELS      # the engines' default (pmg_dali.engines.Tolerance.canary_levels)
 CANARY_SIZE = (19, 35)          # odd, H != W; partial tiles of the fused kernel on both axes
 CANARY_FRAMES = 4
 RESIZED_SIZE = (26, 47)         # source size of the resized / float input case (downscaled, antialiased)
@@ -76,7 +76,7 @@ class EngineResult:
     """The check of one engine on one device.
 
     Fields:
-        engine: ``"cpu"``, ``"fused"`` or ``"dali"``.
+        engine: the engine's name (:data:`CHECKED`).
         status: ``"ok"``, ``"failed"`` or ``"unavailable"`` (the engine cannot run on the device).
         max_diff: largest difference to the reference over every canary, in uint8 levels; None when
             nothing was compared, NaN when the engine wrote NaN.
@@ -229,9 +229,9 @@ def _unit(x: torch.Tensor, cfg: PMGConfig) -> torch.Tensor:
     return x * 255
 
 
-def compare(out, expect: torch.Tensor, cfg: PMGConfig) -> tuple[float | None, str]:
+def compare(out, expect: torch.Tensor, cfg: PMGConfig, levels: float = TOLERANCE_LEVELS) -> tuple[float | None, str]:
     """``(max difference in uint8 levels, problem)`` of an engine's clips against the reference's;
-    ``problem`` is empty when every element is within the tolerance (see the module docstring)."""
+    ``problem`` is empty when every element is within ``levels`` plus rounding (module docstring)."""
     if not isinstance(out, torch.Tensor):
         return None, f"returned {type(out).__name__}, not a tensor"
     if out.shape != expect.shape or out.dtype != expect.dtype or out.device != expect.device:
@@ -239,7 +239,7 @@ def compare(out, expect: torch.Tensor, cfg: PMGConfig) -> tuple[float | None, st
                       f"{tuple(expect.shape)} {expect.dtype} on {expect.device}")
     ref = _unit(expect, cfg)
     diff = (_unit(out, cfg) - ref).abs()
-    allowed = torch.full_like(diff, TOLERANCE_LEVELS)
+    allowed = torch.full_like(diff, levels)
     if cfg.dtype == torch.uint8:                        # one unit in the last place of the output
         allowed += 1
     elif cfg.dtype in (torch.float16, torch.bfloat16):  # (float32's is negligible)
@@ -260,55 +260,22 @@ def describe(cfg: PMGConfig, kind: str, op: str) -> str:
 
 # ---- engines -----------------------------------------------------------------------------------
 
-def _dali_device(device: torch.device) -> tuple[str, int | None]:
-    return ("cpu", None) if device.type == "cpu" else ("gpu", device.index)
+def engine_function(name: str, op: str = "render"):
+    """The engine's function for ``op`` (:meth:`pmg_dali.engines.Engine.function`), looked up through its
+    module now, so what is checked is what the module holds."""
+    return engines.engine(name).function(op)
 
 
-def engine_function(engine: str, op: str = "render"):
-    """The engine's function (for ``"dali"`` its :class:`~pmg_dali.dali.ProgramRenderer` class),
-    looked up through its module at call time, so what is checked is what the module holds now.
-    Raises ImportError when the engine's package is missing, and ``NotImplementedError`` for an
-    operation the engine does not have."""
-    if engine == "cpu":
-        from . import cpu_render
-        if op == "render":
-            return cpu_render.render_cpu
-    elif engine == "fused":
-        from . import fused
-        return fused.render_fused if op == "render" else fused.augment_fused
-    elif engine == "dali":
-        from . import dali
-        if op == "render":
-            return dali.ProgramRenderer
-    else:
-        raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}")
-    raise NotImplementedError(f"the {engine!r} engine has no {op!r}")
-
-
-def unavailable(engine: str, device: torch.device, cfg: PMGConfig | None = None) -> str:
-    """Why ``engine`` cannot run on ``device`` (for ``cfg``), or ``""`` when it can."""
-    if engine == "fused":
-        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "needs a CUDA device (on CPU only through Triton's interpreter, TRITON_INTERPRET=1)"
-        if device.type not in ("cpu", "cuda"):
-            return f"needs a CUDA device, not {device.type}"
-    if engine == "dali":
-        if device.type not in ("cpu", "cuda"):
-            return f"runs on cpu or cuda, not {device.type}"
-        if cfg is not None and cfg.recursion != "composed":
-            return "needs recursion='composed'"
-    try:
-        engine_function(engine)
-    except ImportError as exc:
-        return f"not installed ({exc})"
-    return ""
-
-
-def _call(engine: str, fn, images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
-    if engine == "dali":    # fn: the renderer class (a fresh one: pipelines built for the canary)
-        kind, index = _dali_device(images.device)
-        return fn(cfg, program.batch_size, device=kind, device_id=index)(images, program)
-    return fn(images, program, cfg)
+def unavailable(name: str, device: torch.device, cfg: PMGConfig | None = None) -> str:
+    """Why engine ``name`` cannot run on ``device`` (for ``cfg``), or ``""`` when it can."""
+    row = engines.engine(name)
+    why = row.unavailable(device, cfg)
+    if not why:
+        try:
+            row.function()
+        except ImportError as exc:
+            why = f"not installed ({exc})"
+    return why
 
 
 def _sync(device: torch.device) -> None:
@@ -332,18 +299,18 @@ class _Case:
             self._made = (x, program, draw(x, program.to(self.device), self.cfg))
         return self._made
 
-    def run(self, engine: str, fn) -> tuple[float | None, str, float]:
+    def run(self, engine: Engine, fn) -> tuple[float | None, str, float]:
         """``(max difference, problem, seconds)`` of ``fn`` (the engine's function) on this case."""
         x, program, expect = self.made()
         _sync(self.device)
         start = time.perf_counter()
         try:
-            out = _call(engine, fn, x, program, self.cfg)
+            out = fn(x, program, self.cfg)
             _sync(self.device)
         except Exception as exc:  # noqa: BLE001 -- any error is the engine failing its check
             return None, f"raised {type(exc).__name__}: {exc}", time.perf_counter() - start
         seconds = time.perf_counter() - start
-        diff, problem = compare(out, expect, self.cfg)
+        diff, problem = compare(out, expect, self.cfg, engine.tolerance.canary_levels)
         return diff, problem, seconds
 
 
@@ -378,7 +345,7 @@ def _check_cases(engine: str, cases: list[_Case], lookup) -> EngineResult:
             fn = lookup(engine, case.op)
         except NotImplementedError:
             continue
-        diff, problem, took = case.run(engine, fn)
+        diff, problem, took = case.run(engines.engine(engine), fn)
         ran, seconds = ran + 1, seconds + took
         if diff is not None:
             worst = diff if worst is None or math.isnan(diff) or diff > worst else worst
@@ -420,7 +387,7 @@ def check_engines(device, config: PMGConfig | None = None) -> EngineReport:
     start = time.perf_counter()
     cases = [_Case(cfg, kind, op, device) for cfg in _cases(config) for kind in ("direct", "resized")
              for op in (("render", "augment") if cfg.recursion == "composed" else ("render",))]
-    results = tuple(_check(engine, cases) for engine in ENGINES)
+    results = tuple(_check(name, cases) for name in CHECKED)
     return EngineReport(str(device), results, time.perf_counter() - start)
 
 
@@ -483,20 +450,11 @@ def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = 
     return False
 
 
-def checked_renderer(engine: str, renderer, config: PMGConfig):
-    """``renderer`` (a callable ``(images, program) -> clips`` of ``engine`` under ``config``, such as
-    the loader's DALI :class:`~pmg_dali.dali.ProgramRenderer`) behind :func:`ensure_engine` as an
-    explicitly requested engine: a failed self-check raises ``RuntimeError`` before the first batch."""
-    def render(images: torch.Tensor, program: MotionProgram) -> torch.Tensor:
-        ensure_engine(engine, images, config, auto=False)
-        return renderer(images, program)
-    return render
-
-
 def _failure_message(result: EngineResult, device: torch.device) -> str:
     diff = "n/a" if result.max_diff is None else f"{result.max_diff:.2f}"
+    levels = engines.engine(result.engine).tolerance.canary_levels
     return (f"pmg_dali: the {result.engine!r} engine failed its self-check on {device}: max difference to "
-            f"the reference renderer {diff} uint8 levels (tolerance {TOLERANCE_LEVELS:g} + rounding) -- "
+            f"the reference renderer {diff} uint8 levels (tolerance {levels:g} + rounding) -- "
             f"{result.detail}. "
             f"Please report it to the pmg_dali maintainers with the output of "
             f"`python -m pmg_dali check --device={device}` and your GPU, driver, torch, Triton and DALI versions.")

@@ -45,7 +45,7 @@ from . import render as reference
 from .config import PMGConfig
 from .program import MotionProgram
 from .render import output_buffer
-from .rules import COLUMNS, NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
+from .rules import COLUMNS, INDEX_COLUMNS, NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
 
 try:
     import triton
@@ -55,16 +55,28 @@ except ImportError as exc:  # pragma: no cover - torch's CUDA wheels ship Triton
 
 __all__ = ["render_fused", "augment_fused", "parameter_tables", "prepare_source", "launch", "NUM_PARAMS"]
 
-# Per-(b, t) float parameter row: inverse map (9), colour (12), paste inverse map (9), paste box (4),
-# mixup lambda (1), VideoMix box (4), 1.0 where the colour matrix is the identity (1).
+# Per-(b, t) float parameter row and per-clip index row of FrameTables.packed(): the columns are
+# rules.COLUMNS / rules.INDEX_COLUMNS, read here by name.
 _ROW = tl.constexpr(NUM_PARAMS)
+_INVERSE = tl.constexpr(COLUMNS["inverse"][0])
 _COLOR = tl.constexpr(COLUMNS["color"][0])
 _PASTE_INV = tl.constexpr(COLUMNS["paste_inverse"][0])
 _PASTE_BOX = tl.constexpr(COLUMNS["paste_box"][0])
 _LAMBDA = tl.constexpr(COLUMNS["mix_lambda"][0])
 _MIX_BOX = tl.constexpr(COLUMNS["mix_box"][0])
 _PLAIN_COLOR = tl.constexpr(COLUMNS["plain_color"][0])
+_INDEX_ROW = tl.constexpr(len(INDEX_COLUMNS))
+_PASTE_INDEX = tl.constexpr(INDEX_COLUMNS.index("paste_index"))
+_MIX_INDEX = tl.constexpr(INDEX_COLUMNS.index("mix_index"))
+# padding modes: rules.PADDING_CODES (positions in config.PADDING_MODES); the cutmix patch's is rules.PASTE_PADDING
+_ZEROS = tl.constexpr(PADDING_CODES["zeros"])
+_REFLECTION = tl.constexpr(PADDING_CODES["reflection"])
 _PASTE_PADDING = tl.constexpr(PADDING_CODES[PASTE_PADDING])
+
+# the kernel's MIX switch for each FrameTables.mix_mode (rules.MIX_MODES): none, a lambda (per clip or per
+# frame: one per row either way) or the VideoMix box
+_NO_MIX, _MIX_LAMBDA, _MIX_IN_BOX = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+_MIX = {None: _NO_MIX.value, "clip": _MIX_LAMBDA.value, "frame": _MIX_LAMBDA.value, "box": _MIX_IN_BOX.value}
 
 # the default output tile and warps per program: the fastest of bench_render.py --tune on an H200 (BENCHMARKS.md)
 BLOCK, NUM_WARPS = (8, 32), 2
@@ -73,15 +85,17 @@ BLOCK, NUM_WARPS = (8, 32), 2
 @triton.jit
 def _fold(v, n, PAD: tl.constexpr):
     """A source coordinate along an axis of ``n`` pixels after the padding rule: zeros leaves it,
-    border clips it to [0, n - 1], reflection mirrors it about the centres 0 and n - 1, then clips."""
+    border clips it to [0, n - 1], reflection mirrors it about the centres 0 and n - 1, then clips.
+    Restates ``grid_sample``'s ``padding_mode`` with ``align_corners=True`` (render.warp_frames); ``PAD`` is
+    a rules.PADDING_CODES code."""
     hi = (n - 1).to(tl.float32)
-    if PAD == 2:
+    if PAD == _REFLECTION:
         v = tl.abs(v)
         flips = tl.floor(v * (1.0 / hi))
         extra = v - flips * hi
         odd = (flips - 2.0 * tl.floor(flips * 0.5)) > 0.5
         v = tl.where(odd, hi - extra, extra)
-    if PAD >= 1:
+    if PAD != _ZEROS:     # border, and reflection after folding
         v = tl.minimum(tl.maximum(v, 0.0), hi)
     return v
 
@@ -135,7 +149,8 @@ def _split(v, n):
 @triton.jit
 def _bilinear(src_ptr, base, H, W, sx, sy, lane, SOURCE: tl.constexpr):
     """(r, g, b) of the source image at element offset ``base`` (int64) sampled bilinearly at
-    (sx, sy); taps outside are zero."""
+    (sx, sy); taps outside are zero. Restates ``grid_sample``'s bilinear read, ``align_corners=True``
+    (render.warp_frames)."""
     x0, x0f, wx = _split(sx, W)
     y0, y0f, ny = _split(sy, H)
     ex = (x0f + 1.0) - sx
@@ -162,7 +177,8 @@ def _bilinear(src_ptr, base, H, W, sx, sy, lane, SOURCE: tl.constexpr):
 
 @triton.jit
 def _warp(src_ptr, row, base, H, W, xf, yf, lane, PAD: tl.constexpr, SOURCE: tl.constexpr):
-    """Sample the source image at offset ``base`` at ``inv @ (x, y, 1)``, ``inv`` the 3x3 map at ``row``."""
+    """Sample the source image at offset ``base`` at ``inv @ (x, y, 1)``, ``inv`` the 3x3 map at ``row``.
+    Sampling grid: geometry.sampling_grid (the same point, in pixel rather than normalised coordinates)."""
     rden = 1.0 / (tl.load(row + 6) * xf + tl.load(row + 7) * yf + tl.load(row + 8))
     sx = (tl.load(row + 0) * xf + tl.load(row + 1) * yf + tl.load(row + 2)) * rden
     sy = (tl.load(row + 3) * xf + tl.load(row + 4) * yf + tl.load(row + 5)) * rden
@@ -171,7 +187,8 @@ def _warp(src_ptr, row, base, H, W, xf, yf, lane, PAD: tl.constexpr, SOURCE: tl.
 
 @triton.jit
 def _inside(row, xf, yf):
-    """Pixel centres inside the box ``(x0, y0, x1, y1)`` at ``row``: x0 <= x < x1, y0 <= y < y1."""
+    """Pixel centres inside the box ``(x0, y0, x1, y1)`` at ``row``: x0 <= x < x1, y0 <= y < y1.
+    Box rule: rules.box_mask, half-open."""
     return ((xf >= tl.load(row + 0)) & (xf < tl.load(row + 2))
             & (yf >= tl.load(row + 1)) & (yf < tl.load(row + 3)))
 
@@ -184,23 +201,24 @@ def _frame(src_ptr, par_ptr, idx_ptr, clip, t, T, img_stride, frame_stride, H, W
     (``PER_FRAME``; a constant so that the still-image kernel compiles as without it)."""
     row = par_ptr + (clip * T + t) * _ROW
     frame_base = t.to(tl.int64) * frame_stride if PER_FRAME else 0
-    if HAS_PASTE:
+    if HAS_PASTE:    # cutmix layering: rules.paste_layer (the patch inside paste_box, read with PASTE_PADDING)
         inside = _inside(row + _PASTE_BOX, xf, yf)
-        r, g, b = _warp(src_ptr, row + 0, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf,
+        r, g, b = _warp(src_ptr, row + _INVERSE, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf,
                         lane & (inside == 0), PAD, SOURCE)
-        partner = tl.load(idx_ptr + clip * 2)
+        partner = tl.load(idx_ptr + clip * _INDEX_ROW + _PASTE_INDEX)
         pr, pg, pb = _warp(src_ptr, row + _PASTE_INV, partner.to(tl.int64) * img_stride + frame_base, H, W,
                            xf, yf, lane & inside, _PASTE_PADDING, SOURCE)
         r = tl.where(inside, pr, r)
         g = tl.where(inside, pg, g)
         b = tl.where(inside, pb, b)
     else:
-        r, g, b = _warp(src_ptr, row + 0, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf, lane,
-                        PAD, SOURCE)
+        r, g, b = _warp(src_ptr, row + _INVERSE, clip.to(tl.int64) * img_stride + frame_base, H, W, xf, yf,
+                        lane, PAD, SOURCE)
     r = r * scale
     g = g * scale
     b = b * scale
-    if tl.load(row + _PLAIN_COLOR) == 0.0:   # the frame has a colour matrix (a uniform branch)
+    # colour map and clamp: render.apply_color; skipped where rules.identity_color (a uniform branch)
+    if tl.load(row + _PLAIN_COLOR) == 0.0:
         c = row + _COLOR
         nr = tl.load(c + 0) * r + tl.load(c + 1) * g + tl.load(c + 2) * b + tl.load(c + 3)
         ng = tl.load(c + 4) * r + tl.load(c + 5) * g + tl.load(c + 6) * b + tl.load(c + 7)
@@ -219,7 +237,7 @@ def _frame(src_ptr, par_ptr, idx_ptr, clip, t, T, img_stride, frame_stride, H, W
 def _store(ptr, p, v, lane, gain, shift, OUT_U8: tl.constexpr, NORMALIZE: tl.constexpr):
     """Write one channel: uint8 ``round(255 v)``, or the normalised ``v * gain + shift`` (gain =
     1 / std, shift = -mean / std) cast to the output's dtype. Adding 2^23 rounds to an integer
-    half to even, as ``torch.round``, without a conversion instruction."""
+    half to even, as ``torch.round``, without a conversion instruction. Restates render.format_clips."""
     if OUT_U8:
         v = tl.minimum(tl.maximum(v * 255.0, 0.0), 255.0)
         v = (v + 8388608.0) - 8388608.0
@@ -245,14 +263,15 @@ def _render_kernel(out_ptr, src_ptr, par_ptr, idx_ptr, T, H, W, img_stride, fram
     xf = x.to(tl.float32)
     yf = y.to(tl.float32)
     own = lane
-    if MIX == 2:
+    # Mixup layering: rules.mix_layers (the partner inside mix_box, or lerp(partner, clip, lambda))
+    if MIX == _MIX_IN_BOX:
         in_box = _inside(par_ptr + (b * T + t) * _ROW + _MIX_BOX, xf, yf)
         own = lane & (in_box == 0)
     r, g, bl = _frame(src_ptr, par_ptr, idx_ptr, b, t, T, img_stride, frame_stride, H, W, xf, yf, own, scale,
                       PAD, SOURCE, HAS_PASTE, PER_FRAME)
-    if MIX != 0:
-        partner = tl.load(idx_ptr + b * 2 + 1)
-        if MIX == 1:
+    if MIX != _NO_MIX:
+        partner = tl.load(idx_ptr + b * _INDEX_ROW + _MIX_INDEX)
+        if MIX == _MIX_LAMBDA:
             pr, pg, pb = _frame(src_ptr, par_ptr, idx_ptr, partner, t, T, img_stride, frame_stride, H, W,
                                 xf, yf, lane, scale, PAD, SOURCE, HAS_PASTE, PER_FRAME)
             lam = tl.load(par_ptr + (b * T + t) * _ROW + _LAMBDA)
@@ -365,10 +384,10 @@ def _render(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGC
     if program.batch_size == 0:
         return out
     src, kind, scale = prepare_source(images, cfg.size, pack)
-    params, index = (_to_device(x, images.device) for x in parameter_tables(program))
-    mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
-    launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None, mix, block, num_warps,
-           frames=frames)
+    tables = frame_tables(program)
+    params, index = (_to_device(x, images.device) for x in tables.packed())
+    launch(out, src, kind, scale, params, index, cfg, tables.paste_index is not None, _MIX[tables.mix_mode],
+           block, num_warps, frames=frames)
     return out
 
 
@@ -376,7 +395,8 @@ def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params
            index: torch.Tensor, cfg: PMGConfig, has_paste: bool, mix: int, block: tuple[int, int],
            num_warps: int, frames: int = 0) -> None:
     """Launch the kernel on prepared inputs (what :func:`render_fused` does after its checks; the
-    benchmark times it alone). ``mix``: 0 none, 1 frame Mixup, 2 VideoMix. ``frames``: 0 when ``src``
+    benchmark times it alone). ``mix``: the kernel's switch for :attr:`FrameTables.mix_mode`, ``_MIX[mode]``
+    (0 none, 1 a lambda, 2 the VideoMix box). ``frames``: 0 when ``src``
     holds one image per clip, T when it holds the T frames of each clip one after the other."""
     b, t, h, w = params.shape[0], params.shape[1], *cfg.size
     sc, st = (out.stride(1), out.stride(2)) if cfg.layout == "BCTHW" else (out.stride(2), out.stride(1))

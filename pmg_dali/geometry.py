@@ -12,8 +12,9 @@ batch's program is a few hundred tiny matrix operations, where NumPy's per-call 
 torch's (BENCHMARKS.md, host work per batch).
 
 Each backend's convention is reached from this one by exactly one function here:
-:func:`normalized_inverse` (``torch.nn.functional.grid_sample``, ``align_corners=True``) and
-:func:`dali_inverse_map` (DALI's warps: pixel-corner origin, destination -> source matrix).
+:func:`normalized_inverse` (``torch.nn.functional.grid_sample``, ``align_corners=True``; the grid it
+samples at is :func:`sampling_grid`) and :func:`dali_inverse_map` (DALI's warps: pixel-corner origin,
+destination -> source matrix).
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["eye", "translation_matrix", "scale_matrix", "affine_step_matrix", "color_jitter_matrix",
-           "matrix_powers", "inverse_maps", "normalized_map", "normalized_inverse", "dali_map", "dali_inverse_map",
-           "LUMA"]
+           "matrix_powers", "inverse_maps", "normalized_map", "normalized_inverse", "sampling_grid", "warp_frames",
+           "dali_map", "dali_inverse_map", "LUMA"]
 
 # ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale.
 LUMA = (0.299, 0.587, 0.114)
@@ -155,6 +157,31 @@ def normalized_inverse(homography: torch.Tensor, size: tuple[int, int]) -> torch
     return normalized_map(inverse_maps(homography), size)
 
 
+def sampling_grid(inverse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The ``grid_sample`` grid (``align_corners=True``) that draws frames of ``size`` through frame -> source
+    pixel maps: the one sampling grid of the torch renderers.
+
+    Convention: frame pixel ``(x, y)`` (pixel centres at integers, origin at the top-left pixel centre)
+    reads the source at ``inverse @ (x, y, 1)`` after the projective divide, written in ``grid_sample``'s
+    ``align_corners=True`` coordinates (-1 and +1 are the centres of the first and last pixels,
+    :func:`normalized_map`). Source and frame share ``size``.
+
+    Args:
+        inverse: (..., 3, 3) frame -> source pixel maps (:func:`inverse_maps` of the homographies).
+        size: (H, W) of the frames and the source.
+    Returns:
+        (..., H, W, 2) float32 normalised source coordinates ``(x, y)`` of every frame pixel.
+    """
+    h, w = size
+    m = normalized_map(inverse, size)                                      # (..., 3, 3)
+    xs = torch.linspace(-1, 1, w, device=m.device)
+    ys = torch.linspace(-1, 1, h, device=m.device)
+    m = m[..., None, None, :, :]                                           # (..., 1, 1, 3, 3)
+    # source = M[:, 0] x + M[:, 1] y + M[:, 2], then the projective divide
+    num = m[..., 0] * xs[:, None] + m[..., 1] * ys[:, None, None] + m[..., 2]    # (..., H, W, 3)
+    return num[..., :2] / num[..., 2:3]
+
+
 def dali_map(inverse: torch.Tensor) -> torch.Tensor:
     """Frame -> source pixel maps (..., 3, 3) (float64, :func:`inverse_maps`) in DALI's convention
     (pixel-corner origin, ``inverse_map=True``): float32 ``inv(C) @ inverse @ C``, ``C`` the shift by
@@ -178,3 +205,35 @@ def dali_inverse_map(homography: torch.Tensor) -> torch.Tensor:
         (..., 3, 3) float32 frame -> source maps in DALI coordinates.
     """
     return dali_map(inverse_maps(homography))
+
+
+def warp_frames(images: torch.Tensor, homography: torch.Tensor, padding_mode: str = "zeros",
+                mode: str = "bilinear") -> torch.Tensor:
+    """Frame t of clip b = ``images[b]`` (a still image) or ``images[b, :, t]`` (a video's frame t)
+    warped by ``homography[b, t]`` (bilinear; ``mode="nearest"`` for label masks), sampled at
+    :func:`pmg_dali.geometry.sampling_grid`.
+
+    Convention: ``homography`` maps source pixel coordinates to frame pixel coordinates, pixel centres
+    at integers, origin at the top-left pixel centre (``cv2.warpPerspective(src, H, (W, H))``).
+
+    Args:
+        images: (B, C, H, W) float, one source per clip, or (B, C, T, H, W) float, one per frame.
+        homography: (B, T, 3, 3).
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` (about the edge pixel centres).
+        mode: ``grid_sample``'s ``"bilinear"`` or ``"nearest"``.
+    Returns:
+        (B, C, T, H, W) float.
+    """
+    b, c, h, w = images.shape[0], images.shape[1], *images.shape[-2:]
+    t = homography.shape[1]
+    if b == 0:
+        return images.new_zeros(0, c, t, h, w)
+    # frame t occupies rows t*H .. (t+1)*H - 1 of one tall (B, T*H, W, 2) grid
+    grid = sampling_grid(inverse_maps(homography.to(images.device)), (h, w)).to(images.dtype).reshape(b, t * h, w, 2)
+    if images.ndim == 5:   # one grid_sample over the B*T frames, each with its own map
+        frames = images.transpose(1, 2).reshape(b * t, c, h, w)
+        out = F.grid_sample(frames, grid.view(b * t, h, w, 2), mode=mode, padding_mode=padding_mode,
+                            align_corners=True)
+        return out.view(b, t, c, h, w).transpose(1, 2)
+    out = F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    return out.view(b, c, t, h, w)

@@ -31,14 +31,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from kornia.augmentation import GeometricAugmentationBase2D
 from kornia.augmentation.random_generator import RandomGeneratorBase
 from kornia.constants import Resample
 
 from .config import PMGConfig
-from .geometry import normalized_inverse
 from .program import MotionProgram
+from .render import apply_color, warp_frames
 from .sampling import COLOR_TRANSFORMS, sample_program
 
 __all__ = ["PseudoMotionAugmentation", "PseudoMotionParameters"]
@@ -146,17 +145,11 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
         return self._rows(params, "homography", input.shape[0]).to(device=input.device, dtype=input.dtype)
 
     def _warp(self, input: torch.Tensor, transform: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
-        """Each row of ``input`` (N, C, H, W) warped by its (N, 3, 3) source -> output matrix."""
-        n, _, h, w = input.shape
-        if n == 0:
+        """Each row of ``input`` (N, C, H, W) warped by its (N, 3, 3) source -> output matrix: the
+        reference's :func:`pmg_dali.render.warp_frames`, each row a one-frame clip."""
+        if input.shape[0] == 0:
             return input.clone()
-        m = normalized_inverse(transform, (h, w))                                   # (N, 3, 3)
-        ys = torch.linspace(-1, 1, h, device=input.device)
-        xs = torch.linspace(-1, 1, w, device=input.device)
-        num = (m[:, None, None, :, 0] * xs[None, None, :, None] + m[:, None, None, :, 1] * ys[None, :, None, None]
-               + m[:, None, None, :, 2])                                           # (N, H, W, 3)
-        grid = (num[..., :2] / num[..., 2:3]).to(input.dtype)
-        return F.grid_sample(input, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+        return warp_frames(input, transform[:, None], padding_mode, mode=mode)[:, :, 0]
 
     def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
                         transform: torch.Tensor | None = None) -> torch.Tensor:
@@ -165,9 +158,9 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
         mode = Resample.get(flags["resample"]).name.lower()
         out = self._warp(input, transform, mode, flags["padding_mode"])
         if flags["color"] and out.shape[0] > 0:
-            color = self._rows(params, "color", input.shape[0]).to(device=out.device, dtype=out.dtype)
-            out = torch.einsum("nij,njhw->nihw", color[..., :3], out) + color[..., 3, None, None]
-            out = out.clamp(0, 1)
+            # the reference's colour map (pmg_dali.render.apply_color), the N rows as the frames of one clip
+            color = self._rows(params, "color", input.shape[0])
+            out = apply_color(out.transpose(0, 1)[None], color[None])[0].transpose(0, 1).contiguous()
         return out
 
     def apply_transform_mask(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],

@@ -22,31 +22,20 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from ._checks import check_bool, check_choice, check_device, check_int, check_rank, check_seed
 from .config import PMGConfig
-from .engine_check import checked_renderer
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
 from .real_videos import RealVideos, draw_programs, plan_epoch, plan_generator
-from .module import RENDERERS as MODULE_RENDERERS
+from .engines import RENDERERS, engine
 from .module import PseudoMotion
 from .program import MotionProgram
 from .sampling import sample_program
+from .seeding import batch_generators  # re-exported: pmg_dali.loader.batch_generators
 from .targets import TARGET_KEYS, batch_targets, check_targets
 
 __all__ = ["PseudoMotionLoader", "PseudoMotionDataset", "batch_generators", "make_renderer", "RENDERERS"]
 
-RENDERERS = (*MODULE_RENDERERS, "dali")     # PseudoMotion's engines, or DALI's operators
 BACKENDS = ("torch", "dali")                 # the older spelling: torch = renderer "auto"
 BATCH_KEYS = ("video", "mask", "index", "is_real", *(k for keys in TARGET_KEYS.values() for k in keys))
 Renderer = Callable[[torch.Tensor, MotionProgram], torch.Tensor]
-
-
-def batch_generators(seed: int, epoch: int, rank: int, step: int) -> dict[str, torch.Generator]:
-    """The CPU generators of one batch, a pure function of ``(seed, epoch, rank, step)``:
-    ``"program"`` (the :class:`MotionProgram`), ``"mask"`` (the tube mask) and ``"load"`` (handed
-    to ``source.load``). CPU generators make programs and masks identical on every device and
-    backend; a source that wants on-device randomness can seed a device generator from ``"load"``."""
-    states = np.random.SeedSequence([seed, epoch, rank, step]).generate_state(3, dtype=np.uint64)
-    return {name: torch.Generator().manual_seed(int(state))
-            for name, state in zip(("program", "mask", "load"), states)}
 
 
 def to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -57,17 +46,15 @@ def to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
     return value.to(device)
 
 
-def make_renderer(renderer: str, config: PMGConfig, device: torch.device, batch_size: int) -> Renderer:
-    """The render step of ``renderer`` (one of :data:`RENDERERS`): a callable ``(images (B, 3, H, W),
-    program) -> clips`` in ``config.layout`` / ``config.dtype`` on ``device``, for batches of up to
-    ``batch_size`` clips."""
-    if renderer != "dali":
-        module = PseudoMotion(config, renderer=renderer)
-        return lambda images, program: module(images, program=program)   # renderers move it
-    from . import dali  # ImportError with the install command without the extra
-    kind = "gpu" if device.type == "cuda" else "cpu"
-    dali_renderer = dali.ProgramRenderer(config, batch_size, device=kind, device_id=device.index)
-    return checked_renderer("dali", dali_renderer, config)   # self-check against the torch reference first
+def make_renderer(renderer: str, config: PMGConfig) -> Renderer:
+    """The render step of ``renderer`` (``"auto"`` or an engine of :mod:`pmg_dali.engines`): a callable
+    ``(images (B, 3, H, W), program) -> clips`` in ``config.layout`` / ``config.dtype`` on the images'
+    device -- :class:`PseudoMotion`'s, with its self-check. A named engine's module is imported here, so
+    a missing package (DALI without the ``dali`` extra) fails now, with its install command."""
+    if renderer != "auto":
+        engine(renderer).function()
+    module = PseudoMotion(config, renderer=renderer)
+    return lambda images, program: module(images, program=program)   # renderers move the program
 
 
 def resolve_renderer(renderer: str | None, backend: str | None) -> str:
@@ -126,7 +113,7 @@ class PseudoMotionLoader:
     Randomness: batch ``step`` of ``epoch`` on ``rank`` draws only from
     :func:`batch_generators` ``(seed, epoch, rank, step)`` -- CPU generators for the program, the
     mask and ``source.load`` -- so its indices, program and mask are the same on every device and
-    backend; only the rendered pixels depend on the device's arithmetic. ``batch_size`` is per
+    engine; only the rendered pixels depend on the device's arithmetic. ``batch_size`` is per
     rank: the global batch is ``batch_size * world_size``.
 
     Args:
@@ -135,9 +122,9 @@ class PseudoMotionLoader:
         batch_size: clips per batch on this rank.
         config: a :class:`PMGConfig` (default ``PMGConfig()``); ``video`` follows its layout/dtype.
         device: where every tensor of a batch is made and returned.
-        renderer: the engine that renders the programs: one of :class:`pmg_dali.PseudoMotion`'s
-            (``"auto"``, ``"reference"``, ``"fused"``, ``"cpu"``), or ``"dali"`` (DALI operators,
-            :class:`pmg_dali.dali.ProgramRenderer`; needs the ``dali`` extra) -- the same programs.
+        renderer: the engine that renders the programs, :class:`pmg_dali.PseudoMotion`'s vocabulary
+            (:data:`pmg_dali.engines.RENDERERS`): ``"auto"``, ``"reference"``, ``"fused"``, ``"cpu"`` or
+            ``"dali"`` (DALI operators; needs the ``dali`` extra) -- the same programs.
             ``backend="torch" | "dali"``, the older name (``"torch"`` is ``"auto"``), still works for
             this release with a ``DeprecationWarning``.
         seed: int >= 0; with the epoch it fixes the order, with (epoch, rank, step) each batch.
@@ -226,7 +213,7 @@ class PseudoMotionLoader:
         self.num_workers = check_int("num_workers", num_workers, 0)
         self._host = _HostPart(self.config, self.seed, self.rank, self.batch_size, self.mask_ratio, self.patch_size,
                                self.tubelet_size, None if self.real is None else self.real.augment_videos)
-        self._render = make_renderer(self.renderer, self.config, self.device, self.batch_size)
+        self._render = make_renderer(self.renderer, self.config)
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
         self._resume = None     # first step of the next pass, set by load_state_dict

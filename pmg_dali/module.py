@@ -2,25 +2,19 @@
 images, or on real clips with :meth:`PseudoMotion.augment`)."""
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 from torch import nn
 
 from . import render as reference
 from ._checks import check_choice
 from .config import PMGConfig
-from .engine_check import engine_function, ensure_engine
+from .engine_check import ensure_engine
+from .engines import RENDERERS, auto_engine, engine
 from .program import MotionProgram
 from .sampling import sample_program
 
 __all__ = ["PseudoMotion", "RENDERERS"]
 
-RENDERERS = ("auto", "reference", "fused", "cpu")
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
-# "auto" on CPU: the per-frame CPU renderer pays a fixed Python cost per frame, so it wins from about
-# 48^2 pixels up (BENCHMARKS.md); it is fastest on one thread per process (DataLoader workers).
-_CPU_MIN_PIXELS = 48 * 48
 
 
 class PseudoMotion(nn.Module):
@@ -34,13 +28,14 @@ class PseudoMotion(nn.Module):
 
     Args:
         config: a :class:`PMGConfig` (default: ``PMGConfig()``).
-        renderer: ``"auto"`` (default: the fused Triton kernel for CUDA images when Triton is
-            installed; the fast CPU renderer for CPU images when frames have at least 48^2 pixels
-            (fastest with one torch thread per process, as in DataLoader workers); else the
-            reference), ``"reference"``
-            (:func:`pmg_dali.render.render`, the specification), ``"fused"``
-            (:func:`pmg_dali.fused.render_fused`) or ``"cpu"`` (:func:`pmg_dali.cpu_render.render_cpu`).
-            All render the same clips (to float rounding).
+        renderer: an engine of :mod:`pmg_dali.engines` -- ``"reference"`` (:func:`pmg_dali.render.render`,
+            the specification), ``"fused"`` (:func:`pmg_dali.fused.render_fused`, Triton, CUDA), ``"cpu"``
+            (:func:`pmg_dali.cpu_render.render_cpu`), ``"dali"`` (DALI operators, needs the ``dali``
+            extra) -- or ``"auto"`` (default): the fused kernel for CUDA images when Triton is installed;
+            the CPU renderer for CPU images when frames have at least 48^2 pixels (fastest with one
+            torch thread per process, as in DataLoader workers); else the reference. All render the
+            same clips (to float rounding, within each engine's tolerance). An engine that draws still
+            images only (``"cpu"``, ``"dali"``) leaves :meth:`augment` to the reference.
 
     Self-check: the first time an engine other than the reference renders on a device in a process,
     it renders a small canary batch that is compared with the reference's
@@ -107,16 +102,12 @@ class PseudoMotion(nn.Module):
 
     def engine(self, device: torch.device, op: str = "render") -> str:
         """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
-        ``device``, before its self-check: ``"reference"``, ``"fused"`` or ``"cpu"``."""
-        name, device = self.renderer, torch.device(device)
-        if op == "augment":     # the CPU renderer renders still images only
-            fused = name == "fused" or (name == "auto" and device.type == "cuda" and _HAS_TRITON)
-            return "fused" if fused else "reference"
-        if name == "auto":
-            h, w = self.config.size
-            name = ("fused" if device.type == "cuda" and _HAS_TRITON
-                    else "cpu" if device.type == "cpu" and h * w >= _CPU_MIN_PIXELS else "reference")
-        return name
+        ``device``, before its self-check: ``renderer``, or for ``"auto"`` the table's choice
+        (:func:`pmg_dali.engines.auto_engine`); the reference where the engine lacks the operation."""
+        device = torch.device(device)
+        if self.renderer == "auto":
+            return auto_engine(device, self.config.size, op)
+        return self.renderer if getattr(engine(self.renderer), op) is not None else "reference"
 
     def render_function(self, device: torch.device):
         """The function ``(images, program, config) -> clips`` of the engine ``forward`` picks on
@@ -125,9 +116,7 @@ class PseudoMotion(nn.Module):
 
     def augment_function(self, device: torch.device):
         """The function ``(video, program, config) -> clips`` of the engine ``augment`` picks on
-        ``device``: ``"fused"`` (and ``"auto"`` for CUDA clips with Triton) ->
-        :func:`pmg_dali.fused.augment_fused`, else :func:`pmg_dali.render.augment` (the CPU renderer
-        renders still images only); without the self-check ``augment`` adds."""
+        ``device``, without the self-check ``augment`` adds."""
         return _function(self.engine(device, "augment"), "augment")
 
     def _checked_function(self, x: torch.Tensor, op: str):
@@ -140,17 +129,6 @@ class PseudoMotion(nn.Module):
         return _function(name, op)
 
 
-def _reference_render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
-    return reference.render(images, program.to(images.device), cfg)
-
-
-def _reference_augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
-    return reference.augment(video, program.to(video.device), cfg)
-
-
 def _function(name: str, op: str):
-    """The function of engine ``name`` for ``op``, looked up through the engine's module at call time
-    (the reference's: a thin wrapper moving the program to the images' device)."""
-    if name == "reference":
-        return _reference_render if op == "render" else _reference_augment
-    return engine_function(name, op)
+    """The function of engine ``name`` for ``op``, looked up through the engine's module now."""
+    return engine(name).function(op)

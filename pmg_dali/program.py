@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .targets import flow_targets, track_points
+
 
 @dataclass(frozen=True)
 class MotionProgram:
@@ -106,14 +108,12 @@ class MotionProgram:
         ``(flow (B, T - 1, 2, H, W) float32 px, x then y; valid (B, T - 1, H, W) bool)`` for frames of
         ``size`` (int or (H, W), the config's). Frame t at p shows what frame t + 1 shows at
         ``p + flow[:, t, :, p]``. Layers, validity and Mixup: :func:`pmg_dali.targets.flow_targets`."""
-        from .targets import flow_targets
         return flow_targets(self, size)
 
     def track(self, points: torch.Tensor, *, size=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Query points (B, N, 2) of frame 0 in every frame: ``(positions (B, T, N, 2) float32,
         visible (B, T, N) bool)``. Visible: not under a pasted patch / VideoMix box and, with ``size``
         (int or (H, W) of the frames), inside the frame. See :func:`pmg_dali.targets.track_points`."""
-        from .targets import track_points
         return track_points(self, points, size)
 
     def to(self, device=None, non_blocking: bool = False) -> "MotionProgram":

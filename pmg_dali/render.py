@@ -18,11 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import env_flag
+from ._checks import check_motion_program, env_flag
 from .config import PMGConfig
-from .geometry import normalized_inverse
+from .geometry import warp_frames  # noqa: F401  (the warp, long importable from here)
 from .program import MotionProgram
-from .rules import PASTE_PADDING
+from .rules import PASTE_PADDING, mix_layers, paste_layer
+from .rules import box_mask  # noqa: F401  (the box rule, still importable from here)
 
 __all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "render_clips", "render", "augment_clips", "augment"]
@@ -69,8 +70,7 @@ def check_program(program, images: torch.Tensor | None = None, cfg: PMGConfig | 
     """``program`` is a :class:`MotionProgram`; with ``images`` (B, ...) it has one clip per image,
     with ``cfg`` it has ``cfg.num_frames`` frames; with ``values`` its tables are usable
     (:func:`check_program_values`)."""
-    if not isinstance(program, MotionProgram):
-        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    check_motion_program(program)
     if images is not None and images.shape[0] != program.batch_size:
         raise ValueError(f"`images` must have one image per clip of the program, but got "
                          f"{images.shape[0]} images for {program.batch_size} clips")
@@ -170,70 +170,15 @@ def to_float_video(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return _to_float(video, size)
 
 
-def _grid(homography: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, T*H, W, 2) ``grid_sample`` grid: frame t occupies rows t*H .. (t+1)*H - 1."""
-    b, t = homography.shape[:2]
-    h, w = size
-    m = normalized_inverse(homography, size)                              # (B, T, 3, 3)
-    ys = torch.linspace(-1, 1, h, device=m.device)
-    xs = torch.linspace(-1, 1, w, device=m.device)
-    # source = M[:, :, :, 0] x + M[:, :, :, 1] y + M[:, :, :, 2], then the projective divide
-    num = (m[:, :, None, None, :, 0] * xs[None, None, None, :, None]
-           + m[:, :, None, None, :, 1] * ys[None, None, :, None, None]
-           + m[:, :, None, None, :, 2])                                   # (B, T, H, W, 3)
-    grid = num[..., :2] / num[..., 2:3]
-    return grid.reshape(b, t * h, w, 2)
-
-
-def warp_frames(images: torch.Tensor, homography: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Frame t of clip b = ``images[b]`` (a still image) or ``images[b, :, t]`` (a video's frame t)
-    warped by ``homography[b, t]`` (bilinear).
-
-    Convention: ``homography`` maps source pixel coordinates to frame pixel coordinates, pixel centres
-    at integers, origin at the top-left pixel centre (``cv2.warpPerspective(src, H, (W, H))``).
-
-    Args:
-        images: (B, C, H, W) float, one source per clip, or (B, C, T, H, W) float, one per frame.
-        homography: (B, T, 3, 3).
-        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` (about the edge pixel centres).
-    Returns:
-        (B, C, T, H, W) float.
-    """
-    b, c, h, w = images.shape[0], images.shape[1], *images.shape[-2:]
-    t = homography.shape[1]
-    if b == 0:
-        return images.new_zeros(0, c, t, h, w)
-    grid = _grid(homography.to(images.device), (h, w)).to(images.dtype)        # (B, T*H, W, 2)
-    if images.ndim == 5:   # one grid_sample over the B*T frames, each with its own map
-        frames = images.transpose(1, 2).reshape(b * t, c, h, w)
-        out = F.grid_sample(frames, grid.view(b * t, h, w, 2), mode="bilinear", padding_mode=padding_mode,
-                            align_corners=True)
-        return out.view(b, t, c, h, w).transpose(1, 2)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
-    return out.view(b, c, t, h, w)
-
-
-def box_mask(box: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(..., H, W) bool: pixel centres (x, y) with ``x0 <= x < x1`` and ``y0 <= y < y1`` for boxes (..., 4)."""
-    h, w = size
-    xs = torch.arange(w, device=box.device, dtype=box.dtype)
-    ys = torch.arange(h, device=box.device, dtype=box.dtype)
-    inside_x = (xs >= box[..., 0:1]) & (xs < box[..., 2:3])                # (..., W)
-    inside_y = (ys >= box[..., 1:2]) & (ys < box[..., 3:4])                # (..., H)
-    return inside_y[..., :, None] & inside_x[..., None, :]
-
-
 def paste_patches(frames: torch.Tensor, images: torch.Tensor, program: MotionProgram) -> torch.Tensor:
     """Cutmix: inside ``paste_box[b, t]``, frame t of clip b shows ``images[paste_index[b]]`` (for a
-    video source (B, C, T, H, W): its frame t) warped by ``paste_homography[b, t]``.
-    frames: (B, C, T, H, W) float; returns a new tensor."""
+    video source (B, C, T, H, W): its frame t) warped by ``paste_homography[b, t]``
+    (:func:`pmg_dali.rules.paste_layer`). frames: (B, C, T, H, W) float; returns a new tensor."""
     if program.paste_index is None or frames.shape[0] == 0:
         return frames
-    size = tuple(frames.shape[-2:])
     patches = warp_frames(images[program.paste_index.to(images.device)],
                           program.paste_homography, padding_mode=PASTE_PADDING)
-    inside = box_mask(program.paste_box.to(frames.device), size)           # (B, T, H, W)
-    return torch.where(inside[:, None], patches, frames)
+    return paste_layer(frames, patches, program.paste_box)
 
 
 def apply_color(frames: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
@@ -249,16 +194,12 @@ def apply_color(frames: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
 
 def mix_clips(clips: torch.Tensor, program: MotionProgram) -> torch.Tensor:
     """Frame Mixup (``lambda * clip + (1 - lambda) * partner`` on every frame) or VideoMix (the
-    partner's pixels inside ``mix_box`` on every frame). clips: (B, C, T, H, W) float."""
+    partner's pixels inside ``mix_box`` on every frame): :func:`pmg_dali.rules.mix_layers` with the
+    partner ``clips[mix_index]``. clips: (B, C, T, H, W) float."""
     if program.mix_index is None or clips.shape[0] == 0:
         return clips
     partner = clips[program.mix_index.to(clips.device)]
-    if program.mix_box is not None:
-        inside = box_mask(program.mix_box.to(clips.device), tuple(clips.shape[-2:]))   # (B, H, W)
-        return torch.where(inside[:, None, None], partner, clips)
-    lam = program.mix_lambda.to(device=clips.device, dtype=clips.dtype)
-    lam = lam.view(lam.shape[0], 1, -1, 1, 1)                           # (B, 1, 1 or T, 1, 1)
-    return torch.lerp(partner, clips, lam)
+    return mix_layers(clips, partner, program.mix_lambda, program.mix_box)
 
 
 def format_clips(clips: torch.Tensor, cfg: PMGConfig) -> torch.Tensor:
@@ -304,8 +245,7 @@ def render_clips(images: torch.Tensor, program: MotionProgram, size: tuple[int, 
         clips = _render_iterative(src, program, padding_mode)
         if program.paste_index is not None:   # the patch is composited onto each frame, coloured
             pasted = apply_color(paste_patches(torch.zeros_like(clips), src, program), program.color)
-            inside = box_mask(program.paste_box.to(src.device), size)[:, None]
-            clips = torch.where(inside, pasted, clips)
+            clips = paste_layer(clips, pasted, program.paste_box)
         return clips
     return _compose(src, program, padding_mode)
 
@@ -319,7 +259,10 @@ def _compose(src: torch.Tensor, program: MotionProgram, padding_mode: str) -> to
 
 
 def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
-    """The full reference pipeline: warp + paste + colour -> mix -> normalise, dtype and layout."""
+    """The full reference pipeline: warp + paste + colour -> mix -> normalise, dtype and layout (the
+    program moved to the images' device)."""
+    check_program(program, cfg=cfg, values=False)      # render_clips checks the images and the tables
+    program = program.to(images.device)
     clips = render_clips(images, program, cfg.size, cfg.padding_mode, cfg.recursion)
     return format_clips(mix_clips(clips, program), cfg)
 
@@ -347,7 +290,8 @@ def augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torc
     it has no meaning and raises ``ValueError`` (the composed form is also the exact one).
     """
     check_augment_config(cfg)
-    clips = augment_clips(video, program, cfg.size, cfg.padding_mode)
+    check_program(program, cfg=cfg, values=False)      # augment_clips checks the video and the tables
+    clips = augment_clips(video, program.to(video.device), cfg.size, cfg.padding_mode)
     return format_clips(mix_clips(clips, program), cfg)
 
 

@@ -11,28 +11,40 @@ Convention (the package's, :mod:`pmg_dali.geometry`):
     ``homography[b, t] @ s`` in frame t and a frame-t pixel ``p`` moves to
     ``homography[b, t + 1] @ inv(homography[b, t]) @ p`` in frame t + 1.
 
-Layers. A frame shows one of up to three layers at each pixel, exactly as :mod:`pmg_dali.render` draws it:
-the clip's own image (warped by ``homography``), the cutmix patch inside ``paste_box[b, t]`` (warped by
-``paste_homography``) and, for VideoMix, the partner clip inside ``mix_box[b]`` (the partner's own
-layers). Flow is the motion of the layer a pixel shows; tracks follow points of the clip's own image.
+Layers. A frame shows one of up to four layers at each pixel (:data:`LAYERS`, :func:`visible_layers`),
+composed by the reference renderer's own layering functions (:func:`pmg_dali.rules.paste_layer`,
+:func:`pmg_dali.rules.mix_layers`): the clip's own image (warped by ``homography``), the cutmix patch
+inside ``paste_box[b, t]`` (warped by ``paste_homography``) and, for VideoMix, the partner clip's image or
+patch inside ``mix_box[b]``. Flow is the motion of the layer a pixel shows; tracks follow points of the
+clip's own image.
 Colour maps (fade, colour jitter) change no geometry: flow and tracks ignore them, so brightness
 constancy holds up to ``color[t + 1]`` against ``color[t]`` and clamping.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from ._checks import check_motion_program
 from .config import parse_size
-from .geometry import inverse_maps
-from .program import MotionProgram
-from .render import _grid, box_mask
+from .geometry import inverse_maps, warp_frames
+from .rules import PASTE_PADDING, box_pixels, in_box, mix_layers, paste_layer
 
-__all__ = ["TARGETS", "TARGET_KEYS", "flow_targets", "track_points", "grid_points", "check_targets", "batch_targets",
-           "apply_homography", "warp_masks", "warp_boxes", "warp_keypoints"]
+if TYPE_CHECKING:     # program.py imports this module (MotionProgram.flow / .track)
+    from .program import MotionProgram
+
+__all__ = ["TARGETS", "TARGET_KEYS", "LAYERS", "flow_targets", "visible_layers", "track_points", "grid_points",
+           "check_targets", "batch_targets", "apply_homography", "warp_masks", "warp_boxes", "warp_keypoints"]
 
 TARGETS = ("flow", "tracks")
 # The batch keys each target adds (PseudoMotionLoader).
 TARGET_KEYS = {"flow": ("flow", "flow_valid"), "tracks": ("tracks", "tracks_visible")}
+
+# The layers a frame pixel can show, in the order of visible_layers' codes: the clip's own image, its cutmix
+# patch, and (Mixup / VideoMix) the partner clip's image and patch. A code + 2 is the same layer of the partner.
+LAYERS = ("image", "patch", "partner image", "partner patch")
+_PATCH, _PARTNER = LAYERS.index("patch"), LAYERS.index("partner image")
 
 # Coordinates within this many pixels of an integer count as that integer (float32 round-off of the maps).
 _EPS = 1e-3
@@ -82,11 +94,11 @@ def _reads_in_box(x: torch.Tensor, y: torch.Tensor, box: torch.Tensor, every: bo
     """Do all (``every``) / any of the pixel centres a bilinear read at (x, y) touches lie inside ``box``
     (pixel centres with ``x0 <= x < x1``, ``y0 <= y < y1``)? x, y (B, T', H, W); box (B, T', 4) or (B, 1, 4).
 
-    The centres inside are the integers ``lo = ceil(x0) .. hi = ceil(x1) - 1``; a read at x touches
-    ``floor(x)`` and ``ceil(x)`` (one pixel within ``_EPS`` of an integer). All are inside when
-    ``lo - eps <= x <= hi + eps``, some are when ``lo - 1 + eps < x < hi + 1 - eps``: interval tests."""
-    b = box[..., None, None, :].to(x.dtype)
-    lo, hi = torch.ceil(b[..., :2]), torch.ceil(b[..., 2:]) - 1                # (..., 1, 1, 2)
+    The centres inside are the integers ``lo = ceil(x0) .. hi = ceil(x1) - 1`` (:func:`pmg_dali.rules.box_pixels`);
+    a read at x touches ``floor(x)`` and ``ceil(x)`` (one pixel within ``_EPS`` of an integer). All are inside
+    when ``lo - eps <= x <= hi + eps``, some are when ``lo - 1 + eps < x < hi + 1 - eps``: interval tests."""
+    pixels = box_pixels(box[..., None, None, :].to(x.dtype))
+    lo, hi = pixels[..., :2], pixels[..., 2:] - 1                              # (..., 1, 1, 2)
     if every:
         lo, hi = lo - _EPS, hi + _EPS
         inside = (x >= lo[..., 0]) & (x <= hi[..., 0])
@@ -111,9 +123,51 @@ def _layer_flow(homography: torch.Tensor, size: tuple[int, int]) -> tuple[torch.
     return flow, qx, qy, valid
 
 
-def _unmixed_flow(program: MotionProgram, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _unmixed_layers(program: MotionProgram, size: tuple[int, int]) -> torch.Tensor:
+    """(B, T, H, W) uint8 codes of :data:`LAYERS` the unmixed clips show: the cutmix patch over the image,
+    laid by :func:`pmg_dali.rules.paste_layer` as the renderer lays the pixels."""
+    image = torch.zeros((), dtype=torch.uint8, device=program.device).expand(
+        program.batch_size, 1, program.num_frames, *size)                  # (B, 1, T, H, W)
+    if program.paste_index is None:
+        return image[:, 0]
+    return paste_layer(image, image.new_full((), _PATCH), program.paste_box)[:, 0]
+
+
+def _own_dominates(program: MotionProgram) -> torch.Tensor:
+    """(B, T) bool, frame Mixup: the clip's own layers weigh at least half (``mix_lambda >= 0.5``), else
+    the partner's do."""
+    lam = program.mix_lambda.to(device=program.device, dtype=torch.float32)
+    lam = lam[:, None].expand(-1, program.num_frames) if lam.ndim == 1 else lam
+    return lam >= 0.5
+
+
+def _mixed_layers(program: MotionProgram, unmixed: torch.Tensor) -> torch.Tensor:
+    """:func:`visible_layers` from the unmixed layer codes (B, T, H, W) of the program's clips."""
+    if program.mix_index is None:
+        return unmixed
+    partner = unmixed[program.mix_index.to(unmixed.device)] + _PARTNER
+    if program.mix_box is not None:
+        return mix_layers(unmixed[:, None], partner[:, None], None, program.mix_box)[:, 0]
+    return torch.where(_own_dominates(program)[..., None, None], unmixed, partner)
+
+
+def visible_layers(program: MotionProgram, size) -> torch.Tensor:
+    """Which layer each pixel of each rendered frame shows: (B, T, H, W) uint8 indices into :data:`LAYERS`.
+
+    Composed exactly as the renderer composes the pixels (:func:`pmg_dali.rules.paste_layer`, then
+    :func:`pmg_dali.rules.mix_layers` with the partner ``mix_index[b]``'s layers): the clip's own image,
+    its cutmix patch inside ``paste_box[b, t]``, for VideoMix the partner's image or patch inside
+    ``mix_box[b]``. Frame Mixup blends both clips at every pixel; the layer given is that of the clip
+    weighted at least 1/2 (the clip's own when ``mix_lambda >= 0.5``), the one :func:`flow_targets`
+    follows. ``size``: ``int`` or ``(H, W)`` of the rendered frames. On ``program.device``."""
+    _check_program(program)
+    return _mixed_layers(program, _unmixed_layers(program, parse_size(size)))
+
+
+def _unmixed_flow(program: MotionProgram, size: tuple[int, int],
+                  layers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flow (B, T - 1, 2, H, W) and validity (B, T - 1, H, W) of the unmixed clips: the clip's own image,
-    and inside the paste box the cutmix patch."""
+    and where ``layers`` (:func:`_unmixed_layers`) shows it the cutmix patch."""
     flow, qx, qy, valid = _layer_flow(program.homography, size)
     if program.paste_index is None:
         return flow, valid
@@ -127,7 +181,7 @@ def _unmixed_flow(program: MotionProgram, size: tuple[int, int]) -> tuple[torch.
     covered = _reads_in_box(qx[rows], qy[rows], box[:, 1:], every=False)
     pflow, pqx, pqy, pvalid = _layer_flow(program.paste_homography[rows], size)
     stays = _reads_in_box(pqx, pqy, box[:, 1:], every=True)
-    on_patch = box_mask(box[:, :-1], size)                                 # (B', T - 1, H, W)
+    on_patch = layers[rows, :-1] == _PATCH                                 # (B', T - 1, H, W)
     flow[rows] = torch.where(on_patch[:, :, None], pflow, flow[rows])
     valid[rows] = torch.where(on_patch, pvalid & stays, valid[rows] & ~covered)
     return flow, valid
@@ -170,7 +224,8 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
     """
     size = parse_size(size)
     _check_program(program)
-    flow, valid = _unmixed_flow(program, size)
+    unmixed = _unmixed_layers(program, size)
+    flow, valid = _unmixed_flow(program, size, unmixed)
     if program.mix_index is None:
         return flow, valid
     partner = program.mix_index.to(flow.device)
@@ -183,12 +238,10 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
         pqy = pflow[:, :, 1] + torch.arange(size[0], device=flow.device, dtype=flow.dtype)[:, None]
         own_crosses = _reads_in_box(qx, qy, box, every=False)
         partner_stays = _reads_in_box(pqx, pqy, box, every=True)
-        inside = box_mask(box[:, 0], size)[:, None]                         # (B, 1, H, W)
+        inside = _mixed_layers(program, unmixed)[:, :-1] >= _PARTNER          # (B, T - 1, H, W)
         return (torch.where(inside[:, :, None], pflow, flow),
                 torch.where(inside, valid[partner] & partner_stays, valid & ~own_crosses))
-    lam = program.mix_lambda.to(device=flow.device, dtype=torch.float32)
-    lam = lam[:, None].expand(-1, program.num_frames) if lam.ndim == 1 else lam
-    own = lam >= 0.5                                                       # (B, T)
+    own = _own_dominates(program)                                          # (B, T)
     clips = torch.arange(program.batch_size, device=flow.device)[:, None]
     dominant = torch.where(own[:, :-1], clips, partner[:, None])           # (B, T - 1): whose layer
     frames = torch.arange(program.num_frames - 1, device=flow.device)
@@ -242,10 +295,8 @@ def track_points(program: MotionProgram, points: torch.Tensor, size=None) -> tup
 
 
 def _point_in_box(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """positions (B, T, N, 2) inside boxes (B, T or 1, 4): ``x0 <= x < x1`` and ``y0 <= y < y1``."""
-    box = box[..., None, :].to(positions.dtype)
-    x, y = positions[..., 0], positions[..., 1]
-    return (x >= box[..., 0]) & (x < box[..., 2]) & (y >= box[..., 1]) & (y < box[..., 3])
+    """positions (B, T, N, 2) inside boxes (B, T or 1, 4) (:func:`pmg_dali.rules.in_box`)."""
+    return in_box(positions[..., 0], positions[..., 1], box[..., None, :].to(positions.dtype))
 
 
 def grid_points(batch_size: int, size, stride: int, device=None) -> torch.Tensor:
@@ -294,8 +345,7 @@ def batch_targets(program: MotionProgram, targets: tuple[str, ...], size, stride
 
 
 def _check_program(program) -> None:
-    if not isinstance(program, MotionProgram):
-        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    check_motion_program(program)
 
 
 # ---- annotations of real clips moved by PseudoMotion.augment ---------------------------------------------------
@@ -307,16 +357,6 @@ def _check_frames(name: str, x, program: MotionProgram, shape: str, trailing: in
     if x.ndim != 2 + trailing or tuple(x.shape[:2]) != (b, t):
         raise ValueError(f"`{name}` must have shape {shape} with B = {b}, T = {t} (the program's), "
                          f"but got {tuple(x.shape)}")
-
-
-def _warp_nearest(frames: torch.Tensor, homography: torch.Tensor, padding_mode: str) -> torch.Tensor:
-    """(B, C, T, H, W) float frames, frame t warped by ``homography[b, t]`` with nearest-neighbour reads
-    (``render.warp_frames`` with ``mode="nearest"``)."""
-    b, c, t, h, w = frames.shape
-    grid = _grid(homography.to(frames.device), (h, w)).to(frames.dtype).view(b * t, h, w, 2)
-    out = torch.nn.functional.grid_sample(frames.transpose(1, 2).reshape(b * t, c, h, w), grid, mode="nearest",
-                                          padding_mode=padding_mode, align_corners=True)
-    return out.view(b, t, c, h, w).transpose(1, 2)
 
 
 def warp_masks(masks: torch.Tensor, program: MotionProgram, fill: float = 0) -> torch.Tensor:
@@ -344,15 +384,15 @@ def warp_masks(masks: torch.Tensor, program: MotionProgram, fill: float = 0) -> 
     _check_frames("masks", masks, program, "(B, T, H, W) or (B, T, C, H, W)", 3)
     dtype = torch.float64 if masks.dtype in (torch.int32, torch.int64, torch.float64) else torch.float32
     x = masks.to(dtype).transpose(1, 2)                                    # (B, C, T, H, W)
-    size = tuple(x.shape[-2:])
-    inside = _warp_nearest(torch.ones_like(x[:, :1]), program.homography, "zeros") > 0.5
-    out = torch.where(inside, _warp_nearest(x, program.homography, "zeros"), torch.as_tensor(fill, dtype=dtype))
+    inside = warp_frames(torch.ones_like(x[:, :1]), program.homography, "zeros", mode="nearest") > 0.5
+    moved = warp_frames(x, program.homography, "zeros", mode="nearest")
+    out = torch.where(inside, moved, torch.as_tensor(fill, dtype=dtype))
     if program.paste_index is not None:
-        patch = _warp_nearest(x[program.paste_index.to(x.device)], program.paste_homography, "border")
-        out = torch.where(box_mask(program.paste_box.to(x.device), size)[:, None], patch, out)
+        patch = warp_frames(x[program.paste_index.to(x.device)], program.paste_homography, PASTE_PADDING,
+                            mode="nearest")
+        out = paste_layer(out, patch, program.paste_box)
     if program.mix_box is not None:
-        box = box_mask(program.mix_box.to(x.device), size)[:, None, None]
-        out = torch.where(box, out[program.mix_index.to(x.device)], out)
+        out = mix_layers(out, out[program.mix_index.to(x.device)], None, program.mix_box)
     return out.transpose(1, 2).to(masks.dtype)
 
 

@@ -169,7 +169,13 @@ def test_dali_entry_points():
     with pytest.raises(ValueError, match=r"`seed` must be in \[0, "):
         dali.source_pipeline(SOURCE, CFG, batch_size=2, device_id=None, seed=-1)
     with pytest.raises(ValueError, match=r"`seed` must be in \[0, "):
-        dali.sample_motion(CFG, seed=2 ** 70)
+        dali.folder_pipeline(None, CFG, batch_size=2, device_id=None, files=["unused.jpg"], seed=2 ** 70)
+    with pytest.raises(TypeError, match="`config` must be a PMGConfig, but got dict"):
+        dali.source_pipeline(SOURCE, {"size": 16}, batch_size=2, device_id=None)
+    with pytest.raises(ValueError, match="`config.recursion` must be 'composed' for the DALI engine"):
+        dali.folder_pipeline(None, CFG.replace(recursion="iterative"), 2, device_id=None, files=["unused.jpg"])
+    with pytest.raises(ValueError, match="`batches_per_epoch` must be >= 1, but got 0"):
+        dali.ProgramFeed(CFG, 2, batches_per_epoch=0)
     with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
         dali.ProgramRenderer(CFG, batch_size=0, device="cpu")
 

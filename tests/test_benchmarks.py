@@ -23,16 +23,78 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import harness as bench  # noqa: E402  (benchmarks/ is not a package: the scripts import it the same way)
 
+REFACTORED = [
+    ("bench_loader.py", ["--quick", "--device", "cpu", "--batch_size", "2", "--num_frames", "4", "--size", "32"]),
+    ("bench_dali.py", ["--quick"]),
+    ("bench_load.py", ["--no_demo", "--batch_size", "1", "--repeats", "1"]),
+]
 ENV_KEYS = {"device", "date", "torch", "kornia", "dali", "triton", "cpu_count", "cpu_affinity"}
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """``python *args`` in the repository root, importing this tree's pmg_dali (scripts in
-    benchmarks/ would otherwise import whatever pmg_dali is installed)."""
+RUNNER = r'''
+import contextlib, io, json, os, runpy, sys, traceback
+
+out = []
+for argv in json.loads(sys.argv[1]):
+    std, err, code = io.StringIO(), io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(std), contextlib.redirect_stderr(err):
+            if argv[0] == "-m":
+                sys.argv = argv[1:]
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            else:                      # as `python script.py`: the script's folder first on the path
+                sys.argv, sys.path[0] = list(argv), os.path.dirname(os.path.abspath(argv[0]))
+                runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exc:          # as the interpreter does: a message is printed, status 1
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if not isinstance(exc.code, (int, type(None))):
+            err.write(str(exc.code) + "\n")
+    except BaseException:
+        code = 1
+        err.write(traceback.format_exc())
+    out.append([code, std.getvalue(), err.getvalue()])
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory) -> dict:
+    """Every benchmark script's quick CPU run, one after the other in one process (torch, kornia, DALI
+    imported once; ``run`` each would start a process): name -> (exit status, stdout, stderr), and
+    ``"out"``: the folder they wrote to."""
+    out = tmp_path_factory.mktemp("bench")
+    runs = {
+        "generate": ["benchmarks/bench_generate.py", "--quick", "--out_dir", str(out)],
+        "overhead": ["benchmarks/bench_overhead.py", "--quick", "--out_dir", str(out)],
+        "cli bench": ["-m", "pmg_dali", "bench", "--quick", "--device", "cpu", "--json", str(out / "bench.json")],
+        "render": ["benchmarks/bench_render.py", "--quick", "--json", str(out / "render.json"), "--markdown",
+                   str(out / "render.md")],
+        "sources": ["benchmarks/bench_sources.py", "--quick", "--device", "cpu", "--json", str(out / "sources.json")],
+        "framing": ["benchmarks/bench_framing.py", "--quick", "--json", str(out / "framing.json")],
+        "targets": ["benchmarks/bench_targets.py", "--quick", "--device", "cpu"],
+        "inputs": ["benchmarks/bench_inputs.py", "--quick"],
+        **{script: [f"benchmarks/{script}", *args, "--json", str(out / f"{script}.json")]
+           for script, args in REFACTORED},
+        "session dry": ["benchmarks/gpu_session.py", "--dry", "--out_dir", str(out / "dry")],
+        "session": ["benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out_dir",
+                    str(out / "session")],
+        "session spent": ["benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir",
+                          str(out / "spent")],
+        "session unknown step": ["benchmarks/gpu_session.py", "--dry", "--only", "render,nope"],
+    }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(list(runs.values()))], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"out": out, **dict(zip(runs, results))}
+
+
+def ran(scripts: dict, name: str) -> str:
+    """The stdout of the quick run ``name`` of :func:`scripts`, which must have succeeded."""
+    code, stdout, stderr = scripts[name]
+    assert code == 0, f"{name}: exit status {code}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return stdout
 
 
 @pytest.fixture
@@ -108,15 +170,16 @@ def test_clip_batches_are_pure_functions_of_the_batch_index(generator):
 
 
 @pytest.mark.slow
-def test_bench_generate_quick_writes_json_markdown_and_png(tmp_path):
-    run("benchmarks/bench_generate.py", "--quick", "--out_dir", str(tmp_path))
+def test_bench_generate_quick_writes_json_markdown_and_png(scripts):
+    ran(scripts, "generate")
+    tmp_path = scripts["out"]
     result = json.loads((tmp_path / "generate_cpu.json").read_text())
     assert ENV_KEYS <= result["environment"].keys()
     assert {"batch_size", "num_frames", "size", "dtype", "steps", "repeats", "warmup", "program"} <= \
         result["settings"].keys()
     rows = {r["path"]: r for r in result["rows"]}
     expected = {"floor", "auto", "auto_render_only", "reference", "cpu", "loader", "iterative", "kornia",
-                "cpu_baseline", "cpu_renderer_dataloader", "dali_in_graph", "dali_program_fed"}
+                "cpu_baseline", "cpu_renderer_dataloader", "dali_pipeline", "dali_program_fed"}
     expected |= {f"transform:{name}" for name in pmg_dali.TRANSFORMS}
     assert expected <= rows.keys()
     assert "fused" in result["skipped"]
@@ -129,8 +192,9 @@ def test_bench_generate_quick_writes_json_markdown_and_png(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_overhead_quick_writes_shares_and_speedups(tmp_path):
-    run("benchmarks/bench_overhead.py", "--quick", "--out_dir", str(tmp_path))
+def test_bench_overhead_quick_writes_shares_and_speedups(scripts):
+    ran(scripts, "overhead")
+    tmp_path = scripts["out"]
     result = json.loads((tmp_path / "overhead_cpu.json").read_text())
     assert ENV_KEYS <= result["environment"].keys() and "prefetch" in result["skipped"]
     rows = result["rows"]
@@ -144,50 +208,64 @@ def test_bench_overhead_quick_writes_shares_and_speedups(tmp_path):
 
 
 @pytest.mark.slow
-def test_python_m_pmg_dali_bench_quick(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = run("-m", "pmg_dali", "bench", "--quick", "--device", "cpu", "--json", str(out))
-    assert "| auto | cpu |" in proc.stdout and "| reference | reference |" in proc.stdout
+def test_python_m_pmg_dali_bench_quick(scripts):
+    out = scripts["out"] / "bench.json"
+    stdout = ran(scripts, "cli bench")
+    assert "| auto | cpu |" in stdout and "| reference | reference |" in stdout
     result = json.loads(out.read_text())
-    assert result["device"] == "cpu" and set(result["rows"]) == {"auto", "reference", "cpu"}
+    # every engine that runs on the CPU here: the reference and CPU engines, and DALI's CPU operators when installed
+    assert result["device"] == "cpu" and {"auto", "reference", "cpu"} <= set(result["rows"]) \
+        <= {"auto", "reference", "cpu", "dali"}
     assert all(r["clips_per_s"] > 0 for r in result["rows"].values())
 
 
-@pytest.mark.parametrize("script, args", [
-    ("bench_loader.py", ["--quick", "--device", "cpu", "--batch_size", "2", "--num_frames", "4", "--size", "32"]),
-    ("bench_dali.py", ["--quick"]),
-    ("bench_load.py", ["--no_demo", "--batch_size", "1", "--repeats", "1"]),
-])
+@pytest.mark.parametrize("script, args", REFACTORED)
 @pytest.mark.slow
-def test_refactored_scripts_still_run(tmp_path, script, args):
+def test_refactored_scripts_still_run(scripts, script, args):
     if script == "bench_dali.py":
         pytest.importorskip("nvidia.dali")
-    run(os.path.join("benchmarks", script), *args, "--json", str(tmp_path / "out.json"))
-    assert json.loads((tmp_path / "out.json").read_text())["rows"]
+    ran(scripts, script)
+    assert json.loads((scripts["out"] / f"{script}.json").read_text())["rows"]
 
 
 @pytest.mark.slow
-def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(tmp_path):
+def test_bench_render_quick_runs_every_cpu_path(scripts):
+    """benchmarks/bench_render.py --quick runs every CPU path and writes its JSON and table."""
+    ran(scripts, "render")
+    result = json.loads((scripts["out"] / "render.json").read_text())
+    paths = {row["path"] for row in result["rows"]}
+    assert {"pil_recursive", "reference", "cpu", "cpu_bf16", "cpu_out"} <= paths
+    assert all(row["clips_per_s"] > 0 for row in result["rows"])
+    assert "| path |" in (scripts["out"] / "render.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_sources_quick(scripts):
+    assert "| SyntheticImages('shader') |" in ran(scripts, "sources") and (scripts["out"] / "sources.json").exists()
+
+
+@pytest.mark.slow
+def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(scripts):
     """The one-call GPU session: every step of the full plan names a script of this tree; a quick run
     writes the summary and the tarball a device call brings back; a spent budget skips, not fails."""
-    plan = run("benchmarks/gpu_session.py", "--dry", "--out_dir", str(tmp_path / "dry")).stdout.splitlines()
+    plan = ran(scripts, "session dry").splitlines()
     assert [line.split()[0] for line in plan] == ["env", "check", "render", "dali", "tests_gpu", "generate",
                                                   "overhead", "loader", "sources", "targets", "inputs", "transfer"]
     for line in plan:
-        scripts = [a for a in line.split() if a.endswith(".py")]
-        assert all((ROOT / s).is_file() for s in scripts), line
-    out = tmp_path / "session"
-    run("benchmarks/gpu_session.py", "--quick", "--only", "loader,render", "--out_dir", str(out))
+        names = [a for a in line.split() if a.endswith(".py")]
+        assert all((ROOT / name).is_file() for name in names), line
+    ran(scripts, "session")
+    out = scripts["out"] / "session"
     rows = json.loads((out / "results" / "session.json").read_text())
     assert [(r["step"], r["status"]) for r in rows] == [("loader", "ok"), ("render", "ok")]   # in the order named
     with tarfile.open(out / "gpu_session.tar.gz") as tar:
         assert {"results/bench_loader.json", "logs/render.log"} <= set(tar.getnames())
-    run("benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir", str(out))
-    assert json.loads((out / "results" / "session.json").read_text())[0]["status"] == "skipped: budget spent"
-    assert "| loader | skipped" in (out / "summary.md").read_text()
-    bad = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry", "--only", "render,nope"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and "`--only` names unknown steps ['nope']" in bad.stderr
+    ran(scripts, "session spent")
+    spent = scripts["out"] / "spent"
+    assert json.loads((spent / "results" / "session.json").read_text())[0]["status"] == "skipped: budget spent"
+    assert "| loader | skipped" in (spent / "summary.md").read_text()
+    code, _, stderr = scripts["session unknown step"]
+    assert code != 0 and "`--only` names unknown steps ['nope']" in stderr
 
 
 def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
@@ -216,9 +294,12 @@ def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):
 
 
 @pytest.mark.slow
-def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
-    run("benchmarks/bench_framing.py", "--quick", "--json", str(tmp_path / "framing.json"))
-    rows = json.loads((tmp_path / "framing.json").read_text())["rows"]
+def test_bench_framing_quick_counts_padding_only_for_whole_framing(scripts):
+    ran(scripts, "framing")
+    result = json.loads((scripts["out"] / "framing.json").read_text())
+    rows = result["rows"]
+    if result["program_feed_ms"] is not None:        # DALI installed: the host cost of its program feed
+        assert set(result["program_feed_ms"]) == {"default, inside", "default, whole", "all eight, inside"}
     for name in ("sliding_window", "zoom", "affine", "perspective", "cutmix"):
         assert rows[f"{name}, inside"]["padded_fraction"] == 0, name
     assert rows["affine, whole"]["padded_fraction"] > 0.01 and rows["perspective, whole"]["padded_fraction"] > 0.01
@@ -227,8 +308,8 @@ def test_bench_framing_quick_counts_padding_only_for_whole_framing(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_targets_and_inputs_quick():
-    proc = run("benchmarks/bench_targets.py", "--quick", "--device", "cpu")
-    assert "| zoom + affine |" in proc.stdout and "flow cost" in proc.stdout
-    proc = run("benchmarks/bench_inputs.py", "--quick")
-    assert "| check float32 |" in proc.stdout and "| render (default program) |" in proc.stdout
+def test_bench_targets_and_inputs_quick(scripts):
+    stdout = ran(scripts, "targets")
+    assert "| zoom + affine |" in stdout and "flow cost" in stdout
+    stdout = ran(scripts, "inputs")
+    assert "| check float32 |" in stdout and "| render (default program) |" in stdout

@@ -4,12 +4,65 @@ import pytest
 import torch
 
 import pmg_dali
-from pmg_dali import TRANSFORMS, PMGConfig
+from pmg_dali import TRANSFORMS, PMGConfig, config
+from pmg_dali.transforms import TABLE
+
+OWNED = [(name, f) for name, record in TABLE.items() for f in record.fields]   # (transform, ConfigField)
+# the fields no transform owns: the API contract's and the framing / padding / normalisation options
+GENERAL = {"num_frames", "size", "transforms", "mixup", "mixup_alpha", "recursion", "layout", "dtype", "normalize",
+           "mixup_per_frame", "framing", "min_view_area", "padding_mode", "mean", "std"}
 
 
 def test_transforms_tuple():
     assert TRANSFORMS == ("identity", "sliding_window", "zoom", "fade",
                           "affine", "perspective", "color_jitter", "cutmix")
+    assert config.TRANSFORMS is pmg_dali.transforms.TRANSFORMS and TRANSFORMS == tuple(TABLE)
+
+
+def test_every_intensity_field_is_owned_by_one_transform():
+    """PMGConfig's fields are the general ones and those the transform records own, each owned once."""
+    names = [f.name for _, f in OWNED]
+    fields = {f.name for f in dataclasses.fields(PMGConfig)}
+    assert len(names) == len(set(names)) and set(names) <= fields
+    assert fields - set(names) == GENERAL
+
+
+def _beyond(bound, direction):
+    """A value just past ``bound`` (direction -1: below, +1: above)."""
+    return bound + direction * max(abs(bound), 1) * 1e-6
+
+
+@pytest.mark.parametrize("name, f", OWNED, ids=[f.name for _, f in OWNED])
+def test_owned_fields_are_checked_within_their_record_bounds(name, f):
+    """Each owned field accepts its record's bounds and refuses values just outside them, or of the wrong
+    kind, naming the field (checked whether or not its transform is in use)."""
+    def make(value):
+        return PMGConfig(transforms=("identity",), **{f.name: value})
+
+    if f.pair:
+        assert getattr(make([f.low, f.high]), f.name) == (f.low, f.high)      # stored as a tuple
+        outside = [(_beyond(f.low, -1), f.high), (f.low, _beyond(f.high, 1)), (f.high, f.low)]
+        wrong_kind = f.high
+    else:
+        assert getattr(make(f.low), f.name) == f.low and getattr(make(f.high), f.name) == f.high
+        outside = [_beyond(f.low, -1), _beyond(f.high, 1)]
+        wrong_kind = (f.low, f.high)
+    for value in outside:
+        with pytest.raises(ValueError, match=f"`{f.name}`"):
+            make(value)
+    with pytest.raises(TypeError, match=f"`{f.name}`"):
+        make(wrong_kind)
+
+
+@pytest.mark.parametrize("name, f", [(n, f) for n, f in OWNED if f.compounds], ids=lambda x: getattr(x, "name", x))
+def test_compounding_fields_are_bounded_for_the_transforms_in_use(name, f):
+    """A field its record marks ``compounds`` (a per-step scale or colour gain) is refused when its power
+    over the clip leaves [1e-6, 1e6] -- only when its transform is in use."""
+    value = (f.high, f.high) if f.pair else f.high
+    with pytest.raises(ValueError, match=f"`{f.name}` compounded over num_frames - 1 = 39 steps"):
+        PMGConfig(transforms=(name,), num_frames=40, **{f.name: value})
+    other = next(n for n in TRANSFORMS if n != name)
+    assert getattr(PMGConfig(transforms=(other,), num_frames=40, **{f.name: value}), f.name) == value
 
 
 def test_defaults_follow_the_api():

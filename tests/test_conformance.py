@@ -1,17 +1,21 @@
 """Every rendering engine against the reference renderer (the specification), in one parametrised suite.
 
-Modelled on torchvision v2's ``check_kernel``: each engine of :data:`ENGINES` renders the same
-:class:`~pmg_dali.MotionProgram` from the same inputs as :func:`pmg_dali.render.render` (and
+Modelled on torchvision v2's ``check_kernel``: each engine of :data:`pmg_dali.engines.ENGINES` renders the
+same :class:`~pmg_dali.MotionProgram` from the same inputs as :func:`pmg_dali.render.render` (and
 :func:`pmg_dali.render.augment` for engines that augment real clips) and must return the same clips
-within its own tolerance. The same call also checks the contract: an engine that accepts ``out=`` gets a
-buffer poisoned with NaN (uint8: 255) and must return it, every element overwritten; an engine without
-``out=`` returns a contiguous tensor of the right shape, dtype, layout and device, without NaN; the
-inputs (images and program) are not modified. Further checks per engine: a clip rendered alone equals
-its row of the batch (programs without a cross-clip partner: no Mixup, no cutmix), an empty batch gives
-an empty clip tensor, and an engine with its own resize resizes like the reference inside the frame.
+within the tolerance of its row (:class:`pmg_dali.engines.Tolerance`). The same call also checks the
+contract: an engine that accepts ``out=`` gets a buffer poisoned with NaN (uint8: 255) and must return it,
+every element overwritten; an engine without ``out=`` returns a contiguous tensor of the right shape,
+dtype, layout and device, without NaN; the inputs (images and program) are not modified. The reference
+row checks only that contract (comparing it with itself could not fail). Further checks per engine: a
+clip rendered alone equals its row of the batch (programs without a cross-clip partner: no Mixup, no
+cutmix), an empty batch gives an empty clip tensor, the literal recursion, bad inputs and ``out=``
+buffers refused with the argument named, the engine's own options (the fused kernel's tile and uint8
+planes), its self-check (:mod:`pmg_dali.engine_check`) passing, and an engine with its own resize
+resizes like the reference inside the frame.
 
-Adding an engine is one more :class:`Engine` in :data:`ENGINES`; adding a transform to
-``pmg_dali.TRANSFORMS`` adds its cases to every engine.
+Adding an engine is one more row in :mod:`pmg_dali.engines` (and here, where it has them, its call
+options and own resize); adding a transform to ``pmg_dali.TRANSFORMS`` adds its cases to every engine.
 
 The grid (B = 3 clips of T = 3 frames at 13 x 18: odd, H != W, not a multiple of any tile):
 
@@ -20,25 +24,21 @@ The grid (B = 3 clips of T = 3 frames at 13 x 18: odd, H != W, not a multiple of
 - features x every engine, all transforms per config: a covering array over layout, output (uint8,
   float32 normalised or raw, float16, bfloat16), view (``framing="whole"`` with each padding mode, or
   ``"inside"``), mixing (none, frame Mixup per clip or per frame, VideoMix), source (uint8 or float at
-  the output size, uint8 downscaled, float16 upscaled, a non-contiguous uint8 view) and batch (1: a clip
-  is its own partner, or 3).
-  Fast engines get every pair of values (``covering=2``: 28 configs); the fused Triton kernel, which
-  without a GPU runs through Triton's interpreter (slow), gets every value once (``covering=1``: 5);
-- real clips (``augment``): four cases for the engines that have it;
+  the output size, uint8 or float64 downscaled, float16 upscaled, a non-contiguous uint8 view) and batch
+  (1: a clip is its own partner, or 3). Fast engines get every pair of values (``covering=2``); the
+  fused Triton kernel, which without a GPU runs through Triton's interpreter (slow), gets every value once;
+- a larger batch, the literal recursion, real clips (``augment``: four cases for the engines that have it);
 - batched equals per-clip and the empty batch, for each operation of each engine that has them.
 
-Tolerances (what the engines' own tests establish): the reference equals itself; the CPU renderer is
-bit-identical but for colour matrices (float rounding); the fused kernel differs by float rounding; DALI
-by its interpolation arithmetic (2/255). uint8 output may differ by one level in under 1 % of the
-values (a value near a rounding tie); float16 / bfloat16 output by one unit in the last place. DALI
-resizes with its own ``fn.resize``, which differs from torch's at the outermost pixel ring of a downscaled
-image: its clips from resized sources are checked against the reference drawn from DALI's resized source,
-and the resize itself by :func:`test_own_resize`.
+uint8 output may differ by one level in under 1 % of the values (a value near a rounding tie); float16 /
+bfloat16 output by one unit in the last place. DALI resizes with its own ``fn.resize``, which differs from
+torch's at the outermost pixel ring of a downscaled image: its clips from resized sources are checked
+against the reference drawn from DALI's resized source, and the resize itself by :func:`test_own_resize`.
 
 The fused engine runs on CUDA in this process when a GPU is present; without one,
-:func:`test_fused_engine_through_the_interpreter` runs its cases in a subprocess with
-``TRITON_INTERPRET=1`` (which must be set before Triton is imported). In the interpreter it draws with
-one 16 x 32 tile (a partial tile on both axes); on CUDA with 8 x 16 tiles (several, partial ones last).
+:func:`test_fused_engine_through_the_interpreter` runs all its cases of this module in one subprocess
+with ``TRITON_INTERPRET=1`` (which must be set before Triton is imported). In the interpreter it draws
+with one 16 x 32 tile (a partial tile on both axes); on CUDA with 8 x 16 tiles (several, partial ones last).
 """
 from __future__ import annotations
 
@@ -56,8 +56,7 @@ from typing import Callable
 import pytest
 import torch
 
-from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig
-from pmg_dali.cpu_render import render_cpu
+from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, engines
 from pmg_dali.render import augment, render, to_float_images
 from pmg_dali.sampling import sample_program
 
@@ -69,101 +68,73 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 HAS_CUDA = torch.cuda.is_available()
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+COLOUR = {"fade", "color_jitter"}      # the transforms with colour matrices
 ULP = {torch.float32: 0.0, torch.float16: 2 ** -10, torch.bfloat16: 2 ** -7}   # relative spacing of the dtype
 
 
 # ---- engines ------------------------------------------------------------------------------------
 
-def _reference_render(images, program, cfg, out=None):
-    return render(images, program, cfg)
-
-
-def _reference_augment(video, program, cfg, out=None):
-    return augment(video, program, cfg)
-
-
-def _cpu_render(images, program, cfg, out=None):
-    return render_cpu(images, program, cfg, out=out)
-
-
 FUSED_BLOCK = (16, 32) if INTERPRET or not HAS_CUDA else (8, 16)
-
-
-def _fused_render(images, program, cfg, out=None):
-    from pmg_dali.fused import render_fused
-    return render_fused(images, program, cfg, out=out, block=FUSED_BLOCK)
-
-
-def _fused_augment(video, program, cfg, out=None):
-    from pmg_dali.fused import augment_fused
-    return augment_fused(video, program, cfg, out=out, block=FUSED_BLOCK)
-
-
-def _dali_render(images, program, cfg, out=None):
-    from pmg_dali import dali
-    return dali.render(images, program, cfg, device="cpu")
 
 
 def _dali_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """DALI's own resize of ``images`` (B, 3, H, W) to ``size``: float32 in [0, 1], read back through the
     DALI engine as the frame of an identity program (sampled at pixel centres: the source itself)."""
     cfg = PMGConfig(num_frames=1, size=size, transforms=("identity",), mixup=None, normalize=False)
-    return _dali_render(images, sample_program(cfg, images.shape[0]), cfg)[:, :, 0]
+    return engines.engine("dali").function()(images, sample_program(cfg, images.shape[0]), cfg)[:, :, 0]
 
 
 @dataclass(frozen=True)
 class Engine:
-    """One rendering engine as the suite drives it.
+    """One row of :data:`pmg_dali.engines.ENGINES` as this suite drives it; its tolerance, operations and
+    ``out=`` support are the row's.
 
     Fields:
-        name: the pytest id.
-        render: ``(images, program, cfg, out=None) -> clips``, like :func:`pmg_dali.render.render`.
-        augment: the same for real clips (B, 3, T, H, W), like :func:`pmg_dali.render.augment`; None
-            when the engine draws from still images only.
-        device: where its inputs and output live.
-        takes_out: ``render`` / ``augment`` write into ``out`` and return it.
-        atol: largest difference of float output to the reference, in [0, 1] pixel units (divided by
-            the smallest ImageNet std for normalised output), plus one unit in the last place of float16
-            / bfloat16 unless 0 (bit-identical).
-        uint8_levels, uint8_fraction: uint8 output differs from the reference by at most this many
-            levels, in at most this fraction of the values.
+        row: the engine's row.
+        device: where its inputs and output live here.
+        options: keyword arguments every call gets (the fused kernel's tile).
+        variants: further keyword arguments its own options take, each checked on a case of its own.
         resize: the engine's own resize ``(images, size) -> float32 in [0, 1]`` where it is not the
             reference's; clips are then checked against the reference drawn from that resized source,
             and :func:`test_own_resize` checks the resize itself. None: the reference's resize.
         covering: 2 = every pair of feature values, 1 = every value once (an engine slow on this machine).
-        per_clip: a clip drawn alone equals its row of the batch (programs without a cross-clip partner).
-        empty_batch: a batch of 0 clips gives an empty clip tensor.
-        unavailable: why the engine cannot run anywhere in this environment ("" when it can).
     """
 
-    name: str
-    render: Callable
-    augment: Callable | None
+    row: engines.Engine
     device: str
-    takes_out: bool
-    atol: float
-    uint8_levels: int
-    uint8_fraction: float
+    options: dict = dataclasses.field(default_factory=dict)
+    variants: tuple[dict, ...] = ()
     resize: Callable | None = None
     covering: int = 2
-    per_clip: bool = True
-    empty_batch: bool = True
-    unavailable: str = ""
+
+    name = property(lambda self: self.row.name)
+    tolerance = property(lambda self: self.row.tolerance)
+
+    @property
+    def unavailable(self) -> str:
+        """Why the engine cannot run anywhere in this environment ("" when it can)."""
+        return "" if self.row.installed() else f"needs {self.row.requires}"
+
+    def has(self, op: str) -> bool:
+        return getattr(self.row, op) is not None
+
+    def __call__(self, op: str, x, program, cfg, out=None, **options):
+        fn = self.row.function(op)
+        if self.row.takes_out:
+            return fn(x, program, cfg, out=out, **{**self.options, **options})
+        return fn(x, program, cfg, **options)
 
     def __repr__(self) -> str:
         return self.name
 
 
-ENGINES = [
-    Engine("reference", _reference_render, _reference_augment, "cpu", takes_out=False, atol=0.0,
-           uint8_levels=0, uint8_fraction=0.0),
-    Engine("cpu", _cpu_render, None, "cpu", takes_out=True, atol=1e-5, uint8_levels=1, uint8_fraction=0.01),
-    Engine("fused", _fused_render, _fused_augment, "cuda" if HAS_CUDA and not INTERPRET else "cpu", takes_out=True,
-           atol=5e-5, uint8_levels=1, uint8_fraction=0.01, covering=2 if HAS_CUDA and not INTERPRET else 1,
-           unavailable="" if HAS_TRITON else "needs Triton"),
-    Engine("dali", _dali_render, None, "cpu", takes_out=False, atol=2 / 255, uint8_levels=1, uint8_fraction=0.01,
-           resize=_dali_resize, unavailable="" if HAS_DALI else "needs NVIDIA DALI (pip install pmg_dali[dali])"),
+FUSED_HERE = HAS_CUDA and not INTERPRET
+ENGINES = [Engine(row, "cpu") for row in engines.ENGINES if row.name in ("reference", "cpu")] + [
+    Engine(engines.engine("fused"), "cuda" if FUSED_HERE else "cpu", options=dict(block=FUSED_BLOCK),
+           variants=(dict(block=(4, 8)), dict(pack=False)), covering=2 if FUSED_HERE else 1),
+    Engine(engines.engine("dali"), "cuda" if HAS_CUDA else "cpu", resize=_dali_resize),
 ]
+assert [e.name for e in ENGINES] == list(engines.NAMES), "an engine of pmg_dali.engines is missing here"
 
 
 def runs_here(engine: Engine) -> bool:
@@ -188,6 +159,8 @@ class Case:
     mixup: str | None = None
     source: str = "uint8"
     batch: int = B
+    recursion: str = "composed"
+    variant: int | None = None        # index into the engine's Engine.variants
     seed: int = 0
 
     @property
@@ -198,7 +171,7 @@ class Case:
                          dtype=getattr(torch, self.output.split()[0]), normalize="raw" not in self.output,
                          framing=framing, padding_mode=padding[0] if padding else "zeros",
                          mixup=None if self.mixup is None else self.mixup.split("/")[0],
-                         mixup_per_frame=self.mixup == "frame/t", **strong)
+                         mixup_per_frame=self.mixup == "frame/t", recursion=self.recursion, **strong)
 
     def inputs(self, video: bool = False) -> torch.Tensor:
         """Uniform noise (the hardest input for interpolation): (batch, 3, H, W), or (batch, 3, T, H, W)."""
@@ -220,7 +193,9 @@ class Case:
     def id(self) -> str:
         transforms = "all" if self.transforms == TRANSFORMS else "+".join(self.transforms)
         return "-".join([transforms, self.layout, self.output, self.view, f"mixup={self.mixup}", self.source,
-                         f"b{self.batch}"]).replace(" ", "_")
+                         f"b{self.batch}", *([self.recursion] if self.recursion != "composed" else []),
+                         *([f"variant{self.variant}"] if self.variant is not None else [])]
+                        ).replace(" ", "_")
 
 
 def covering_rows(factors: dict[str, list], strength: int) -> list[dict]:
@@ -247,7 +222,7 @@ def covering_rows(factors: dict[str, list], strength: int) -> list[dict]:
 FEATURES = dict(output=["uint8", "float32", "float32 raw", "float16", "bfloat16"],
                 view=["inside", "whole zeros", "whole border", "whole reflection"],
                 mixup=[None, "frame", "frame/t", "videomix"],
-                source=["uint8", "float32", "uint8 down", "float16 up", "uint8 view"],
+                source=["uint8", "float32", "uint8 down", "float64 down", "float16 up", "uint8 view"],
                 layout=["BCTHW", "BTCHW"],
                 batch=[1, B])
 FEATURE_CASES = {k: [Case(**row, seed=i) for i, row in enumerate(covering_rows(FEATURES, k))] for k in (1, 2)}
@@ -267,6 +242,14 @@ AUGMENT_CASES = [
 
 # Programs without a cross-clip partner (no cutmix, no Mixup): each clip can be drawn alone.
 ALONE_CASE = Case(transforms=tuple(t for t in TRANSFORMS if t != "cutmix"), view="whole reflection", seed=7)
+LARGE_CASE = Case(output="bfloat16", view="whole zeros", mixup="frame", batch=8, seed=2)
+# The literal recursion I_{t+1} = f(I_t), resampling each output frame (colour and geometry).
+ITERATIVE_CASES = [Case(transforms=("zoom", "fade", "affine", "color_jitter"), view="whole border",
+                        recursion="iterative"),
+                   Case(output="uint8", mixup="videomix", recursion="iterative", seed=3)]
+# The engine's own options: variant k of ``Engine.variants`` on case k.
+VARIANT_CASES = [Case(output="bfloat16", mixup="frame", batch=1),
+                 Case(output="uint8", view="whole border", mixup="videomix", source="uint8", seed=4)]
 
 
 def params(cases_of: Callable[[Engine], list], op: str = "render", here: bool = True) -> list:
@@ -274,7 +257,7 @@ def params(cases_of: Callable[[Engine], list], op: str = "render", here: bool = 
     (``cases_of(engine)``); ``here``: only the engines that run in this process."""
     out = []
     for engine in ENGINES:
-        if (op == "augment" and engine.augment is None) or (here and not runs_here(engine)):
+        if (op == "augment" and not engine.has("augment")) or (here and not runs_here(engine)):
             continue
         marks = [pytest.mark.skip(reason=engine.unavailable)] if engine.unavailable else []
         out += [pytest.param(engine, case, marks=marks, id=f"{engine.name}-{case.id}") for case in cases_of(engine)]
@@ -284,12 +267,24 @@ def params(cases_of: Callable[[Engine], list], op: str = "render", here: bool = 
 GRID = {  # test -> (cases of an engine, operation)
     "test_every_transform": (lambda e: TRANSFORM_CASES, "render"),
     "test_features": (lambda e: FEATURE_CASES[e.covering], "render"),
+    "test_larger_batch": (lambda e: [LARGE_CASE], "render"),
+    "test_cutmix_patch_cut_at_the_partner_edge": (lambda e: [Case(transforms=("cutmix",), output="float32 raw")],
+                                                  "render"),
+    "test_iterative_recursion": (lambda e: ITERATIVE_CASES if "iterative" in e.row.recursions else [], "render"),
     "test_augment_real_clips": (lambda e: AUGMENT_CASES, "augment"),
-    "test_batched_equals_per_clip": (lambda e: [ALONE_CASE] if e.per_clip else [], "render"),
-    "test_batched_equals_per_clip_augment": (lambda e: [ALONE_CASE] if e.per_clip else [], "augment"),
-    "test_empty_batch": (lambda e: [Case(mixup="videomix", batch=0)] if e.empty_batch else [], "render"),
-    "test_empty_batch_augment": (lambda e: [Case(mixup="frame", output="uint8", batch=0)] if e.empty_batch else [],
-                                 "augment"),
+    "test_batched_equals_per_clip": (lambda e: [ALONE_CASE], "render"),
+    "test_batched_equals_per_clip_augment": (lambda e: [ALONE_CASE], "augment"),
+    "test_empty_batch": (lambda e: [Case(mixup="videomix", batch=0)], "render"),
+    "test_empty_batch_augment": (lambda e: [Case(mixup="frame", output="uint8", batch=0)], "augment"),
+    "test_bad_inputs": (lambda e: [Case(transforms=("zoom",), batch=2)], "render"),
+    "test_bad_out_buffers": (lambda e: [Case(transforms=("zoom", "cutmix"), layout="BTCHW", output="bfloat16")]
+                             if e.row.takes_out else [], "render"),
+    "test_variants": (lambda e: [dataclasses.replace(VARIANT_CASES[v], variant=v) for v in range(len(e.variants))],
+                      "render"),
+    "test_variants_augment": (lambda e: [dataclasses.replace(VARIANT_CASES[1], variant=v, seed=5, batch=1)
+                                         for v in range(len(e.variants))], "augment"),
+    "test_self_check": (lambda e: [Case(transforms=("zoom", "cutmix", "fade"), output="uint8", mixup="frame")]
+                        if e.name != "reference" else [], "render"),
 }
 
 
@@ -304,21 +299,21 @@ def clip_shape(cfg: PMGConfig, batch: int) -> tuple:
     return (batch, 3, T, *SIZE) if cfg.layout == "BCTHW" else (batch, T, 3, *SIZE)
 
 
-def call(engine: Engine, op: str, x: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
+def call(engine: Engine, op: str, x: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
+         **options) -> torch.Tensor:
     """The engine's clips of ``x`` (moved to its device), with the contract checked: ``out=`` poisoned
     and returned (engines that take it), or a fresh contiguous tensor; shape, dtype, layout and device;
     ``x`` and ``program`` unmodified."""
     x = x.to(engine.device)
     x_before, program_before = x.clone(), {k: v.clone() for k, v in program.tensors().items()}
-    fn = engine.render if op == "render" else engine.augment
     shape = clip_shape(cfg, x.shape[0])
-    if engine.takes_out:
+    if engine.row.takes_out:
         poison = torch.full(shape, 255 if cfg.dtype == torch.uint8 else float("nan"), dtype=cfg.dtype,
                             device=engine.device)
-        clips = fn(x, program, cfg, out=poison)
+        clips = engine(op, x, program, cfg, out=poison, **options)
         assert clips is poison, f"{engine.name} {op}: did not return the `out` buffer"
     else:
-        clips = fn(x, program, cfg)
+        clips = engine(op, x, program, cfg, **options)
     assert isinstance(clips, torch.Tensor), f"{engine.name} {op}: returned {type(clips).__name__}"
     device = torch.device(engine.device).type
     assert (tuple(clips.shape), clips.dtype, clips.device.type) == (shape, cfg.dtype, device), (
@@ -347,18 +342,18 @@ def expected(engine: Engine, op: str, x: torch.Tensor, program: MotionProgram, c
 
 def assert_conforms(engine: Engine, clips: torch.Tensor, expect: torch.Tensor, cfg: PMGConfig, what: str) -> None:
     """``clips`` within ``engine``'s tolerance of the reference's ``expect`` (both on the CPU)."""
-    n = expect.numel()
+    n, tol = expect.numel(), engine.tolerance
     if cfg.dtype == torch.uint8:
         diff = (clips.int() - expect.int()).abs()
         worst = int(diff.max()) if n else 0
         changed = float((diff > 0).float().mean()) if n else 0.0
-        assert worst <= engine.uint8_levels and changed <= engine.uint8_fraction, (
+        assert worst <= tol.uint8_levels and changed <= tol.uint8_fraction, (
             f"{engine.name} {what}: uint8 clips differ from the reference by up to {worst} levels in {changed:.2%} "
-            f"of the values (allowed {engine.uint8_levels} in {engine.uint8_fraction:.0%}); first at "
+            f"of the values (allowed {tol.uint8_levels} in {tol.uint8_fraction:.0%}); first at "
             f"{tuple(int(i) for i in (diff == worst).nonzero()[0])}")
         return
-    atol = engine.atol / min(cfg.std) if cfg.normalize else engine.atol
-    rtol = ULP[cfg.dtype] if engine.atol else 0.0
+    atol = tol.atol / min(cfg.std) if cfg.normalize else tol.atol
+    rtol = ULP[cfg.dtype] if tol.atol else 0.0
     got, ref = clips.double(), expect.double()
     diff = (got - ref).abs()
     bad = ~(diff <= atol + rtol * ref.abs())        # NaN is bad
@@ -372,11 +367,14 @@ def assert_conforms(engine: Engine, clips: torch.Tensor, expect: torch.Tensor, c
             f"{float(got[where]):.6g} vs {float(ref[where]):.6g}")
 
 
-def check_case(engine: Engine, case: Case, op: str = "render") -> None:
+def check_case(engine: Engine, case: Case, op: str = "render", **options) -> None:
+    """The engine's clips of ``case`` within its tolerance of the reference's (the reference row: the
+    contract alone)."""
     cfg, program = case.config, case.program()
     x = case.inputs(video=op == "augment")
-    clips = call(engine, op, x, program, cfg)
-    assert_conforms(engine, clips, expected(engine, op, x, program, cfg), cfg, f"{op} {case.id}")
+    clips = call(engine, op, x, program, cfg, **options)
+    if engine.name != "reference":
+        assert_conforms(engine, clips, expected(engine, op, x, program, cfg), cfg, f"{op} {case.id}")
 
 
 # ---- tests ----------------------------------------------------------------------------------------
@@ -384,11 +382,63 @@ def check_case(engine: Engine, case: Case, op: str = "render") -> None:
 @pytest.mark.parametrize("engine,case", grid("test_every_transform"))
 def test_every_transform(engine, case):
     check_case(engine, case)
+    if case.transforms != ("identity",):     # the program moves something: not one frame repeated
+        clips = call(engine, "render", case.inputs(), case.program(), case.config).double()
+        first, last = (clips[:, :, i] if case.layout == "BCTHW" else clips[:, i] for i in (0, -1))
+        assert (first - last).abs().max() > 0.04 * (255 if case.output == "uint8" else 1), case.id
+
+
+@pytest.mark.parametrize("engine,case", grid("test_cutmix_patch_cut_at_the_partner_edge"))
+def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
+    """A patch cut flush with the partner's top-left corner (its first pixel centre on the patch's box
+    corner): its edge pixels are replicated, as every engine must, not blended with black."""
+    cfg, program = case.config, case.program()
+    moved = program.paste_homography.clone()          # partner -> frame: a shift by (box corner - cut)
+    moved[..., :2, 2] = program.paste_box[..., :2] + 0.5                  # the cut at (-0.5, -0.5)
+    program = dataclasses.replace(program, paste_homography=moved)
+    corner = program.paste_box[:, 0, :2] - program.paste_homography[:, 0, :2, 2]
+    torch.testing.assert_close(corner, torch.full_like(corner, -0.5), atol=1e-4, rtol=0)
+    x = case.inputs()
+    clips = call(engine, "render", x, program, cfg)
+    if engine.name != "reference":
+        assert_conforms(engine, clips, expected(engine, "render", x, program, cfg), cfg, case.id)
 
 
 @pytest.mark.parametrize("engine,case", grid("test_features"))
 def test_features(engine, case):
     check_case(engine, case)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_larger_batch"))
+def test_larger_batch(engine, case):
+    check_case(engine, case)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_iterative_recursion"))
+def test_iterative_recursion(engine, case):
+    check_case(engine, case)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_variants"))
+def test_variants(engine, case):
+    """The engine's own options (the fused kernel: small tiles, several per frame, a clip its own partner;
+    uint8 sources read as three byte planes instead of packed words)."""
+    check_case(engine, case, **engine.variants[case.variant])
+
+
+@pytest.mark.parametrize("engine,case", grid("test_variants_augment"))
+def test_variants_augment(engine, case):
+    """The engine's own options on real clips."""
+    check_case(engine, case, "augment", **engine.variants[case.variant])
+
+
+@pytest.mark.parametrize("engine,case", [p for p in grid("test_every_transform")
+                                         if p.values[0].name == "cpu" and not COLOUR & set(p.values[1].transforms)])
+def test_cpu_engine_is_bit_identical_without_colour(engine, case):
+    """The CPU renderer performs the reference's own arithmetic frame by frame: without a colour matrix
+    its clips are the reference's bits (colour matrices may differ by float rounding)."""
+    cfg, program, x = case.config, case.program(), case.inputs()
+    assert torch.equal(call(engine, "render", x, program, cfg), render(x, program, cfg))
 
 
 @pytest.mark.parametrize("engine,case", grid("test_augment_real_clips"))
@@ -431,6 +481,47 @@ def test_empty_batch(engine, case):
 @pytest.mark.parametrize("engine,case", grid("test_empty_batch_augment"))
 def test_empty_batch_augment(engine, case):
     assert call(engine, "augment", case.inputs(video=True), case.program(), case.config).numel() == 0
+
+
+@pytest.mark.parametrize("engine,case", grid("test_bad_inputs"))
+def test_bad_inputs(engine, case):
+    """Images that do not fit the program, and what is not a program, are refused with the argument named."""
+    cfg, program, x = case.config, case.program(), case.inputs().to(engine.device)
+    with pytest.raises(ValueError, match="`images` must have one image per clip of the program, but got 3"):
+        engine("render", torch.cat([x, x[:1]]), program, cfg)
+    with pytest.raises(ValueError, match=r"`images` must have shape \(B, 3, H, W\)"):
+        engine("render", x[:, 0], program, cfg)
+    with pytest.raises(ValueError, match=rf"`program` must have {T + 1} frames \(config.num_frames\), but got {T}"):
+        engine("render", x, program, cfg.replace(num_frames=T + 1))
+    with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):
+        engine("render", x, "zoom", cfg)
+
+
+@pytest.mark.parametrize("engine,case", grid("test_bad_out_buffers"))
+def test_bad_out_buffers(engine, case):
+    """An ``out=`` buffer of the wrong kind is refused, naming what it must be."""
+    cfg, program, x = case.config, case.program(), case.inputs().to(engine.device)
+    out = torch.empty(clip_shape(cfg, B), dtype=cfg.dtype, device=engine.device)
+    must = rf"`out` must be a contiguous torch.bfloat16 tensor of shape \({B}, {T}, 3, {SIZE[0]}, {SIZE[1]}\) on "
+    with pytest.raises(ValueError, match=must + ".*, but got a non-contiguous"):
+        engine("render", x, program, cfg, out=out.transpose(1, 2))
+    with pytest.raises(ValueError, match=must):
+        engine("render", x, program, cfg, out=out.half())
+    with pytest.raises(TypeError, match="`out` must be a torch.Tensor or None, but got list"):
+        engine("render", x, program, cfg, out=[])
+
+
+@pytest.mark.parametrize("engine,case", grid("test_self_check"))
+def test_self_check(engine, case, monkeypatch):
+    """The engine passes its own canary (:func:`pmg_dali.check_engines`) on its device, at a small canary
+    size (the interpreter is slow)."""
+    from pmg_dali import engine_check as ec
+    monkeypatch.setattr(ec, "CHECKED", (engine.name,))
+    monkeypatch.setattr(ec, "CANARY_SIZE", (5, 7))
+    monkeypatch.setattr(ec, "CANARY_FRAMES", 2)
+    monkeypatch.setattr(ec, "RESIZED_SIZE", (7, 9))
+    result = ec.check_engines(engine.device, case.config)[engine.name]
+    assert result.status == "ok", result
 
 
 OWN_RESIZE = [pytest.param(e, marks=[pytest.mark.skip(reason=e.unavailable)] if e.unavailable else [], id=e.name)

@@ -1,5 +1,5 @@
 """examples/videomae: masking correctness of the model (in-process), the configurator, the shared
-runtime (lr rule, checkpoints, threads, GIFs) and CPU runs of pretrain.py / finetune.py (subprocesses,
+runtime (lr rule, checkpoints, threads) and CPU runs of pretrain.py / finetune.py (subprocesses,
 tiny sizes): smoke, exact resume, a refused pickled payload, --help, signals."""
 import csv
 import json
@@ -220,6 +220,22 @@ def test_flat_loss_is_the_loss_of_flat_patches():
         assert net.flat_loss(video, mask).item() == pytest.approx(torch.nn.functional.mse_loss(flat, target).item())
 
 
+def test_reconstruction_of_the_target_is_the_clip():
+    """VideoMAE.reconstruction: rows original / masked / reconstructed of clip 0; predicting the target
+    itself gives the clip back (un-normalised with each patch's own mean and std); hidden patches are grey."""
+    torch.manual_seed(0)
+    for norm in (True, False):
+        net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+        pixels = torch.rand(2, 3, 4, 32, 32)
+        video = (pixels - net.mean) / net.std
+        _, mask = tiny_batch()
+        rows = net.reconstruction(video, mask, net.target(video, mask))
+        assert rows.shape == (3, 3, 4, 32, 32)
+        assert torch.allclose(rows[0], pixels[0], atol=1e-5) and torch.allclose(rows[2], pixels[0], atol=1e-4)
+        hidden = _pixel_mask(mask, net.cfg)[0].expand(3, -1, -1, -1)
+        assert torch.all(rows[1][hidden] == 0.5) and torch.equal(rows[1][~hidden], rows[0][~hidden])
+
+
 def test_resume_continues_bit_exactly(pretrained, tmp_path):
     """Resuming from the checkpoint of iteration 2 (the end of epoch 0) gives the same losses at
     iterations 3 and 4 as the straight run, to the last bit."""
@@ -271,19 +287,16 @@ def test_config_overrides():
         configure(fresh(), ["max_iters=3"])
 
 
-@pytest.mark.parametrize("script", ["pretrain.py", "finetune.py"])
-def test_help_lists_every_key_with_default_and_comment(script):
-    result = run(script, "--help")
-    assert result.returncode == 0 and result.stderr == ""
-    assert "usage: python " + script in result.stdout
-    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("--base_lr="))
-    assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
-    for key in ("batch_size", "device", "seed", "out_dir", "resume"):
-        assert f"--{key}=" in result.stdout
-    flag, message = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
-                     "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}[script]
-    bad = run(script, flag, check=False)
-    assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr
+def test_help_lists_every_key_with_default_and_comment(cli):
+    for script, message in HELP_BAD.items():
+        code, stderr, stdout = cli[script, "help"]
+        assert code == 0 and stderr == "" and "usage: python " + script in stdout
+        line = next(x for x in stdout.splitlines() if x.strip().startswith("--base_lr="))
+        assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
+        for key in ("batch_size", "device", "seed", "out_dir", "resume"):
+            assert f"--{key}=" in stdout
+        bad_code, bad_stderr, _ = cli[script, "bad"]
+        assert bad_code != 0 and message[1] in bad_stderr and "Traceback" not in bad_stderr
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -343,56 +356,6 @@ def test_cpu_threads_leave_a_core_per_worker(monkeypatch):
         torch.set_num_threads(before)
 
 
-def gif_color_tables(path: Path) -> tuple[bool, list[bool]]:
-    """(global colour table?, [local colour table? per frame]) read from the GIF blocks directly."""
-    data = path.read_bytes()
-    flags, i, local = data[10], 13, []
-    if flags & 0x80:
-        i += 3 * 2 ** ((flags & 7) + 1)
-    while i < len(data) and data[i] != 0x3B:
-        if data[i] == 0x21:                                    # extension: label, then sub-blocks
-            i += 2
-        else:                                                  # 0x2C image descriptor
-            f = data[i + 9]
-            local.append(bool(f & 0x80))
-            i += 10 + (3 * 2 ** ((f & 7) + 1) if f & 0x80 else 0) + 1    # + LZW minimum code size
-        while data[i]:
-            i += data[i] + 1
-        i += 1
-    return bool(flags & 0x80), local
-
-
-def moving_frames(num_frames: int = 6) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    base = (rng.random((24, 40, 3)) * 255).astype(np.uint8)
-    frames = np.stack([np.roll(base, 3 * t, axis=1) for t in range(num_frames)])
-    frames[3, :, :8] = (250, 0, 0)                             # a colour only one frame has
-    return frames
-
-
-def test_gifs_use_one_palette_for_all_frames(tmp_path):
-    from PIL import Image
-    from runtime import save_gif
-
-    from pmg_dali.__main__ import save_gif as save_preview
-
-    frames = moving_frames()
-    save_gif(frames, str(tmp_path / "a.gif"))
-    save_preview([torch.from_numpy(frames).permute(3, 0, 1, 2)[None]], tmp_path / "b.gif")
-    for name in ("a.gif", "b.gif"):
-        assert gif_color_tables(tmp_path / name) == (True, [False] * len(frames))
-        with Image.open(tmp_path / name) as gif:
-            assert gif.n_frames == len(frames)
-            for t in range(len(frames)):
-                gif.seek(t)
-                error = np.abs(np.asarray(gif.convert("RGB"), dtype=float) - frames[t]).mean()
-                assert error < 25, (name, t, error)
-    # the writer this replaces: PIL's default gives every frame after the first its own palette
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(tmp_path / "c.gif", save_all=True, append_images=images[1:])
-    assert any(gif_color_tables(tmp_path / "c.gif")[1])
-
-
 class Payload:
     """Unpickling this calls ``Path.touch(marker)``: a stand-in for any code a checkpoint could run."""
 
@@ -403,24 +366,16 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_checkpoint_with_pickled_code_is_refused(pretrained, tmp_path):
-    out, _ = pretrained
-    marker = tmp_path / "code_ran"
-    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
-    ckpt["config"]["payload"] = Payload(marker)
-    (tmp_path / "run").mkdir()
-    torch.save(ckpt, tmp_path / "run" / "ckpt.pt")
-    resumed = run("pretrain.py", *PRETRAIN, f"--out_dir={tmp_path / 'run'}", "--max_iters=6", "--resume=True",
-                  check=False)
-    assert resumed.returncode != 0 and "refusing to load" in resumed.stderr and "Traceback" not in resumed.stderr
-    init = run("finetune.py", f"--init={tmp_path / 'run' / 'ckpt.pt'}", "--data_root=/nonexistent", "--device=cpu",
-               f"--out_dir={tmp_path / 'ft'}", check=False)              # refused before the data is read
-    assert init.returncode != 0 and "--init=" in init.stderr and "refusing to load" in init.stderr
-    assert not marker.exists()
+def test_checkpoint_with_pickled_code_is_refused(cli):
+    (code, stderr, _), (init_code, init_stderr, _) = cli["pickled", "resume"], cli["pickled", "init"]
+    assert code != 0 and "refusing to load" in stderr and "Traceback" not in stderr
+    assert init_code != 0 and "--init=" in init_stderr and "refusing to load" in init_stderr
+    root = cli["root"]
+    assert not (root / "code_ran").exists()
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
-    torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)             # the payload is live
-    assert marker.exists()
+        torch.load(root / "pickled" / "ckpt.pt", weights_only=True)
+    torch.load(root / "pickled" / "ckpt.pt", weights_only=False)             # the payload is live
+    assert (root / "code_ran").exists()
 
 
 SIGNAL_ITERS = 150                # long enough that the signal lands mid-run on a fast machine
@@ -440,25 +395,27 @@ def interrupt(out_dir: Path, sig: int) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_finishes_the_step_and_writes_a_loadable_checkpoint(tmp_path, sig):
-    result = interrupt(tmp_path, sig)
-    assert result.returncode == 128 + sig, result.stderr
+def check_stopped(result: subprocess.CompletedProcess, out_dir: Path, sig: int) -> dict:
+    """The run stopped by ``sig`` finished its step, said how to resume and left a loadable checkpoint."""
+    assert result.returncode == 128 + sig, result.stdout[-500:] + result.stderr
     assert f"stopped by {signal.Signals(sig).name} after iteration" in result.stderr
     assert "--resume=True" in result.stderr and "Traceback" not in result.stderr
-    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    assert 2 <= ckpt["iter_num"] < SIGNAL_ITERS and sorted(losses(tmp_path)) == list(range(1, ckpt["iter_num"] + 1))
-    assert not (tmp_path / "ckpt.pt.tmp").exists()
+    ckpt = torch.load(out_dir / "ckpt.pt", weights_only=True)
+    assert 2 <= ckpt["iter_num"] < SIGNAL_ITERS and sorted(losses(out_dir)) == list(range(1, ckpt["iter_num"] + 1))
+    assert not (out_dir / "ckpt.pt.tmp").exists()
+    return ckpt
+
+
+def test_sigint_finishes_the_step_and_writes_a_loadable_checkpoint(tmp_path):
+    check_stopped(interrupt(tmp_path, signal.SIGINT), tmp_path, signal.SIGINT)
 
 
 def test_resume_after_sigterm_matches_a_straight_run(tmp_path):
-    """After SIGTERM and --resume=True, log.csv has every iteration once, with the straight run's losses,
-    and its elapsed time keeps counting."""
+    """SIGTERM finishes the step and writes a loadable checkpoint; after --resume=True, log.csv has every
+    iteration once, with the straight run's losses, and its elapsed time keeps counting."""
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     run("pretrain.py", *SIGNAL_RUN, f"--out_dir={straight}")
-    result = interrupt(cut, signal.SIGTERM)
-    assert result.returncode == 128 + signal.SIGTERM, result.stdout[-500:] + result.stderr
-    ckpt = torch.load(cut / "ckpt.pt", weights_only=True)
+    ckpt = check_stopped(interrupt(cut, signal.SIGTERM), cut, signal.SIGTERM)
     stopped = ckpt["iter_num"]
     with open(cut / "log.csv", "a") as f:                     # a row logged after the checkpoint: dropped on resume
         f.write(f"{stopped + 1},9.9,0.1,1.0,0.0,1.0\n")
@@ -569,6 +526,7 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("pretrain.py", ["--renderer=fused", "--device=cpu"], "--renderer=fused needs a CUDA --device"),
     ("pretrain.py", [*TINY_FLAGS, "--num_images=3", "--batch_size=4", "--source=synthetic:shader"],
      "pretrain.py: `batch_size` must be at most the 3 images each rank gets per epoch"),
+    ("pretrain.py", [*TINY_FLAGS, "--source=videos:"], "--source=videos:<path> needs a path, but got 'videos:'"),
     ("finetune.py", ["--batch_size=0"], "--batch_size must be an int >= 1, but got 0"),
     ("finetune.py", ["--crop_scale=1.5,0.2"], "--crop_scale must be two numbers a,b with 0 < a <= b <= 1"),
     ("finetune.py", ["--layer_decay=0"], "--layer_decay must be a finite number in (0, 1], but got 0.0"),
@@ -583,49 +541,73 @@ import contextlib, io, json, runpy, sys
 
 out = []
 for script, flags in json.loads(sys.argv[1]):
-    sys.argv, err = [script, *flags], io.StringIO()
+    sys.argv, err, std = [script, *flags], io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
             runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as exc:          # as the interpreter does: a message is printed, status 1
         code = exc.code if isinstance(exc.code, int) else 1
         if not isinstance(exc.code, int):
             err.write(str(exc.code) + "\n")
-    out.append([code, err.getvalue()])
+    out.append([code, err.getvalue(), std.getvalue()])
 print(json.dumps(out))
 '''
 
 
-def cli_errors(cases: list) -> list:
-    """(exit status, stderr) of each (script, flags) run in one process (torch is imported once)."""
+HELP_BAD = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
+            "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}
+
+
+@pytest.fixture(scope="module")
+def cli(pretrained, tmp_path_factory) -> dict:
+    """Every case of this module that runs an example to a quick exit (help, bad values, bad checkpoints),
+    in one process (:func:`cli_runs`): ``(exit status, stderr, stdout)`` by case, and ``"root"``: their
+    folder."""
+    root, (out, _) = tmp_path_factory.mktemp("cli"), pretrained
+    cases = {(script, kind): [script, [flag]] for script, (bad, _) in HELP_BAD.items()
+             for kind, flag in (("help", "--help"), ("bad", bad))}
+    cases.update({("bad value", k): [script, flags] for k, (script, flags, _) in enumerate(BAD_VALUES)})
+    for name, data in (("text", b"not a checkpoint at all\n"), ("cut", (out / "ckpt.pt").read_bytes()[:5000]),
+                       ("other", (out / "ckpt.pt").read_bytes())):
+        (root / name).mkdir()
+        (root / name / "ckpt.pt").write_bytes(data)
+    resume = [*PRETRAIN, "--max_iters=6", "--resume=True"]
+    cases.update({("checkpoint", "text"): ["pretrain.py", [*resume, f"--out_dir={root / 'text'}"]],
+                  ("checkpoint", "cut"): ["pretrain.py", [*resume, f"--out_dir={root / 'cut'}"]],
+                  ("checkpoint", "depth"): ["pretrain.py", [*resume, f"--out_dir={root / 'other'}", "--depth=3"]],
+                  ("checkpoint", "batch"): ["pretrain.py", [*resume, f"--out_dir={root / 'other'}", "--batch_size=1"]]})
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)          # one that would run code when unpickled
+    ckpt["config"]["payload"] = Payload(root / "code_ran")
+    (root / "pickled").mkdir()
+    torch.save(ckpt, root / "pickled" / "ckpt.pt")
+    cases.update({("pickled", "resume"): ["pretrain.py", [*resume, f"--out_dir={root / 'pickled'}"]],
+                  ("pickled", "init"): ["finetune.py", [f"--init={root / 'pickled' / 'ckpt.pt'}", "--device=cpu",
+                                                        "--data_root=/nonexistent", f"--out_dir={root / 'ft'}"]]})
+    return {"root": root, **dict(zip(cases, cli_runs(list(cases.values()))))}
+
+
+def cli_runs(cases: list) -> list:
+    """(exit status, stderr, stdout) of each (script, flags) run in one process (torch is imported once)."""
     result = subprocess.run([sys.executable, "-c", CLI_CASES, json.dumps(cases)], cwd=EXAMPLE, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_every_bad_value_is_one_line_and_exit_2():
-    results = cli_errors([[script, flags] for script, flags, _ in BAD_VALUES])
-    for (script, flags, message), (code, stderr) in zip(BAD_VALUES, results):
+def test_every_bad_value_is_one_line_and_exit_2(cli):
+    for k, (script, flags, message) in enumerate(BAD_VALUES):
+        code, stderr, _ = cli["bad value", k]
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
 
 
-def test_bad_checkpoints_are_named(pretrained, tmp_path):
+def test_bad_checkpoints_are_named(cli):
     """A file that is not a checkpoint, one cut short, and one of another model: one line each."""
-    out, _ = pretrained
-    for name, data in (("text", b"not a checkpoint at all\n"), ("cut", (out / "ckpt.pt").read_bytes()[:5000])):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "ckpt.pt").write_bytes(data)
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "ckpt.pt").write_bytes((out / "ckpt.pt").read_bytes())
-    resume = [*PRETRAIN, "--max_iters=6", "--resume=True"]
-    results = cli_errors([["pretrain.py", [*resume, f"--out_dir={tmp_path / 'text'}"]],
-                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'cut'}"]],
-                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--depth=3"]],
-                          ["pretrain.py", [*resume, f"--out_dir={tmp_path / 'other'}", "--batch_size=1"]]])
-    expected = ["is not a PyTorch checkpoint: not a zip archive", "is not a PyTorch checkpoint: not a zip archive",
-                "holds another model (depth=2 there, 3 here)", "was written with other data settings: `state` was "
-                "taken with batch_size=2, but this loader has batch_size=1"]
-    for (code, stderr), message in zip(results, expected):
+    expected = {"text": "is not a PyTorch checkpoint: not a zip archive",
+                "cut": "is not a PyTorch checkpoint: not a zip archive",
+                "depth": "holds another model (depth=2 there, 3 here)",
+                "batch": "was written with other data settings: `state` was taken with batch_size=2, but this "
+                         "loader has batch_size=1"}
+    for name, message in expected.items():
+        code, stderr, _ = cli["checkpoint", name]
         assert code != 0 and message in stderr and "Traceback" not in stderr, stderr

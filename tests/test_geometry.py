@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pmg_dali.geometry import (LUMA, affine_step_matrix, color_jitter_matrix, eye, matrix_powers,
-                               normalized_inverse, scale_matrix, translation_matrix)
+from pmg_dali.geometry import (LUMA, affine_step_matrix, color_jitter_matrix, eye, inverse_maps, matrix_powers,
+                               normalized_inverse, sampling_grid, scale_matrix, translation_matrix)
 
 def test_rotation_and_scale_match_opencv():
     angle, scale, center = 17.0, 1.3, (40.0, 25.0)
@@ -78,3 +78,25 @@ def test_normalized_inverse_maps_pixel_centres_to_grid_coordinates():
     # frame pixel (x, y) = (2, 1) samples source pixel (0, 0) = normalised (-1, -1)
     frame = torch.tensor([2 * 2 / (w - 1) - 1, 2 * 1 / (h - 1) - 1, 1.0], dtype=torch.float64)
     np.testing.assert_allclose((m @ frame).numpy(), [-1, -1, 1], atol=1e-6)
+
+
+def test_sampling_grid_reads_the_source_at_the_inverse_map():
+    """Frame pixel (x, y) reads source pixel inverse @ (x, y, 1) (projective divide), written in
+    grid_sample's align_corners=True coordinates: pixel centre 0 -> -1, W - 1 -> +1 (NumPy from scratch)."""
+    h, w = 5, 9
+    rng = np.random.default_rng(0)
+    homography = np.eye(3) + 0.05 * rng.standard_normal((2, 3, 3, 3))
+    inverse = inverse_maps(torch.from_numpy(homography))
+    grid = sampling_grid(inverse, (h, w))
+    assert grid.shape == (2, 3, h, w, 2) and grid.dtype == torch.float32
+    ys, xs = np.mgrid[0:h, 0:w]
+    pixels = np.stack([xs, ys, np.ones_like(xs)], -1).astype(np.float64)          # (H, W, 3)
+    src = np.einsum("btij,hwj->bthwi", np.linalg.inv(homography), pixels)
+    src = src[..., :2] / src[..., 2:]
+    expect = src / [(w - 1) / 2, (h - 1) / 2] - 1
+    np.testing.assert_allclose(grid.numpy(), expect, atol=1e-5)
+    # the identity reads every pixel centre exactly: grid_sample returns the image
+    identity = sampling_grid(torch.eye(3, dtype=torch.float64), (h, w))
+    image = torch.rand(1, 2, h, w)
+    out = torch.nn.functional.grid_sample(image, identity[None], align_corners=True)
+    torch.testing.assert_close(out, image, atol=1e-6, rtol=0)

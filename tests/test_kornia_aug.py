@@ -26,7 +26,7 @@ def test_video_sequential_equals_augment():
     out = K.VideoSequential(aug, data_format="BCTHW")(video)
     program = aug.motion_program()
     assert program.homography.shape == (3, T, 3, 3)
-    torch.testing.assert_close(out, render.augment_clips(video, program, (H, W)))
+    assert torch.equal(out, render.augment_clips(video, program, (H, W)))   # the reference's warp and colour map
     # the per-frame matrices kornia exposes are the program's, row b * T + t
     torch.testing.assert_close(aug.transform_matrix.view(3, T, 3, 3), program.homography)
     # BTCHW gives the same frames

@@ -47,11 +47,12 @@ def ddp(tmp_path, name: str, *flags: str) -> list:
 
 
 def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
-    ranks = ddp(tmp_path, "straight")
+    """Two epochs (saving at step 2 on the way), then a run resumed from that checkpoint: each rank goes
+    on with its next batch (the one-process test above also stops a run before resuming it)."""
+    ranks = ddp(tmp_path, "straight", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--save_every=2")
     assert len(ranks[0]) == len(ranks[1]) == 8                        # 4 batches an epoch on each rank
     for epoch in (0, 1):
         shares = [[i for e, idx, _ in seen if e == epoch for i in idx] for seen in ranks]
         assert not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == list(range(16))
-    ddp(tmp_path, "cut", "--max_steps=3", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--save_every=2")
     resumed = ddp(tmp_path, "resumed", f"--ckpt_path={tmp_path / 'ckpt' / 'epoch=0-step=2.ckpt'}")
     assert resumed[0] == ranks[0][2:] and resumed[1] == ranks[1][2:]     # each rank goes on with its next batch

@@ -371,7 +371,7 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     (dict(batch_size=2.5), TypeError, "`batch_size` must be an int"),
     (dict(batch_size=7, world_size=2, rank=0), ValueError, "`batch_size` must be at most the 6 images each rank gets"),
     (dict(backend="jax"), ValueError, r"`backend` must be one of \('torch', 'dali'\)"),
-    (dict(renderer="jax"), ValueError, r"`renderer` must be one of \('auto', 'reference', 'fused', 'cpu', 'dali'\)"),
+    (dict(renderer="jax"), ValueError, r"`renderer` must be one of \('auto', 'reference', 'cpu', 'fused', 'dali'\)"),
     (dict(renderer="cpu", backend="torch"), ValueError, "give `renderer` only"),
     (dict(mask_ratio=1.0), ValueError, r"`mask_ratio` must be in \[0, 1\)"),
     (dict(mask_ratio=-0.5), ValueError, r"`mask_ratio` must be in \[0, 1\)"),

@@ -334,8 +334,6 @@ def test_pretrain_mixed_smoke(video_root, tmp_path):
     assert sorted(losses(tmp_path)) == [1, 2] and all(math.isfinite(float(v)) for v in losses(tmp_path).values())
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["loader"]
     assert state["num_videos"] == 4 and state["pmg_ratio"] == 0.5 and state["step"] == 2
-    bad = run("pretrain.py", *TINY_FLAGS, "--source=videos:", f"--out_dir={tmp_path}", check=False)
-    assert bad.returncode != 0 and "--source=videos:<path> needs a path" in bad.stderr
 
 
 def test_torchvision_r3d_18_fine_tunes_on_labelled_videos_moved_by_pseudo_motion(tmp_path):

@@ -1,13 +1,17 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+import pmg_dali
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
-from pmg_dali.sampling import view_extent
+from pmg_dali.sampling import Draw, compile_program, sample_params, sample_program
+from pmg_dali.transforms import COLOR_TRANSFORMS, SAMPLERS, TABLE, view_extent
 
 T, SIZE = 6, (40, 56)
+SIDE = np.array([SIZE[1] - 1, SIZE[0] - 1], dtype=np.float64)      # (x, y) span of the pixel centres
 
 
 def sample(transforms, b=32, seed=0, **kw):
@@ -15,11 +19,48 @@ def sample(transforms, b=32, seed=0, **kw):
     return cfg, PseudoMotion(cfg).sample(b, generator=torch.Generator().manual_seed(seed))
 
 
+def drawn(transforms, b=32, seed=0, **kw):
+    """(cfg, the parameters drawn by name, the program compiled from them) for one seed."""
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=transforms, **kw)
+    params = sample_params(cfg, b, torch.Generator().manual_seed(seed))
+    return cfg, params, compile_program(cfg, params)
+
+
 def steps(h):
     """(B, T-1, 3, 3) maps from frame t to frame t+1."""
     h = h.double()
     a = h[:, 1:] @ torch.linalg.inv(h[:, :-1])
     return a / a[..., 2:3, 2:3]          # homographies are defined up to scale
+
+
+def assert_uniform(x, low, high, bins=8):
+    """``x`` drawn uniformly in [low, high]: inside it, every 1/bins of it drawn about as often."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    assert x.min() >= low and x.max() <= high, (x.min(), x.max())
+    counts = np.histogram(x, bins=bins, range=(low, high))[0]
+    assert counts.min() > 0.6 * len(x) / bins, counts
+
+
+def framed_view(view, origin):
+    """(B, 3, 3) from scratch: frame-0 pixel p shows the source pixel ``origin + view * p``."""
+    m = np.zeros((len(view), 3, 3))
+    m[:, 0, 0] = m[:, 1, 1] = 1 / view
+    m[:, :2, 2] = -origin / view[:, None]
+    m[:, 2, 2] = 1
+    return m
+
+
+def frames(step, first):
+    """(B, T, 3, 3) ``step^t @ first`` by repeated products, normalised."""
+    out = [first]
+    for _ in range(T - 1):
+        out.append(step @ out[-1])
+    out = np.stack(out, 1)
+    return out / out[..., 2:3, 2:3]
+
+
+def assert_maps(homography, expected):
+    torch.testing.assert_close(homography.double(), torch.from_numpy(expected), rtol=1e-5, atol=2e-4)
 
 
 def test_shapes_and_dtypes():
@@ -57,6 +98,99 @@ def test_device_argument_moves_the_program():
     assert torch.equal(p.homography, q.homography) and q.device.type == "cpu"
 
 
+def test_lists_of_transforms_come_from_the_table():
+    assert pmg_dali.TRANSFORMS == TRANSFORMS == tuple(TABLE) == ("identity", "sliding_window", "zoom", "fade",
+                                                                 "affine", "perspective", "color_jitter", "cutmix")
+    assert all(name == record.name for name, record in TABLE.items())
+    assert SAMPLERS == {name: record.sample for name, record in TABLE.items()}
+    assert COLOR_TRANSFORMS == {"fade", "color_jitter"} == {n for n, r in TABLE.items() if r.colors}
+    assert [n for n, r in TABLE.items() if r.pastes] == ["cutmix"]     # the program has one paste
+
+
+@pytest.mark.parametrize("b", [0, 1, 3])
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_every_record_samples_named_batched_parameters_and_builds_its_maps(name, b, generator):
+    """A record's sampler returns NumPy arrays with one row per clip (an empty batch included); its
+    ``matrices`` give (B, 3, 3) / (B, 4, 4) maps, colour ones exactly when the record ``colors`` (programs
+    without a colour transform skip the colour maps), a paste exactly when it ``pastes``."""
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=(name,))
+    record = TABLE[name]
+    params = record.sample(cfg, Draw(b, generator, torch.device("cpu")))
+    assert all(isinstance(v, np.ndarray) and v.shape[:1] == (b,) for v in params.values()), params
+    motion = record.matrices(cfg, params)
+    for key, n in (("first", 3), ("step", 3), ("color_first", 4), ("color_step", 4)):
+        value = getattr(motion, key)
+        assert value is None or value.shape == (b, n, n), key
+    colours = [m for m in (motion.color_first, motion.color_step) if m is not None]
+    coloured = any(not np.allclose(m, np.eye(4)) for m in colours)
+    assert coloured == record.colors or b == 0
+    assert not colours or record.colors
+    assert (motion.paste is not None) == record.pastes
+    if record.pastes:
+        assert motion.paste.box.shape == (b, T, 4) and motion.paste.first.shape == (b, 3, 3)
+
+
+def test_program_is_compiled_from_the_parameters_without_drawing():
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=TRANSFORMS, mixup="videomix")
+    g = torch.Generator().manual_seed(3)
+    params = sample_params(cfg, 24, g)
+    state = g.get_state()
+    before = {n: {k: v.copy() for k, v in p.items()} for n, p in params.params.items()}
+    a, b = compile_program(cfg, params), compile_program(cfg, params)
+    program = sample_program(cfg, 24, generator=torch.Generator().manual_seed(3))
+    for name, x in program.tensors().items():
+        assert torch.equal(x, a.tensors()[name]) and torch.equal(x, b.tensors()[name]), name
+    assert torch.equal(g.get_state(), state)                                 # compiling draws nothing
+    for n, p in params.params.items():                                       # nor modifies its input
+        assert all(np.array_equal(v, before[n][k]) for k, v in p.items()), n
+    assert np.array_equal(params.transform, program.transform.numpy())
+    rows, picked = params.picked("affine")
+    assert np.array_equal(rows, np.flatnonzero(params.transform == TRANSFORMS.index("affine")))
+    assert np.array_equal(picked["angle"], params["affine"]["angle"][rows])
+
+
+def test_draws_follow_the_documented_order():
+    """The random stream, replayed draw by draw from the same seed: each clip's transform; every
+    configured transform's parameters in ``cfg.transforms`` order, cutmix's (it pastes) last; the mix.
+    Nothing else is drawn: the generators end in the same state."""
+    b, (h, w) = 16, SIZE
+    cfg = PMGConfig(num_frames=T, size=SIZE, transforms=("cutmix", "zoom", "affine", "fade"), mixup="videomix")
+    gen = torch.Generator().manual_seed(7)
+    d = sample_params(cfg, b, gen)
+    g = torch.Generator().manual_seed(7)
+
+    def u(low, high, *shape):
+        return low + (high - low) * torch.rand(b, *shape, generator=g, dtype=torch.float64).numpy()
+
+    assert np.array_equal(d.transform, torch.randint(0, 4, (b,), generator=g).numpy())
+    zoom, affine, fade, cutmix = d["zoom"], d["affine"], d["fade"], d["cutmix"]
+    assert np.array_equal(zoom["scale"], u(0.97, 1.03))
+    assert np.array_equal(zoom["center"], np.stack([(w - 1) * u(0.25, 0.75), (h - 1) * u(0.25, 0.75)], -1))
+    assert np.array_equal(affine["angle"], u(-2.0, 2.0))
+    assert np.array_equal(affine["translate"], u(-0.009, 0.009, 2) * SIDE)
+    assert np.array_equal(affine["scale"], u(0.98, 1.02))
+    assert np.array_equal(affine["shear"], u(-1.0, 1.0, 2))
+    assert np.array_equal(affine["placement"], u(0, 1, 2))
+    assert np.array_equal(fade["gain"], u(0.9, 0.97))
+    assert np.array_equal(fade["fade_in"], u(0, 1) < 0.5)
+    k = int(torch.randint(1, b, (1,), generator=g))
+    assert np.array_equal(cutmix["partner"], (np.arange(b) + k) % b)
+    assert np.array_equal(cutmix["scale"], u(0.2, 0.5))
+    extent = np.array([w, h], dtype=np.float64)
+    assert np.array_equal(cutmix["cut"], u(0, 1, 2) * (extent - 1 - cutmix["patch"]))
+    assert np.array_equal(cutmix["direction"], u(0, 2 * math.pi))
+    assert np.array_equal(cutmix["speed"], u(0.0025, 0.0135))
+    u(0, 1, 2)                                                               # where the path starts
+    k = int(torch.randint(1, b, (1,), generator=g))
+    assert np.array_equal(d.mix["partner"], (np.arange(b) + k) % b)
+    lam = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g))).beta(1.0, 1.0, size=b)
+    centre = np.floor(u(0, w)), np.floor(u(0, h))
+    box = d.mix["box"]
+    cut = np.floor(np.sqrt(1 - lam)[:, None] * [w, h] + 0.5)                 # the VideoMix box around its centre
+    assert np.array_equal(box[:, :2] + 0.5, np.clip(np.floor(np.stack(centre, -1) - cut / 2), 0, [w, h]))
+    assert torch.equal(gen.get_state(), g.get_state())
+
+
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_recursion_is_one_step_applied_t_times(name):
     """Frame t+1 = f(frame t) with one f per clip: consecutive frames differ by a constant map."""
@@ -74,6 +208,11 @@ def test_recursion_is_one_step_applied_t_times(name):
 def test_first_view_is_the_whole_image_with_whole_framing(name):
     _, p = sample((name,), framing="whole")
     torch.testing.assert_close(p.homography[:, 0], torch.eye(3).expand(32, 3, 3))
+    if name in ("affine", "perspective"):           # nothing weakened, nothing placed
+        _, d, _ = drawn((name,), framing="whole")
+        framing = d[name]
+        assert (framing["strength"] == 1).all() and (framing["view"] == 1).all()
+        assert (framing["view_origin"] == 0).all() and (framing["placement"] == 0).all()
 
 
 @pytest.mark.parametrize("name", ["affine", "perspective"])
@@ -81,31 +220,39 @@ def test_first_view_is_the_whole_image_with_whole_framing(name):
 def test_inside_framing_keeps_every_frame_inside_the_image(name, kw):
     """Every frame's corners (hence every pixel: a frame is a convex quadrilateral in the source) map
     between the source's pixel centres; the first view is a crop of at least min_view_area."""
-    _, p = sample((name,), b=512, **kw)
+    cfg, d, p = drawn((name,), b=512, **kw)
     c = frame_corners_in_source(p.homography)
     assert c[..., 0].min() >= -1e-3 and c[..., 0].max() <= SIZE[1] - 1 + 1e-3
     assert c[..., 1].min() >= -1e-3 and c[..., 1].max() <= SIZE[0] - 1 + 1e-3
     first = p.homography[:, 0].double()
-    ratio = 1 / first[:, 0, 0]
     torch.testing.assert_close(first[:, 1, 1], first[:, 0, 0])                # a crop: scale + shift
     torch.testing.assert_close(first[:, [0, 1, 2, 2], [1, 0, 0, 1]], torch.zeros(512, 4, dtype=torch.float64))
-    assert ratio.max() <= 1 + 1e-6 and ratio.min() ** 2 >= 0.35 * 0.85      # the fit lands near the floor
-    # the same draws without framing: the motion is unchanged unless it needed a view below 0.35
-    _, q = sample((name,), b=512, framing="whole", **kw)
-    needed = view_extent(steps(q.homography)[:, 0].numpy(), SIZE, T)[0]
-    same = torch.from_numpy(needed ** 2 >= 0.35)
-    assert same.float().mean() > 0.5
+    params = d[name]
+    assert_maps(p.homography[:, 0], framed_view(params["view"], params["view_origin"]))
+    view = params["view"]
+    assert view.max() <= 1 + 1e-9 and view.min() ** 2 >= 0.35 * 0.85         # the fit lands near the floor
+    assert_uniform(params["placement"], 0, 1)
+    # the same draws without framing: the motion is kept whole unless it needed a view below 0.35
+    cfg_whole, e, q = drawn((name,), b=512, framing="whole", **kw)
+    raw = ("angle", "translate", "scale", "shear") if name == "affine" else ("shift",)
+    assert all(np.array_equal(params[k], e[name][k]) for k in raw)
+    needed = view_extent(TABLE[name].matrices(cfg_whole, e[name]).step, SIZE, T)[0]
+    same = needed ** 2 >= 0.35
+    assert same.mean() > 0.5
+    assert (params["strength"][same] == 1).all() and (params["strength"][~same] < 1).all()
+    assert (params["strength"] > 0).all()
+    same = torch.from_numpy(same)
     torch.testing.assert_close(steps(p.homography)[same], steps(q.homography)[same], atol=2e-4, rtol=1e-4)
 
 
 def test_inside_framing_weakens_only_motions_that_need_a_small_view():
-    _, p = sample(("affine",), b=512, affine_degrees=10.0, min_view_area=0.6)
-    _, q = sample(("affine",), b=512, affine_degrees=10.0, framing="whole")
-    angle = lambda h: torch.rad2deg(torch.atan2(steps(h)[:, 0, 0, 1], steps(h)[:, 0, 0, 0]))  # noqa: E731
-    weaker = angle(p.homography).abs() < angle(q.homography).abs() - 1e-3
-    assert 0.2 < weaker.float().mean() < 1
-    ratio = 1 / p.homography[:, 0, 0, 0].double()
-    assert ratio.min() ** 2 >= 0.6 * 0.7 and (ratio[weaker] ** 2 < 0.95).all()     # weakened: near the floor
+    _, d, _ = drawn(("affine",), b=512, affine_degrees=10.0, min_view_area=0.6)
+    params = d["affine"]
+    weaker = params["strength"] < 1
+    assert 0.2 < weaker.mean() < 1
+    assert ((params["strength"] > 0) & (params["strength"] <= 1)).all()
+    assert params["view"].min() ** 2 >= 0.6 * 0.7 and (params["view"][weaker] ** 2 < 0.95).all()  # near the floor
+    assert_uniform(params["angle"], -10, 10)                                  # drawn as configured
 
 
 def test_inside_framing_cutmix_samples_between_partner_pixel_centres():
@@ -153,55 +300,116 @@ def test_window_views_stay_inside_the_image(name):
     assert c[..., 1].min() >= -1e-3 and c[..., 1].max() <= SIZE[0] - 1 + 1e-3
 
 
-def test_sliding_window_size_and_speed_ranges():
-    cfg, p = sample(("sliding_window",), b=256)
-    scale = 1 / p.homography[:, 0, 0, 0].double()                     # window side / image side
-    assert scale.min() >= 0.5 - 1e-6 and scale.max() <= 0.8 + 1e-6
-    torch.testing.assert_close(p.homography[..., 0, 0], p.homography[:, :1, 0, 0].expand(-1, T))
-    a = steps(p.homography)[:, 0]
-    speed_px = torch.hypot(a[:, 0, 2] / a.new_tensor(SIZE[1] - 1), a[:, 1, 2] / a.new_tensor(SIZE[0] - 1))
-    speed = speed_px * scale                                          # source fraction per frame
-    assert speed.max() <= 0.0135 + 1e-6 and speed.median() > 0.0025
+def test_sliding_window_parameters_and_maps():
+    _, d, p = drawn(("sliding_window",), b=512)
+    params = d["sliding_window"]
+    r = params["window"]                                              # window side / image side
+    assert_uniform(r, 0.5, 0.8)
+    assert_uniform(params["speed"], 0.0025, 0.0135)
+    assert_uniform(params["direction"], 0, 2 * math.pi)
+    slowdown = params["slowdown"]
+    assert ((slowdown > 0) & (slowdown <= 1)).all() and (slowdown == 1).mean() > 0.9
+    heading = np.stack([np.cos(params["direction"]), np.sin(params["direction"])], -1)
+    velocity = (params["speed"] * slowdown)[:, None] * heading * SIDE
+    np.testing.assert_allclose(params["velocity"], velocity, rtol=1e-12, atol=1e-12)
+    speed = np.hypot(*(params["velocity"] / SIDE).T)                  # source fraction per frame
+    assert speed.max() <= 0.0135 + 1e-12 and np.median(speed) > 0.0025
+    # the window's top-left corner moves along start + t * velocity, inside the image
+    corner = params["start"][:, None] + np.arange(T)[None, :, None] * params["velocity"][:, None]
+    assert corner.min() >= -1e-9 and (corner <= ((1 - r)[:, None] * SIDE)[:, None] + 1e-9).all()
+    # frame t shows the window at that corner, full-frame (from scratch: scale 1 / r, then shift)
+    expected = np.zeros((512, T, 3, 3))
+    expected[..., 0, 0] = expected[..., 1, 1] = 1 / r[:, None]
+    expected[..., :2, 2] = -corner / r[:, None, None]
+    expected[..., 2, 2] = 1
+    assert_maps(p.homography, expected)
 
 
-def test_zoom_scale_per_step_in_range_and_both_directions():
-    _, p = sample(("zoom",), b=256)
-    s = 1 / steps(p.homography)[:, 0, 0, 0]                           # window scale per step
-    assert s.min() >= 0.97 - 1e-6 and s.max() <= 1.03 + 1e-6
-    assert (s < 1).any() and (s > 1).any()
-    zoom_in = s < 1
+def test_zoom_parameters_and_maps():
+    _, d, p = drawn(("zoom",), b=512)
+    s, center = d["zoom"]["scale"], d["zoom"]["center"]               # window scale per step, fixed point
+    assert_uniform(s, 0.97, 1.03)
+    assert_uniform(center / SIDE, 0.25, 0.75)                         # the middle half of each side
+    zoom_in = torch.from_numpy(s < 1)
+    assert zoom_in.any() and (~zoom_in).any()
     torch.testing.assert_close(p.homography[zoom_in, 0], torch.eye(3).expand(int(zoom_in.sum()), 3, 3))
     torch.testing.assert_close(p.homography[~zoom_in, -1], torch.eye(3).expand(int((~zoom_in).sum()), 3, 3))
+    # frame t scales by s^-t about the centre, from the whole image (in) or towards it (out)
+    t = np.arange(T)
+    k = s[:, None] ** -t * np.where(s > 1, s ** (T - 1), 1.0)[:, None]          # (B, T)
+    expected = np.zeros((512, T, 3, 3))
+    expected[..., 0, 0] = expected[..., 1, 1] = k
+    expected[..., :2, 2] = center[:, None] * (1 - k[..., None])
+    expected[..., 2, 2] = 1
+    assert_maps(p.homography, expected)
 
 
-def test_fade_gain_range_and_directions():
-    _, p = sample(("fade",), b=256)
-    gain = p.color[:, 1:, 0, 0].double() / p.color[:, :-1, 0, 0].double()
-    g = gain[:, 0]
-    fade_out = g < 1
-    assert fade_out.any() and (~fade_out).any()
-    assert g[fade_out].min() >= 0.9 - 1e-6 and g[fade_out].max() <= 0.97 + 1e-6
-    assert (1 / g[~fade_out]).min() >= 0.9 - 1e-6
-    torch.testing.assert_close(p.color[~fade_out, -1], torch.eye(3, 4).expand(int((~fade_out).sum()), 3, 4))
+def test_fade_parameters_and_colours():
+    _, d, p = drawn(("fade",), b=512)
+    gain, fade_in = d["fade"]["gain"], d["fade"]["fade_in"]
+    assert_uniform(gain, 0.9, 0.97)
+    assert fade_in.dtype == bool and 0.4 < fade_in.mean() < 0.6
+    t = np.arange(T)
+    k = gain[:, None] ** np.where(fade_in[:, None], T - 1 - t, t)    # brightness of frame t
+    expected = np.zeros((512, T, 3, 4))
+    expected[..., [0, 1, 2], [0, 1, 2]] = k[..., None]
+    torch.testing.assert_close(p.color.double(), torch.from_numpy(expected), rtol=1e-6, atol=1e-6)
+    in_ = torch.from_numpy(fade_in)
+    torch.testing.assert_close(p.color[in_, -1], torch.eye(3, 4).expand(int(in_.sum()), 3, 4))
 
 
-def test_affine_step_rotation_within_degrees():
-    _, p = sample(("affine",), b=256, affine_shear=0.0)
-    a = steps(p.homography)[:, 0]
-    angle = torch.rad2deg(torch.atan2(a[:, 0, 1], a[:, 0, 0]))
-    scale = torch.hypot(a[:, 0, 0], a[:, 0, 1])
-    assert angle.abs().max() <= 2 + 1e-4 and angle.abs().max() > 1.5
-    assert scale.min() >= 0.98 - 1e-6 and scale.max() <= 1.02 + 1e-6
+def test_affine_parameters_within_their_ranges():
+    _, d, _ = drawn(("affine",), b=512)
+    params = d["affine"]
+    assert_uniform(params["angle"], -2, 2)
+    assert_uniform(params["translate"] / SIDE, -0.009, 0.009)
+    assert_uniform(params["scale"], 0.98, 1.02)
+    assert_uniform(params["shear"], -1, 1)
+    assert ((params["strength"] > 0.5) & (params["strength"] <= 1)).all()     # default motions fit (nearly)
 
 
-def test_perspective_corner_displacement_per_step():
-    _, p = sample(("perspective",), b=64)
-    hh, ww = SIZE
-    corners = torch.tensor([[0, 0, 1], [ww - 1, 0, 1], [ww - 1, hh - 1, 1], [0, hh - 1, 1]], dtype=torch.float64)
-    moved = torch.einsum("bij,kj->bki", steps(p.homography)[:, 0], corners)
-    moved = moved[..., :2] / moved[..., 2:]
-    d = (moved - corners[:, :2]).abs() / torch.tensor([ww - 1, hh - 1], dtype=torch.float64)
-    assert d.max() <= 0.01 + 1e-6 and d.max() > 0.005
+@pytest.mark.parametrize("kw", [dict(framing="whole"), dict(affine_degrees=10.0, affine_translate=0.05)])
+def test_affine_maps_match_opencv(kw):
+    """Frame t = step^t @ first, with step OpenCV's rotation + scale about the centre of the fitted
+    ``strength`` times the drawn angle (``scale ** strength``) plus ``strength`` times the translation,
+    and the first view the crop ``view`` / ``view_origin``."""
+    cfg, d, p = drawn(("affine",), b=256, affine_shear=0.0, **kw)
+    params = d["affine"]
+    a = params["strength"]
+    if kw.get("framing") != "whole":
+        assert (a < 1).any()
+    step = np.stack([np.vstack([cv2.getRotationMatrix2D(tuple(SIDE / 2), float(ai * angle), float(scale ** ai)),
+                                [0, 0, 1]]) for ai, angle, scale in zip(a, params["angle"], params["scale"])])
+    step[:, :2, 2] += a[:, None] * params["translate"]
+    assert_maps(p.homography, frames(step, framed_view(params["view"], params["view_origin"])))
+
+
+@pytest.mark.parametrize("kw", [{}, dict(perspective_distortion=0.05)])
+def test_perspective_parameters_and_maps_match_opencv(kw):
+    """Each step moves the image corners by ``strength * shift`` (OpenCV's four-point solver)."""
+    _, d, p = drawn(("perspective",), b=256, **kw)
+    params = d["perspective"]
+    shift, a = params["shift"], params["strength"]
+    assert shift.shape == (256, 4, 2)
+    assert_uniform(shift / SIDE, -kw.get("perspective_distortion", 0.01), kw.get("perspective_distortion", 0.01))
+    corners = np.array([[0, 0], [SIDE[0], 0], SIDE, [0, SIDE[1]]], dtype=np.float32)
+    step = np.stack([cv2.getPerspectiveTransform(corners, (corners + ai * s).astype(np.float32))
+                     for ai, s in zip(a, shift)])
+    assert_maps(p.homography, frames(step, framed_view(params["view"], params["view_origin"])))
+
+
+def test_color_jitter_parameters_and_brightness_colours():
+    _, d, _ = drawn(("color_jitter",), b=512)
+    params = d["color_jitter"]
+    for name in ("brightness", "contrast", "saturation"):
+        assert_uniform(params[name], 0.97, 1.03)
+    assert_uniform(params["hue"], -0.01, 0.01)
+    _, d, p = drawn(("color_jitter",), b=64, jitter_brightness=0.2, jitter_contrast=0.0, jitter_saturation=0.0,
+                    jitter_hue=0.0)
+    k = d["color_jitter"]["brightness"][:, None] ** np.arange(T)            # brightness alone: gain^t
+    expected = np.zeros((64, T, 3, 4))
+    expected[..., [0, 1, 2], [0, 1, 2]] = k[..., None]
+    torch.testing.assert_close(p.color.double(), torch.from_numpy(expected), rtol=1e-6, atol=1e-6)
 
 
 def test_cutmix_patch_moves_rigidly_inside_the_frame():
@@ -221,6 +429,38 @@ def test_cutmix_patch_moves_rigidly_inside_the_frame():
     assert (p.paste_index != torch.arange(128)).all()
 
 
+@pytest.mark.parametrize("framing", ["inside", "whole"])
+def test_cutmix_parameters_and_paste(framing):
+    _, d, p = drawn(("cutmix",), b=512, framing=framing)
+    params = d["cutmix"]
+    extent = np.array([SIZE[1], SIZE[0]], dtype=np.float64)
+    assert_uniform(params["scale"], 0.2, 0.5)
+    assert_uniform(params["speed"], 0.0025, 0.0135)
+    assert_uniform(params["direction"], 0, 2 * math.pi)
+    patch = params["scale"][:, None] * extent
+    np.testing.assert_allclose(params["patch"], np.minimum(patch, extent - 1) if framing == "inside" else patch)
+    lowest = 0.0 if framing == "inside" else -0.5                     # the cut inside the partner
+    highest = extent - 1 - params["patch"] if framing == "inside" else extent - 0.5 - params["patch"]
+    assert (params["cut"] >= lowest).all() and (params["cut"] <= highest + 1e-9).all()
+    partner = params["partner"]
+    assert partner.dtype == np.int64 and (partner != np.arange(512)).all()
+    assert np.array_equal(partner, (np.arange(512) + partner[0]) % 512)   # one cyclic shift
+    assert ((params["slowdown"] > 0) & (params["slowdown"] <= 1)).all()
+    heading = np.stack([np.cos(params["direction"]), np.sin(params["direction"])], -1)
+    velocity = (params["speed"] * params["slowdown"])[:, None] * heading * SIDE
+    np.testing.assert_allclose(params["velocity"], velocity, rtol=1e-12, atol=1e-12)
+    # the program pastes the partner's cut at origin + t * velocity, the box inside the frame
+    top_left = params["origin"][:, None] + np.arange(T)[None, :, None] * params["velocity"][:, None]
+    box = np.concatenate([top_left, top_left + params["patch"][:, None]], -1)
+    torch.testing.assert_close(p.paste_box.double(), torch.from_numpy(box), atol=1e-4, rtol=1e-6)
+    assert top_left.min() >= -0.5 - 1e-9 and (box[..., 2:] <= extent - 0.5 + 1e-9).all()
+    shift = np.zeros((512, T, 3, 3))
+    shift[..., [0, 1, 2], [0, 1, 2]] = 1
+    shift[..., :2, 2] = top_left - params["cut"][:, None]
+    torch.testing.assert_close(p.paste_homography.double(), torch.from_numpy(shift), atol=1e-4, rtol=1e-6)
+    assert torch.equal(p.paste_index, torch.from_numpy(partner))
+
+
 def test_cutmix_box_is_empty_for_other_transforms():
     _, p = sample(("zoom", "cutmix"), b=64)
     other = p.transform == 0
@@ -229,12 +469,15 @@ def test_cutmix_box_is_empty_for_other_transforms():
 
 
 def test_mixup_partner_and_lambda():
-    _, p = sample(("zoom",), b=2000, mixup="frame", mixup_alpha=0.5)
-    assert (p.mix_index != torch.arange(2000)).all()
-    assert sorted(p.mix_index.tolist()) == list(range(2000))         # a permutation
-    lam = p.mix_lambda.double().numpy()
+    _, d, p = drawn(("zoom",), b=2000, mixup="frame", mixup_alpha=0.5)
+    partner, lam = d.mix["partner"], d.mix["lam"]
+    assert (partner != np.arange(2000)).all()
+    assert sorted(partner.tolist()) == list(range(2000))              # a permutation
     assert lam.min() >= 0 and lam.max() <= 1
     assert abs(lam.mean() - 0.5) < 0.03 and abs(lam.var() - 1 / 8) < 0.015  # Beta(0.5, 0.5)
+    assert d.mix["box"] is None and p.mix_box is None
+    assert torch.equal(p.mix_index, torch.from_numpy(partner))
+    assert torch.equal(p.mix_lambda, torch.from_numpy(lam).float())
 
 
 def test_videomix_box_area_matches_lambda():
@@ -255,6 +498,10 @@ def test_sample_argument_errors():
         gen.sample(2, generator=np.random.default_rng(0))
     with pytest.raises(TypeError, match="`batch_size` must be an int, but got True"):
         gen.sample(True)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        sample_params(gen.config, -1)
+    with pytest.raises(TypeError, match="`generator`"):
+        sample_params(gen.config, 2, generator=np.random.default_rng(0))
 
 
 def test_sample_accepts_numpy_ints():
@@ -311,16 +558,16 @@ def test_cuda_generator_draws_there_and_is_deterministic():
     assert not torch.equal(a.homography.cpu(), cpu.homography)     # another stream than the CPU's
 
 
-def test_colour_transforms_are_exactly_the_samplers_with_colour(generator):
+def test_colour_transforms_are_exactly_the_records_with_colour(generator):
     """sample_program skips the colour maps unless a transform of COLOR_TRANSFORMS is configured:
-    that set must name every sampler whose colour maps are not the identity."""
-    from pmg_dali import sampling
+    that set must name every record whose colour maps are not the identity."""
     cfg = PMGConfig(num_frames=T, size=SIZE)
-    draw = sampling._Draw(16, generator, torch.device("cpu"))
-    for name, sampler in sampling.SAMPLERS.items():
-        _, _, c0, cs = sampler(cfg, draw)
-        coloured = not (np.allclose(c0, np.eye(4)) and np.allclose(cs, np.eye(4)))
-        assert coloured == (name in sampling.COLOR_TRANSFORMS), name
+    draw = Draw(16, generator, torch.device("cpu"))
+    for name, record in TABLE.items():
+        motion = record.matrices(cfg, record.sample(cfg, draw))
+        maps = [m for m in (motion.color_first, motion.color_step) if m is not None]
+        coloured = not all(np.allclose(m, np.eye(4)) for m in maps)
+        assert coloured == (name in COLOR_TRANSFORMS), name
 
 
 def test_angles_are_not_degenerate():
@@ -332,9 +579,9 @@ def test_angles_are_not_degenerate():
     assert moved.median() > math.radians(2)
 
 
-def test_videomix_box_side_rounds_half_up_as_in_dali(monkeypatch):
-    """One rounding rule for both samplers: a box side of exactly k + 0.5 pixels becomes k + 1 (DALI's
-    in-graph sampler computes floor(x + 0.5); NumPy's round would give the even neighbour)."""
+def test_videomix_box_side_rounds_half_up(monkeypatch):
+    """A box side of exactly k + 0.5 pixels becomes k + 1 (floor(x + 0.5), as the rule says; NumPy's round
+    would give the even neighbour)."""
     import pmg_dali.sampling as sampling
 
     class Beta:                                      # lambda with sqrt(1 - lambda) * 8 = 4.5 exactly
@@ -351,4 +598,4 @@ def test_videomix_box_side_rounds_half_up_as_in_dali(monkeypatch):
     side = box[:, 2] - box[:, 0]
     centred = (box[:, 0] > -0.5) & (box[:, 2] < 7.5)           # boxes not clipped by the frame
     assert centred.any() and (side[centred] == 5).all()
-    assert sampling.videomix_edges(np.array([4.5 / 8]), np.array([4.0]), 8, np.floor, np.clip)[1][0] == 6.0
+    assert sampling.videomix_edges(np.array([4.5 / 8]), np.array([4.0]), 8)[1][0] == 6.0

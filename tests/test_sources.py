@@ -5,8 +5,6 @@ a grey PNG, a tiny BMP, a WebP, a corrupt .jpg and a .txt, in nested folders.
 """
 import os
 import pickle
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -309,16 +307,6 @@ def test_tensor_images_gather_and_resize():
 
 def test_exports():
     assert {"SyntheticImages", "ImageFolder", "TensorImages"} <= set(pmg_dali.__all__)
-
-
-@pytest.mark.slow
-def test_benchmark_script_quick(tmp_path):
-    out = tmp_path / "bench.json"
-    script = os.path.join(REPO, "benchmarks", "bench_sources.py")
-    proc = subprocess.run([sys.executable, script, "--quick", "--device", "cpu", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "| SyntheticImages('shader') |" in proc.stdout and out.exists()
 
 
 @pytest.mark.gpu

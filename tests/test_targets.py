@@ -10,7 +10,8 @@ import torch
 import pmg_dali
 from pmg_dali import render
 from pmg_dali.program import MotionProgram
-from pmg_dali.targets import flow_targets, grid_points
+from pmg_dali.rules import box_mask
+from pmg_dali.targets import LAYERS, flow_targets, grid_points, visible_layers
 
 SIZE = (40, 56)
 
@@ -112,7 +113,7 @@ def test_flow_videomix_takes_partner_inside_box():
     flow, valid = program.flow(SIZE)
     own, own_valid = flow_targets(dataclasses.replace(program, mix_index=None, mix_lambda=None, mix_box=None), SIZE)
     j = program.mix_index
-    inside = render.box_mask(program.mix_box, SIZE)[:, None]             # (B, 1, H, W)
+    inside = box_mask(program.mix_box, SIZE)[:, None]             # (B, 1, H, W)
     torch.testing.assert_close(flow, torch.where(inside[:, :, None], own[j], own))
     assert not (valid & inside & ~own_valid[j]).any() and not (valid & ~inside & ~own_valid).any()
     # the rendered (mixed) clip obeys the flow on valid pixels
@@ -133,6 +134,61 @@ def test_flow_frame_mixup_follows_dominant_layer():
             torch.testing.assert_close(flow[b, t], own[dominant, t])
             same = (lam[b, t] >= 0.5) == (lam[b, t + 1] >= 0.5)
             assert torch.equal(valid[b, t], own_valid[dominant, t] & same)
+
+
+# one flat colour per image (uint8): a layer drawn from image i shows COLOURS[i]
+COLOURS = torch.tensor([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], dtype=torch.uint8)
+
+
+def layered(mixup, mix_lambda=None):
+    """4 clips of flat-coloured images, each pasting a moving cutmix patch over a still image: clip b shows
+    image b, its patch is cut from image b + 1 and its Mixup partner is clip b + 2 (whose patch is image
+    b + 3), so its four layers have four colours. Returns the program, its reference clips (B, 3, T, H, W)
+    uint8 and (B, 4) the image each layer of :data:`LAYERS` is drawn from."""
+    cfg = pmg_dali.PMGConfig(num_frames=4, size=SIZE, transforms=("cutmix",), mixup=mixup, dtype=torch.uint8,
+                             padding_mode="border", cutmix_speed=(0.05, 0.08))
+    program = pmg_dali.PseudoMotion(cfg).sample(4, generator=torch.Generator().manual_seed(4))
+    b = torch.arange(4)
+    program = dataclasses.replace(program, paste_index=(b + 1) % 4, mix_index=(b + 2) % 4)
+    if mix_lambda is not None:
+        program = dataclasses.replace(program, mix_lambda=mix_lambda)
+    images = COLOURS[:, :, None, None].expand(-1, -1, *SIZE).contiguous()
+    source = torch.stack([b, (b + 1) % 4, (b + 2) % 4, (b + 3) % 4], dim=1)
+    return program, render.render(images, program, cfg), source
+
+
+def drawn_from(source, layers):
+    """(B, T, H, W) the image each pixel's layer is drawn from."""
+    return source.gather(1, layers.flatten(1).long()).view_as(layers)
+
+
+def test_visible_layers_are_the_rendered_layers():
+    """Cutmix under VideoMix: where visible_layers (which flow_targets selects its flow by) says a layer
+    shows, the rendered pixel has the colour of that layer's image, and the flow is that layer's motion."""
+    program, clips, source = layered("videomix")
+    layers = visible_layers(program, SIZE)
+    assert layers.shape == (4, 4, *SIZE) and layers.dtype == torch.uint8
+    assert set(layers.unique().tolist()) == set(range(len(LAYERS)))           # all four show somewhere
+    assert torch.equal(clips.permute(0, 2, 3, 4, 1), COLOURS[drawn_from(source, layers)])
+    # the images stand still and the patches move (>= 2 px a frame): flow is non-zero on patch layers only
+    flow, _ = program.flow(SIZE)
+    speed = flow.norm(dim=2)
+    on_patch = layers[:, :-1] % 2 == 1                                       # "patch", "partner patch"
+    assert (speed[on_patch] > 1).all() and (speed[~on_patch] < 1e-3).all()
+
+
+def test_visible_layers_name_the_dominant_clip_of_frame_mixup():
+    lam = torch.tensor([[0.8, 0.3, 0.6, 0.5], [0.1, 0.9, 0.4, 0.7], [0.5, 0.2, 0.55, 0.45], [1.0, 0.0, 0.6, 0.3]])
+    program, clips, source = layered("frame", mix_lambda=lam)
+    layers = visible_layers(program, SIZE)
+    own = drawn_from(source, visible_layers(dataclasses.replace(program, mix_index=None, mix_lambda=None), SIZE))
+    partner = own[program.mix_index]
+    weight = lam[..., None, None, None]
+    blend = weight * COLOURS[own].float() + (1 - weight) * COLOURS[partner].float()
+    assert (clips.permute(0, 2, 3, 4, 1).float() - blend).abs().max() <= 0.5 + 1e-4    # what is rendered
+    dominant = torch.where((lam >= 0.5)[..., None, None], own, partner)
+    assert torch.equal(drawn_from(source, layers), dominant)
+    assert torch.equal(layers >= LAYERS.index("partner image"), (lam < 0.5)[..., None, None].expand_as(layers))
 
 
 def test_track_matches_cv2_perspective_transform():
@@ -317,7 +373,7 @@ def test_warp_masks_cutmix_takes_partner_mask():
     program = augment_program(("cutmix",), batch=3)
     masks = torch.arange(3).view(3, 1, 1, 1).expand(3, 3, *SIZE).contiguous()  # clip b's mask is all b
     out = warp_masks(masks, program)
-    inside = render.box_mask(program.paste_box, SIZE)
+    inside = box_mask(program.paste_box, SIZE)
     partner = program.paste_index.view(3, 1, 1, 1).expand_as(out)
     assert torch.equal(out[inside], partner[inside])
     assert torch.equal(out[~inside], masks[~inside])
@@ -330,7 +386,7 @@ def test_warp_masks_videomix_takes_partner_inside_box():
     masks = torch.randint(0, 5, (3, 3, *SIZE), generator=torch.Generator().manual_seed(0))
     out = warp_masks(masks, program)
     own = warp_masks(masks, dataclasses.replace(program, mix_index=None, mix_lambda=None, mix_box=None))
-    inside = render.box_mask(program.mix_box, SIZE)[:, None].expand_as(out)
+    inside = box_mask(program.mix_box, SIZE)[:, None].expand_as(out)
     assert inside.any() and torch.equal(out, torch.where(inside, own[program.mix_index], own))
 
 

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runtime  # noqa: E402
-from configurator import check, configure, fail, given_keys, integer, interval, number  # noqa: E402
+from configurator import ConfigError, check, configure, given_keys, integer, interval, number  # noqa: E402
 from model import IMAGENET_MEAN, IMAGENET_STD, VideoClassifier, VideoMAEConfig  # noqa: E402
 
 from pmg_dali import VideoFolder  # noqa: E402
@@ -184,7 +184,7 @@ def build_model(num_classes: int, checkpoint: dict | None,
     try:
         model_args = VideoMAEConfig.from_name(model, drop_path_rate=drop_path, **arch)
     except ValueError as err:                      # the message names the setting (`model`, `img_size`, ...)
-        raise fail(f"finetune.py: {err}") from None
+        raise ConfigError(f"finetune.py: {err}") from None
     net = VideoClassifier(model_args, num_classes, head_drop=head_drop)
     if checkpoint is not None:
         missing, unexpected = net.load_encoder(checkpoint)
@@ -304,10 +304,7 @@ if __name__ == "__main__":
         if stop.signum:
             del loader                              # stop the workers before writing
             write_checkpoint(None)
-            print(f"stopped by {stop.name} at epoch {epoch}, step {step} of {steps_per_epoch}; checkpoint "
-                  f"{ckpt_path}. Resume with:\n  {runtime.resume_command(sys.argv[0], _argv)}",
-                  file=sys.stderr, flush=True)
-            sys.exit(stop.exit_code)
+            runtime.exit_stopped(stop.signum, f"at epoch {epoch}, step {step} of {steps_per_epoch}", ckpt_path, _argv)
         acc = evaluate(run, val_loader)
         best = max(best, acc)
         print(f"epoch {epoch}: train_loss={loss_sum / max(seen, 1):.4f} val_acc={acc:.2f} "

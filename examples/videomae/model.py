@@ -237,6 +237,28 @@ class VideoMAE(nn.Module):
         loss = F.mse_loss(pred.float(), self.target(video, mask))
         return loss, pred
 
+    def pixels(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, C, T, H, W) -> float pixels in [0, 1]."""
+        return (video.float() * self.std + self.mean).clamp(0, 1)
+
+    @torch.no_grad()
+    def reconstruction(self, video: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Clip 0 of a batch and its ``forward`` prediction as three rows, original / masked (hidden patches
+        grey) / reconstructed: float (3, C, T, H, W) in [0, 1]. With ``norm_pix_loss`` the predicted patches
+        are un-normalised with the original patch's mean and std, as VideoMAE's visualisation does."""
+        cfg = self.cfg
+        patches = patchify(self.pixels(video[:1]), cfg.patch_size, cfg.tubelet_size)[0]     # (N, P, C)
+        m = mask[0]
+        guess = pred[0].float().reshape(-1, *patches.shape[1:])
+        if cfg.norm_pix_loss:
+            target = patches[m]
+            scale = target.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+            guess = guess * scale + target.mean(dim=-2, keepdim=True)
+        masked, recon = patches.clone(), patches.clone()
+        masked[m], recon[m] = 0.5, guess.clamp(0, 1)
+        return torch.stack([unpatchify(p[None], cfg.grid, cfg.patch_size, cfg.tubelet_size)[0]
+                            for p in (patches, masked, recon)])
+
 
 def _strip_prefixes(key: str, prefixes: tuple[str, ...]) -> str:
     for prefix in prefixes:

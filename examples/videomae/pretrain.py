@@ -30,11 +30,7 @@ mixes real clips with pseudo-motion clips of ``--pmg_source`` images (``syntheti
 ``--augment_videos`` whether the real clips get pseudo-motion too. An epoch is one pass over the
 source the ratio exhausts first (see ``pmg_dali.real_videos``); resume stays exact.
 """
-import csv
-import math
 import os
-import shutil
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -46,10 +42,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runtime  # noqa: E402
-from configurator import check, choice, configure, fail, given_keys, integer, number, subset  # noqa: E402
-from model import VideoMAE, VideoMAEConfig, patchify, unpatchify  # noqa: E402
+from configurator import ConfigError, check, choice, configure, given_keys, integer, number, subset  # noqa: E402
+from model import VideoMAE, VideoMAEConfig  # noqa: E402
 
 import pmg_dali  # noqa: E402
+from pmg_dali.gif import clip_sheet, write_gif  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -120,7 +117,7 @@ RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1
              beta2=number(0, 1, high_open=True), grad_clip=number(0))
 check(config, RULES)
 if renderer == "fused" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
-    raise fail(f"--renderer=fused needs a CUDA --device (the Triton kernel), but got --device={device}")
+    raise ConfigError(f"--renderer=fused needs a CUDA --device (the Triton kernel), but got --device={device}")
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
@@ -134,19 +131,6 @@ DEMO = {
                 max_iters=300, max_seconds=225.0, base_lr=1.5e-3, warmup_iters=15, num_images=10_000, log_interval=25,
                 ckpt_every=100, image_every=100),
 }
-
-
-def setup_distributed(device: str):
-    """torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; returns (ddp, rank, world_size, device)."""
-    if int(os.environ.get("RANK", -1)) == -1:
-        return False, 0, 1, device
-    cuda = torch.cuda.is_available() and device != "cpu"
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
-    rank, local_rank = dist.get_rank(), int(os.environ["LOCAL_RANK"])
-    if cuda:
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(device)
-    return True, rank, dist.get_world_size(), device
 
 
 def make_images(spec: str, flag: str = "--source"):
@@ -165,7 +149,7 @@ def make_sources() -> tuple[object, dict]:
     if kind != "videos":
         return make_images(source), {}
     if not arg:
-        raise SystemExit(f"--source=videos:<path> needs a path, but got {source!r}")
+        raise ConfigError(f"--source=videos:<path> needs a path, but got {source!r}")
     videos = pmg_dali.VideoFolder(arg, num_frames=num_frames)
     return make_images(pmg_source, "--pmg_source"), dict(videos=videos, pmg_ratio=pmg_ratio,
                                                           augment_videos=augment_videos)
@@ -178,72 +162,11 @@ def batches(loader):
         loader.set_epoch(loader.epoch + 1)
 
 
-def to_pixels(video: torch.Tensor, mean, std) -> torch.Tensor:
-    """Normalised (B, C, T, H, W) -> float [0, 1]."""
-    return (video.float() * std + mean).clamp(0, 1)
-
-
-def reconstruction(video, mask, pred, cfg: VideoMAEConfig, mean, std) -> torch.Tensor:
-    """(3 rows: original, masked, reconstructed) of clip 0 as float (3, 3, T, H, W) in [0, 1].
-    Predicted patches are un-normalised with the original patch's mean / std (norm_pix_loss)."""
-    pixels = to_pixels(video[:1], mean, std)
-    patches = patchify(pixels, cfg.patch_size, cfg.tubelet_size)[0]          # (N, P, C)
-    m = mask[0]
-    guess = pred[0].float().reshape(-1, *patches.shape[1:])
-    if cfg.norm_pix_loss:
-        target = patches[m]
-        scale = target.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
-        guess = guess * scale + target.mean(dim=-2, keepdim=True)
-    masked, recon = patches.clone(), patches.clone()
-    masked[m], recon[m] = 0.5, guess.clamp(0, 1)
-    rows = [unpatchify(p[None], cfg.grid, cfg.patch_size, cfg.tubelet_size)[0] for p in (patches, masked, recon)]
-    return torch.stack(rows)
-
-
-def save_png(rows: torch.Tensor, path: str, max_frames: int = 8, min_side: int = 96) -> None:
-    """(R, 3, T, H, W) in [0, 1] -> one PNG, R rows of up to ``max_frames`` frames, upscaled if small."""
-    from PIL import Image
-
-    T = rows.shape[2]
-    picks = torch.linspace(0, T - 1, min(T, max_frames)).round().long()
-    sheet = torch.cat([torch.cat(list(r[:, picks].permute(1, 0, 2, 3)), dim=-1) for r in rows], dim=-2)
-    image = Image.fromarray((sheet * 255).round().byte().permute(1, 2, 0).cpu().numpy())
-    zoom = max(1, math.ceil(min_side / rows.shape[-1]))
-    image.resize((image.width * zoom, image.height * zoom), Image.NEAREST).save(path)
-
-
-def save_clips_gif(clips: torch.Tensor, path: str) -> None:
-    """float (B, 3, T, H, W) in [0, 1] -> an animated GIF with the B clips side by side (one palette)."""
-    strip = torch.cat(list(clips), dim=-1)                                    # (3, T, H, B*W)
-    runtime.save_gif((strip * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy(), path)
-
-
-def sync_stop(elapsed: float, signum: int, ddp: bool, dev: str) -> tuple[float, int]:
-    """(elapsed s, signal number) agreed by all ranks (the maxima), so every rank takes the same lr and
-    stops at the same iteration."""
-    if not ddp:
-        return elapsed, signum
-    flags = torch.tensor([elapsed, float(signum)], device=dev, dtype=torch.float64)
-    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    return float(flags[0]), int(flags[1])
-
-
-def trim_log(path: str, iter_num: int) -> None:
-    """Keep the header and the rows of ``log.csv`` up to ``iter_num`` (rows logged after the checkpoint
-    a run resumes from would be logged again)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= iter_num]
-    with open(path + ".tmp", "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(path + ".tmp", path)
-
-
 def main() -> None:
-    ddp, rank, world_size, dev = setup_distributed(
+    ddp, rank, world_size, dev = runtime.setup_distributed(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     master, device_type = rank == 0, ("cuda" if dev.startswith("cuda") else "cpu")
-    stop = runtime.SignalStop(verbose=master)
+    clock = runtime.Clock(max_seconds, ddp, dev, verbose=master)    # time budget; SIGTERM / SIGINT end the step
     if device_type == "cpu":
         runtime.cpu_threads(0, threads)
     torch.manual_seed(seed)
@@ -261,7 +184,7 @@ def main() -> None:
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, norm_pix_loss=norm_pix_loss)
     except ValueError as err:                      # the message names the setting (`model`, `img_size`, ...)
-        raise fail(f"pretrain.py: {err}") from None
+        raise ConfigError(f"pretrain.py: {err}") from None
     net = VideoMAE(model_args).to(dev)
     total_batch = batch_size * grad_accum * world_size
     lr, min_lr = runtime.peak_lr(base_lr, total_batch), runtime.peak_lr(base_min_lr, total_batch)
@@ -286,9 +209,7 @@ def main() -> None:
                                              num_workers=(2 if device_type == "cuda" else 0) if loader_workers < 0
                                              else loader_workers, **mixing)
     except (TypeError, ValueError) as err:
-        raise fail(f"pretrain.py: {err}") from None
-    mean = torch.tensor(pmg.mean, device=dev).view(1, 3, 1, 1, 1)
-    std = torch.tensor(pmg.std, device=dev).view(1, 3, 1, 1, 1)
+        raise ConfigError(f"pretrain.py: {err}") from None
 
     iter_num, elapsed = 0, 0.0
     if resume:
@@ -308,28 +229,11 @@ def main() -> None:
     run = torch.compile(net) if compile else net
     run = DDP(run, device_ids=[torch.device(dev).index] if device_type == "cuda" else None) if ddp else run
 
-    def write_checkpoint() -> None:
-        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": iter_num,
-                 "elapsed_s": elapsed, "loader": loader.state_dict(), "rng": torch.get_rng_state(),
-                 "model_args": asdict(model_args), "config": config}
-        runtime.save_checkpoint(state, ckpt_path)           # temp file + rename: never half-written
-        if ckpt_keep:
-            shutil.copyfile(ckpt_path, os.path.join(out_dir, f"ckpt_{iter_num:06d}.pt"))
-        print(f"checkpoint: {ckpt_path} (iteration {iter_num})", flush=True)
-
-    log_file, writer = None, None
-    if master:
-        log_path = os.path.join(out_dir, "log.csv")
-        fresh = not (resume and os.path.exists(log_path))
-        if not fresh:
-            trim_log(log_path, iter_num)
-        log_file = open(log_path, "w" if fresh else "a", newline="")
-        log = csv.writer(log_file)
-        if fresh:
-            log.writerow(["iter", "loss", "lr", "clips_per_s", "data_share", "elapsed_s", "flat_loss"])
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(os.path.join(out_dir, "tb"))
+    if master:                                     # log.csv continues from the checkpoint's iteration on resume
+        log = runtime.CsvLog(os.path.join(out_dir, "log.csv"),
+                             ["iter", "loss", "lr", "clips_per_s", "data_share", "elapsed_s", "flat_loss"],
+                             resume_at=iter_num if resume else None,
+                             tensorboard=os.path.join(out_dir, "tb") if tensorboard else None)
         budget = f" or {max_seconds:.0f} s, whichever comes first," if max_seconds > 0 else ""
         threads_note = f" ({torch.get_num_threads()} threads)" if device_type == "cpu" else ""
         print(f"{model} {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M params | "
@@ -340,19 +244,15 @@ def main() -> None:
             print(f"data: {len(mixing['videos'])} videos from {source[len('videos:'):]}, "
                   f"{pmg_ratio:.0%} pseudo-motion clips of {pmg_source}, {len(loader)} batches per epoch")
 
-    def progress() -> float:
-        """Share of the run done: iterations against lr_decay_iters, time against the budget."""
-        done = iter_num / max(1, decay_iters)
-        return max(done, elapsed / max_seconds) if max_seconds > 0 else done
-
     sync = torch.cuda.synchronize if (sync_timing and device_type == "cuda") else (lambda: None)
     stream = batches(loader)
-    t_start, t_log = time.time() - elapsed, time.time()     # a resumed run keeps counting its time
-    t_data, clips_since, loss_since, flat_since = 0.0, 0, torch.zeros((), device=dev), torch.zeros((), device=dev)
-    last_logged = None                               # (loss, flat loss) of the last log row
-    signum = 0
-    while iter_num < max_iters and not (max_seconds > 0 and elapsed >= max_seconds):
-        step_lr = runtime.lr_at(progress(), lr, min_lr, warmup / max(1, decay_iters), 1 / max(1, decay_iters))
+    clock.start(elapsed)                           # a resumed run keeps counting its time
+    t_log, t_data, clips_since, last_logged = time.time(), 0.0, 0, None    # last_logged: (loss, flat loss)
+    loss_since, flat_since = torch.zeros((), device=dev), torch.zeros((), device=dev)
+    while iter_num < max_iters and not clock.out_of_time:
+        # lr: warm-up, then cosine, following iterations or the time budget, whichever is further along
+        progress = max(iter_num / decay_iters, clock.share)
+        step_lr = runtime.lr_at(progress, lr, min_lr, warmup / decay_iters, 1 / decay_iters)
         for group in optimizer.param_groups:
             group["lr"] = step_lr
         loss_sum, flat_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
@@ -369,71 +269,65 @@ def main() -> None:
             (loss / grad_accum).backward()
             loss_sum += loss.detach() / grad_accum
             flat_sum += net.flat_loss(batch["video"], batch["mask"]) / grad_accum
-        if iter_num == 0 and master and not resume:
-            save_clips_gif(to_pixels(batch["video"][:8], mean, std), os.path.join(out_dir, "clips.gif"))
+        if iter_num == 0 and master and not resume:             # the first batch of clips, side by side
+            write_gif(clip_sheet(net.pixels(batch["video"][:8])), os.path.join(out_dir, "clips.gif"))
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         iter_num += 1
         clips_since, loss_since, flat_since = clips_since + total_batch, loss_since + loss_sum, flat_since + flat_sum
-        elapsed, signum = sync_stop(time.time() - t_start, stop.signum, ddp, dev)
-        last = iter_num == max_iters or (max_seconds > 0 and elapsed >= max_seconds) or signum > 0
-        if master and (iter_num % log_interval == 0 or iter_num == 1 or last) and clips_since:
-            loss_value = loss_since.item() / (clips_since // total_batch)   # mean since the last log line
-            flat_value = flat_since.item() / (clips_since // total_batch)  # the flat-patch loss, same batches
-            now = time.time()                                # after .item(), which waits for the GPU
+        clock.tick()                               # elapsed time and any stop signal, the same on every rank
+        last = iter_num == max_iters or clock.out_of_time or clock.signum > 0
+        if master and (iter_num % log_interval == 0 or iter_num == 1 or last):
+            steps = clips_since // total_batch
+            loss_value, flat_value = loss_since.item() / steps, flat_since.item() / steps   # means since the last row
+            now = time.time()                      # after .item(), which waits for the GPU
             rate, share = clips_since / (now - t_log), t_data / (now - t_log)
             print(f"iter {iter_num}/{max_iters}: loss {loss_value:.4f} (flat patches {flat_value:.4f}), "
-                  f"lr {step_lr:.2e}, {rate:.1f} clips/s, data {share:.0%}, {elapsed:.0f} s", flush=True)
-            log.writerow([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{elapsed:.1f}",
-                          repr(flat_value)])
+                  f"lr {step_lr:.2e}, {rate:.1f} clips/s, data {share:.0%}, {clock.elapsed:.0f} s", flush=True)
+            log.write([iter_num, repr(loss_value), step_lr, f"{rate:.2f}", f"{share:.3f}", f"{clock.elapsed:.1f}",
+                       repr(flat_value)], loss=loss_value, clips_per_s=rate)
             last_logged = (loss_value, flat_value)
-            log_file.flush()
-            if writer is not None:
-                writer.add_scalar("loss", loss_value, iter_num)
-                writer.add_scalar("clips_per_s", rate, iter_num)
             t_log, t_data, clips_since = time.time(), 0.0, 0
             loss_since, flat_since = torch.zeros((), device=dev), torch.zeros((), device=dev)
-        if master and (iter_num % image_every == 0 or (last and not signum)):
+        if master and (iter_num % image_every == 0 or (last and not clock.signum)):
             path = os.path.join(out_dir, f"recon_{iter_num:06d}.png")
-            save_png(reconstruction(batch["video"], batch["mask"], pred.detach(), model_args, mean, std), path)
+            runtime.save_png(net.reconstruction(batch["video"], batch["mask"], pred.detach()), path)
             print(f"reconstruction: {path}", flush=True)
-        if master and (iter_num % ckpt_every == 0 or last):
-            write_checkpoint()
+        if master and (iter_num % ckpt_every == 0 or last):     # temp file + rename: never half-written
+            state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": iter_num,
+                     "elapsed_s": clock.elapsed, "loader": loader.state_dict(), "rng": torch.get_rng_state(),
+                     "model_args": asdict(model_args), "config": config}
+            runtime.save_checkpoint(state, ckpt_path,
+                                    keep=os.path.join(out_dir, f"ckpt_{iter_num:06d}.pt") if ckpt_keep else None)
+            print(f"checkpoint: {ckpt_path} (iteration {iter_num})", flush=True)
         if last:
             break
+
     if master:
-        log_file.close()
-        if signum:
-            print(f"stopped by {signal.Signals(signum).name} after iteration {iter_num} of {max_iters} "
-                  f"({elapsed:.0f} s); checkpoint {ckpt_path}. Resume with:\n  "
-                  f"{runtime.resume_command(sys.argv[0], _argv)}",
-                  file=sys.stderr, flush=True)
-        else:
-            why = ("" if iter_num == max_iters else
-                   f" (the {max_seconds:.0f} s budget ended it at iteration {iter_num} of {max_iters}; "
-                   "the lr schedule followed the time)")
-            print(f"done: {iter_num} iterations in {elapsed:.0f} s{why}; outputs in {out_dir} "
-                  f"(ckpt.pt, log.csv, recon_*.png, clips.gif)", flush=True)
-            if last_logged is not None:
-                loss_value, flat_value = last_logged
-                gap = 100 * abs(1 - loss_value / flat_value)
-                print(f"last logged loss {loss_value:.4f} against {flat_value:.4f} for flat patches on the same "
-                      f"batches: {gap:.1f} % {'below' if loss_value < flat_value else 'above'} the trivial "
-                      f"prediction", flush=True)
+        log.close()
     if ddp:
         dist.destroy_process_group()
-    if signum:
-        sys.exit(128 + signum)
+    if clock.signum:                               # the resume command on stderr, exit status 128 + signal
+        runtime.exit_stopped(clock.signum, f"after iteration {iter_num} of {max_iters} ({clock.elapsed:.0f} s)",
+                             ckpt_path, _argv, verbose=master)
+    if master:
+        why = ("" if iter_num == max_iters else f" (the {max_seconds:.0f} s budget ended it at iteration {iter_num} "
+               f"of {max_iters}; the lr schedule followed the time)")
+        print(f"done: {iter_num} iterations in {clock.elapsed:.0f} s{why}; outputs in {out_dir} "
+              f"(ckpt.pt, log.csv, recon_*.png, clips.gif)", flush=True)
+        if last_logged is not None:
+            loss_value, flat_value = last_logged
+            print(f"last logged loss {loss_value:.4f} against {flat_value:.4f} for flat patches on the same "
+                  f"batches: {100 * abs(1 - loss_value / flat_value):.1f} % "
+                  f"{'below' if loss_value < flat_value else 'above'} the trivial prediction", flush=True)
 
 
 if __name__ == "__main__":
-    if demo:
-        _given = given_keys(_argv)
+    if demo:                                       # keys given on the command line win
         _kind = "cuda" if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else "cpu"
-        for _key, _value in DEMO[_kind].items():
-            if _key not in _given:
-                globals()[_key] = _value
-                config[_key] = _value
+        _preset = {k: v for k, v in DEMO[_kind].items() if k not in given_keys(_argv)}
+        globals().update(_preset)
+        config.update(_preset)
     main()

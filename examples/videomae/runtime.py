@@ -1,5 +1,6 @@
-"""What pretrain.py and finetune.py share: the lr rule, safe checkpoints, stopping on a signal, CPU threads
-and the GIF writer.
+"""The plumbing pretrain.py and finetune.py share, so that their own text is the training: the lr rule,
+safe checkpoints, stopping on a signal or at a time budget, torchrun set-up, the CSV log, CPU threads and the
+reconstruction PNG.
 
 - ``peak_lr``: VideoMAE's linear rule ``base_lr * batch / 256`` from a total batch of 256 up (the recipe
   runs at 512-2048), and ``base_lr`` itself below 256. Scaling down linearly leaves a small-batch run at
@@ -8,20 +9,25 @@ and the GIF writer.
 - ``load_checkpoint`` reads with ``torch.load(weights_only=True)``: a checkpoint is tensors and plain
   Python values only, and one that holds anything else (a pickled object, which could run code) is refused.
   ``save_checkpoint`` writes a temporary file and renames it, so a checkpoint is never half-written.
-- ``SignalStop``: SIGTERM / SIGINT ask the loop to stop after the current step (a second one stops at once).
+- ``SignalStop``: SIGTERM / SIGINT ask the loop to stop after the current step (a second one stops at once);
+  ``Clock`` adds the time budget and agrees on both across ranks; ``exit_stopped`` prints the command that
+  resumes and exits with status 128 + the signal number.
+- ``CsvLog``: ``log.csv`` (and TensorBoard); on resume it drops the rows logged after the checkpoint.
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 import pickle
+import shutil
 import signal
 import sys
 import time
 import zipfile
 
-import numpy as np
 import torch
+import torch.distributed as dist
 from configurator import choice, device_rule, integer, number
 
 # the domains of the keys pretrain.py and finetune.py share (configurator.check; each adds its own)
@@ -83,15 +89,18 @@ def check_resumable(state: dict, model_args: dict, path: str, keys: tuple[str, .
                          f"or start a new --out_dir")
 
 
-def save_checkpoint(state: dict, path: str) -> None:
-    """``torch.save`` to ``path + ".tmp"``, then ``os.replace``: readers see the old file or the new one."""
+def save_checkpoint(state: dict, path: str, keep: str | None = None) -> None:
+    """``torch.save`` to ``path + ".tmp"``, then ``os.replace``: readers see the old file or the new one.
+    ``keep``: also copy it there (a checkpoint kept for good)."""
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
+    if keep:
+        shutil.copyfile(path, keep)
 
 
 class SignalStop:
     """Turns SIGTERM / SIGINT into a request to stop: ``signum`` is set, the loop finishes its step,
-    writes a checkpoint and exits with ``exit_code``. A second signal raises ``KeyboardInterrupt`` at once."""
+    writes a checkpoint and exits (:func:`exit_stopped`). A second signal raises ``KeyboardInterrupt`` at once."""
 
     def __init__(self, verbose: bool = True):
         self.signum, self.verbose = 0, verbose
@@ -106,19 +115,112 @@ class SignalStop:
             print(f"\n{signal.Signals(signum).name}: finishing this step, then writing a checkpoint "
                   "(send it again to stop at once)", file=sys.stderr, flush=True)
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
+
+class Clock:
+    """Training time against the ``max_seconds`` budget (0: none), and SIGTERM / SIGINT (a
+    :class:`SignalStop`, installed at construction), agreed by every rank.
+
+    ``start(elapsed)`` starts counting (a resumed run from its checkpoint's ``elapsed_s``); ``tick()``,
+    after each iteration, reads the time and any signal and under DDP takes the maxima over the ranks, so
+    that every rank takes the same lr and stops at the same iteration.
+    """
+
+    def __init__(self, max_seconds: float, ddp: bool = False, device: str = "cpu", verbose: bool = True):
+        self.stop = SignalStop(verbose)
+        self.max_seconds, self.ddp, self.device = max_seconds, ddp, device
+        self.start(0.0)
+
+    def start(self, elapsed: float = 0.0) -> None:
+        self.elapsed, self.signum, self.t_start = elapsed, 0, time.time() - elapsed
+
+    def tick(self) -> None:
+        elapsed, signum = time.time() - self.t_start, self.stop.signum
+        if self.ddp:
+            flags = torch.tensor([elapsed, float(signum)], device=self.device, dtype=torch.float64)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            elapsed, signum = float(flags[0]), int(flags[1])
+        self.elapsed, self.signum = elapsed, signum
 
     @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+    def share(self) -> float:
+        """The share of the time budget spent (0 without a budget)."""
+        return self.elapsed / self.max_seconds if self.max_seconds > 0 else 0.0
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.max_seconds > 0 and self.elapsed >= self.max_seconds
 
 
 def resume_command(script: str, argv: list[str]) -> str:
     """The command line that continues this run: the same arguments with ``--resume=True``."""
     kept = [a for a in argv if not a.startswith("--resume=")]
     return " ".join([sys.executable, script, *kept, "--resume=True"])
+
+
+def exit_stopped(signum: int, where: str, ckpt_path: str, argv: list[str], verbose: bool = True):
+    """After a stop signal and its checkpoint: say where the run stopped and how to resume it (on stderr,
+    with ``verbose``), then exit with status 128 + ``signum``."""
+    if verbose:
+        print(f"stopped by {signal.Signals(signum).name} {where}; checkpoint {ckpt_path}. Resume with:\n  "
+              f"{resume_command(sys.argv[0], argv)}", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+def setup_distributed(device: str) -> tuple[bool, int, int, str]:
+    """torchrun sets RANK / LOCAL_RANK / WORLD_SIZE: join its process group (NCCL on CUDA, else gloo) and
+    return (ddp, rank, world_size, device) with this rank's GPU; without torchrun (False, 0, 1, device)."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        return False, 0, 1, device
+    cuda = torch.cuda.is_available() and device != "cpu"
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(device)
+    return True, dist.get_rank(), dist.get_world_size(), device
+
+
+def trim_log(path: str, iter_num: int) -> None:
+    """Keep the header and the rows of the CSV log ``path`` up to ``iter_num``."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= iter_num]
+    with open(path + ".tmp", "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(path + ".tmp", path)
+
+
+class CsvLog:
+    """A CSV log with a ``columns`` header, the first column the iteration, and TensorBoard scalars in the
+    folder ``tensorboard`` (if given; needs ``pip install tensorboard``).
+
+    With ``resume_at`` an existing log is kept up to that iteration (:func:`trim_log`: rows logged after the
+    checkpoint a run resumes from would be logged again) and appended to; otherwise the log starts afresh.
+    """
+
+    def __init__(self, path: str, columns: list[str], resume_at: int | None = None, tensorboard: str | None = None):
+        fresh = resume_at is None or not os.path.exists(path)
+        if not fresh:
+            trim_log(path, resume_at)
+        self.file = open(path, "w" if fresh else "a", newline="")
+        self.csv, self.tb = csv.writer(self.file), None
+        if fresh:
+            self.csv.writerow(columns)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(tensorboard)
+
+    def write(self, row: list, **scalars: float) -> None:
+        """One CSV row (flushed), and ``scalars`` to TensorBoard at the row's iteration."""
+        self.csv.writerow(row)
+        self.file.flush()
+        if self.tb is not None:
+            for name, value in scalars.items():
+                self.tb.add_scalar(name, value, row[0])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def busy_cores(seconds: float = 0.25) -> float:
@@ -168,8 +270,13 @@ def cpu_threads(num_workers: int = 0, requested: int = 0) -> int:
     return threads
 
 
-def save_gif(frames: np.ndarray, path: str, ms_per_frame: int = 120) -> None:
-    """uint8 (T, H, W, 3) -> an animated GIF with one palette for all frames (no colour flicker):
-    :func:`pmg_dali.__main__.write_gif`, the writer of ``python -m pmg_dali demo``'s preview."""
-    from pmg_dali.__main__ import write_gif
-    write_gif(frames, path, ms_per_frame)
+def save_png(rows: torch.Tensor, path: str, max_frames: int = 8, min_side: int = 96) -> None:
+    """(R, 3, T, H, W) in [0, 1] -> one PNG, R rows of up to ``max_frames`` frames, upscaled if small."""
+    from PIL import Image
+
+    T = rows.shape[2]
+    picks = torch.linspace(0, T - 1, min(T, max_frames)).round().long()
+    sheet = torch.cat([torch.cat(list(r[:, picks].permute(1, 0, 2, 3)), dim=-1) for r in rows], dim=-2)
+    image = Image.fromarray((sheet * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+    zoom = max(1, math.ceil(min_side / rows.shape[-1]))
+    image.resize((image.width * zoom, image.height * zoom), Image.NEAREST).save(path)

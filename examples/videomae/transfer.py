@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from configurator import check, configure, device_rule, fail, integer, number, subset  # noqa: E402
+from configurator import ConfigError, check, configure, device_rule, integer, number, subset  # noqa: E402
 
 import pmg_dali  # noqa: E402
 
@@ -112,8 +112,8 @@ if quick:
     embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth, decoder_num_heads = 32, 1, 2, 32, 1, 2
     pretrain_iters, pretrain_batch, finetune_epochs, probe_epochs, batch_size = 4, 4, 1, 1, 8
 if embed_dim % num_heads or decoder_embed_dim % decoder_num_heads:
-    raise fail(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, but got "
-               f"{embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
+    raise ConfigError(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, "
+                      f"but got {embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
 
 
 # ----------------------------------------------------------------------------- the built-in task
