@@ -131,7 +131,7 @@ class Engine:
 FUSED_HERE = HAS_CUDA and not INTERPRET
 ENGINES = [Engine(row, "cpu") for row in engines.ENGINES if row.name in ("reference", "cpu")] + [
     Engine(engines.engine("fused"), "cuda" if FUSED_HERE else "cpu", options=dict(block=FUSED_BLOCK),
-           variants=(dict(block=(4, 8)), dict(pack=False)), covering=2 if FUSED_HERE else 1),
+           variants=(dict(block=(8, 8)), dict(pack=False)), covering=2 if FUSED_HERE else 1),
     Engine(engines.engine("dali"), "cuda" if HAS_CUDA else "cpu", resize=_dali_resize),
 ]
 assert [e.name for e in ENGINES] == list(engines.NAMES), "an engine of pmg_dali.engines is missing here"

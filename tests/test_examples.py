@@ -378,7 +378,7 @@ def test_checkpoint_with_pickled_code_is_refused(cli):
     assert (root / "code_ran").exists()
 
 
-SIGNAL_ITERS = 150                # long enough that the signal lands mid-run on a fast machine
+SIGNAL_ITERS = 60                 # long enough that the signal lands mid-run on a fast machine
 SIGNAL_RUN = PRETRAIN + [f"--max_iters={SIGNAL_ITERS}", "--ckpt_every=1000", "--image_every=1000"]
 
 

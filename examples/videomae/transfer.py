@@ -3,6 +3,7 @@ labelled video set, each against the same model trained from scratch; prints a t
 
     python examples/videomae/transfer.py                          # built-in motion task, default CPU scale
     python examples/videomae/transfer.py --quick=True             # seconds: a smoke run (the tests run it)
+    python examples/videomae/transfer.py --dry=True               # every run's command line, nothing run
     python examples/videomae/transfer.py --data_root=data/ucf101 --img_size=112 --num_frames=16 --patch_size=16
 
 The built-in task (``data_root=None``) is written to ``out_dir/motion`` at run time from images shipped
@@ -38,6 +39,7 @@ seeds); every run's own output is in ``out_dir/<seed>/<run>/`` with its ``stdout
 import csv
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -57,6 +59,7 @@ CLASSES = ("still", "linear", "circle", "oscillate", "fall")
 # I/O
 out_dir = "out/transfer"     # motion/ (the built-in task), <seed>/<run>/, results.csv, results.md
 quick = False                # a smoke run in seconds (tiny task, model and schedules)
+dry = False                  # print every run's command line, in order, and stop (nothing written or run)
 data_root = None             # None: make the built-in motion task; else a UCF101 / HMDB51-style folder
 # built-in task
 videos_per_class = 80        # train videos per class (a third as many val videos)
@@ -245,12 +248,17 @@ PROGRESS = [0, 0]     # runs started, runs in all (set by main)
 
 
 def run(script: str, flags: list[str], where: str) -> str:
-    """Run ``script`` with ``flags``; its stdout + stderr go to ``where/stdout.txt``; a failure stops here."""
+    """Run ``script`` with ``flags``; its stdout + stderr go to ``where/stdout.txt``; a failure stops here.
+    With ``--dry=True`` only print the command line."""
+    command = [sys.executable, os.path.join(HERE, script), *flags]
+    if dry:
+        print(shlex.join(command), flush=True)
+        return ""
     os.makedirs(where, exist_ok=True)
     PROGRESS[0] += 1
     print(f"[{PROGRESS[0]}/{PROGRESS[1]}] {script} {os.path.relpath(where, out_dir)} ...", flush=True)
     t0 = time.time()
-    result = subprocess.run([sys.executable, os.path.join(HERE, script), *flags], capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)
     with open(os.path.join(where, "stdout.txt"), "w") as f:
         f.write(result.stdout + result.stderr)
     if result.returncode != 0:
@@ -269,8 +277,9 @@ def accuracies(stdout: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    root = data_root or make_motion_task(os.path.join(out_dir, "motion"))
+    if not dry:
+        os.makedirs(out_dir, exist_ok=True)
+    root = data_root or (os.path.join(out_dir, "motion") if dry else make_motion_task(os.path.join(out_dir, "motion")))
     arch = [f"--img_size={img_size}", f"--num_frames={num_frames}", f"--patch_size={patch_size}",
             f"--tubelet_size={tubelet_size}", f"--embed_dim={embed_dim}", f"--depth={depth}",
             f"--num_heads={num_heads}", "--model=vit_tiny", f"--device={device}"]
@@ -300,6 +309,8 @@ def main() -> None:
                                              f"--linear_probe={mode == 'probe'}", "--crop_scale=0.6,1",
                                              f"--warmup_epochs={max(0, epochs // 5)}", f"--out_dir={where}",
                                              f"--num_workers={num_workers}"], where)
+                if dry:
+                    continue
                 last, best = accuracies(stdout)
                 rows.append(dict(seed=seed, method=method, mode=mode, val_acc=last, best_val_acc=best))
                 print(f"  seed {seed} {method:8s} {mode:9s} val_acc={last:.1f} best={best:.1f}", flush=True)
@@ -307,6 +318,8 @@ def main() -> None:
                     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                     writer.writeheader()
                     writer.writerows(rows)
+    if dry:
+        return
     lines = ["| init | fine-tune top-1 % (last epoch) | linear probe top-1 % (last epoch) |", "|---|---|---|"]
     names = dict(scratch="scratch", pmg="PMG pre-trained", identity="identity (static clips) pre-trained")
     for method in ("scratch", *conditions):
