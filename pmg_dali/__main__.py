@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from . import TRANSFORMS, PMGConfig, PseudoMotion
-from .gif import clip_sheet, write_gif
 from .engines import ENGINES
+from .gif import clip_sheet, write_gif
 from .synthetic import SyntheticImages
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -187,6 +188,14 @@ class ProgramRenderer:
 
 
 _PIPELINE_CACHE: dict[tuple, ProgramRenderer] = {}   # (config, device, device_id) -> renderer, last used last
+_CACHE_LOCK = threading.Lock()       # a renderer runs one batch at a time: threads take turns
+
+
+def _render_cached(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device: str, device_id):
+    """``program`` rendered by the cached renderer of ``(cfg, device, device_id)`` (:func:`_renderer`),
+    one thread at a time."""
+    with _CACHE_LOCK:
+        return _renderer(cfg, program.batch_size, device, device_id)(images, program)
 
 
 def _renderer(config: PMGConfig, batch_size: int, device: str, device_id) -> ProgramRenderer:
@@ -211,7 +220,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     Keeps the last few :class:`ProgramRenderer` s (pipelines) in a small cache, one per config and
     device, sized to a power of two and rebuilt only for a larger batch: a renderer takes any smaller
     batch, so a trailing partial batch reuses the pipelines of the full ones. Hold your own renderer
-    to control its lifetime.
+    to control its lifetime. Threads that render through the cache take turns.
     """
     check_program(program, values=False)                 # the renderer checks the tables
     if not isinstance(cfg, PMGConfig):
@@ -221,7 +230,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     from .engine_check import ensure_engine               # first use on this device: the canary
     ensure_engine("dali", images, cfg, auto=False,
                   device="cpu" if device == "cpu" else torch.device("cuda", device_id or 0))
-    return _renderer(cfg, program.batch_size, device, device_id)(images, program)
+    return _render_cached(images, program, cfg, device, device_id)
 
 
 def render_images(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
@@ -230,9 +239,8 @@ def render_images(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) 
     (:class:`pmg_dali.PseudoMotion` runs it, ``renderer="dali"``)."""
     check_program(program, values=False)                 # the renderer checks the tables
     if images.device.type == "cuda":
-        index = images.device.index
-        return _renderer(cfg, program.batch_size, "gpu", _check_device("gpu", index))(images, program)
-    return _renderer(cfg, program.batch_size, "cpu", None)(images, program)
+        return _render_cached(images, program, cfg, "gpu", _check_device("gpu", images.device.index))
+    return _render_cached(images, program, cfg, "cpu", None)
 
 
 # ---- image files ------------------------------------------------------------------------------------
@@ -453,8 +461,8 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     epoch), its images (``source.load`` with the loader's ``"load"`` generator of
     :func:`pmg_dali.seeding.batch_generators`) and its program (:class:`ProgramFeed`: the same sampler
     and ``"program"`` generator; every transform of ``config``), so its clips equal the loader's within
-    the engines' conformance tolerance (2/255; uint8 output within 2 levels) -- only DALI's arithmetic
-    differs. ``len(source) // num_shards // batch_size`` batches per epoch.
+    2/255 (uint8 output within 2 levels: the two engines' tolerances against the reference together) --
+    only DALI's arithmetic differs. ``len(source) // num_shards // batch_size`` batches per epoch.
 
     Outputs ``(video, index)`` as :func:`folder_pipeline`; iterate with
     ``DALIGenericIterator(pipe, ["video", "index"])`` (no reader: the epoch ends by StopIteration and

@@ -266,7 +266,8 @@ def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarra
     ``paste_index`` (B,) int32, ``paste_matrices`` (B, T, 2|3, 3), ``paste_box`` (B, T, 4); ``mix_index``
     (B,) int32 with ``mix_lambda`` (B, 1) (``"clip"``) or (B, T, 1, 1, 1) (``"frame"``), or ``mix_box``
     (B, 4) (``"box"``). Parts the variant has and the program lacks are fed neutral (identity colour,
-    empty paste boxes); a part the program has and the variant lacks is a ValueError (it would be lost).
+    empty paste boxes); a part the program has and the variant lacks is a ValueError (it would be lost);
+    the Mixup mode must be the variant's (a per-clip lambda fits a per-frame graph).
     """
     b, t = tables.inverse.shape[:2]
 
@@ -367,7 +368,7 @@ def feed_motion(feed: ProgramFeed) -> GraphMotion:
     return graph_motion(feed.config.num_frames, feed.variant, dict(zip(feed.names, nodes)))
 
 
-def pseudo_motion(images, config: PMGConfig, *, seed: int = 0, shard_id: int = 0,
+def pseudo_motion(images, config: PMGConfig, *, seed: int | None = None, shard_id: int = 0,
                   batches_per_epoch: int | None = None, unit: float = 255.0, exact: bool = True):
     """The drop-in graph helper: HWC images at ``config.size`` -> pseudo-motion clips of host-drawn programs.
 
@@ -375,11 +376,12 @@ def pseudo_motion(images, config: PMGConfig, *, seed: int = 0, shard_id: int = 0
 
         jpegs, labels = fn.readers.file(file_root=root, random_shuffle=True, pad_last_batch=True, name="Reader")
         images = fn.resize(fn.decoders.image(jpegs, device="mixed"), resize_x=224, resize_y=224)
-        clips = pseudo_motion(images, cfg, seed=0, batches_per_epoch=math.ceil(num_files / batch_size))
+        clips = pseudo_motion(images, cfg, batches_per_epoch=math.ceil(num_files / batch_size))
 
     Adds a :class:`ProgramFeed` for the pipeline's batch size: each batch's program is drawn on the host
     by :func:`pmg_dali.sampling.sample_program` -- every transform of ``config`` -- seeded from ``(seed,
-    epoch, shard_id, iteration)`` as the loader seeds its batches, and rendered by :func:`render_motion`
+    epoch, shard_id, iteration)`` as the loader seeds its batches (``seed``: None takes the pipeline's
+    seed, 0 when it has none; pass each rank's ``shard_id``), and rendered by :func:`render_motion`
     (one static graph, :func:`config_variant`). ``batches_per_epoch``: end each epoch there -- your
     reader's batches per epoch, whole batches (``fn.readers.file(..., pad_last_batch=True)`` over
     ``num_shards`` shards: ``ceil(ceil(num_files / num_shards) / batch_size)``); None: never (DALI's epoch
@@ -391,5 +393,7 @@ def pseudo_motion(images, config: PMGConfig, *, seed: int = 0, shard_id: int = 0
     pipe = Pipeline.current()
     if pipe is None:
         raise RuntimeError("pseudo_motion adds nodes to a pipeline: call it inside a @pipeline_def function")
+    if seed is None:
+        seed = 0 if pipe.seed is None or pipe.seed < 0 else pipe.seed
     feed = ProgramFeed(config, pipe.max_batch_size, seed, shard_id, batches_per_epoch)
     return render_motion(images, feed_motion(feed), config, unit, exact)

@@ -50,14 +50,14 @@ from . import render as reference
 from ._checks import check_device, env_flag
 from .config import TRANSFORMS, PMGConfig
 from . import engines
-from .engines import CANARY_LEVELS, ENGINES, Engine
+from .engines import CANARY_LEVELS, Engine
 from .program import MotionProgram
 from .sampling import sample_program
 
 __all__ = ["check_engines", "ensure_engine", "EngineReport", "EngineResult", "EngineCheckWarning", "CHECKED",
            "SKIP_ENV", "TOLERANCE_LEVELS", "CANARY_SIZE", "canary_config", "canary_program", "clear_cache"]
 
-CHECKED = tuple(e.name for e in ENGINES if e.name != "reference")   # the engines checked against the reference
+CHECKED = tuple(e.name for e in engines.ENGINES if e.name != "reference")   # the engines checked against the reference
 SKIP_ENV = "PMG_DALI_SKIP_ENGINE_CHECK"
 TOLERANCE_LEVELS = CANARY_LEVELS      # the engines' default (pmg_dali.engines.Tolerance.canary_levels)
 CANARY_SIZE = (19, 35)          # odd, H != W; partial tiles of the fused kernel on both axes

@@ -26,6 +26,7 @@ from ._checks import check_choice
 __all__ = ["Engine", "Tolerance", "ENGINES", "NAMES", "RENDERERS", "engine", "auto_engine", "CANARY_LEVELS"]
 
 CANARY_LEVELS = 2.0     # the self-check's default bound, in uint8 levels (Tolerance.canary_levels)
+OPS = ("render", "augment")    # what an engine may do: still images, real clips
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Engine:
         """The engine's function for ``op`` (``"render"`` or ``"augment"``), looked up through its module
         now (what the module holds at this moment: a test may replace it). Raises ImportError when the
         engine's package is missing and ``NotImplementedError`` when it has no such operation."""
-        path = {"render": self.render, "augment": self.augment}[check_choice("op", op, ("render", "augment"))]
+        path = {"render": self.render, "augment": self.augment}[check_choice("op", op, OPS)]
         if path is None:
             raise NotImplementedError(f"the {self.name!r} engine has no {op!r}")
         module, attribute = path.split(":")
@@ -99,14 +100,16 @@ class Engine:
         """Whether the module it needs (:attr:`requires`) can be imported."""
         return self.requires is None or _found(self.requires)
 
-    def runs_on(self, device: torch.device) -> bool:
+    def runs_on(self, device) -> bool:
         """Whether it renders on ``device`` (its type), counting :attr:`interpreter`."""
+        device = torch.device(device)
         if device.type in self.devices:
             return True
         return device.type == "cpu" and self.interpreter is not None and os.environ.get(self.interpreter) == "1"
 
-    def unavailable(self, device: torch.device, config=None) -> str:
+    def unavailable(self, device, config=None) -> str:
         """Why it cannot render on ``device`` (under ``config``), or ``""`` when it can."""
+        device = torch.device(device)
         if not self.runs_on(device):
             where = " or ".join("a CUDA device" if d == "cuda" else f"a {d} device" for d in self.devices)
             extra = f" (on the CPU through {self.interpreter}=1)" if self.interpreter else ""
@@ -153,7 +156,7 @@ def auto_engine(device: torch.device, size: tuple[int, int], op: str = "render")
     """The engine ``renderer="auto"`` picks for ``op`` on ``device`` for frames of ``size``: the first row
     whose :attr:`Engine.auto` holds the device type, that is installed, has ``op`` and whose
     :attr:`Engine.auto_min_pixels` the frames reach; else ``"reference"``."""
-    device = torch.device(device)
+    device, op = torch.device(device), check_choice("op", op, OPS)
     for row in ENGINES:
         if (device.type in row.auto and row.installed() and getattr(row, op) is not None
                 and size[0] * size[1] >= row.auto_min_pixels):

@@ -9,12 +9,11 @@ from . import render as reference
 from ._checks import check_choice
 from .config import PMGConfig
 from .engine_check import ensure_engine
-from .engines import RENDERERS, auto_engine, engine
+from .engines import OPS, RENDERERS, auto_engine, engine
 from .program import MotionProgram
 from .sampling import sample_program
 
 __all__ = ["PseudoMotion", "RENDERERS"]
-
 
 
 class PseudoMotion(nn.Module):
@@ -52,6 +51,9 @@ class PseudoMotion(nn.Module):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
         self.config = config
         self.renderer = check_choice("renderer", renderer, RENDERERS)
+        if renderer != "auto" and config.recursion not in engine(renderer).recursions:
+            raise ValueError(f"`config.recursion` must be one of {engine(renderer).recursions} for "
+                             f"renderer={renderer!r}, but got {config.recursion!r}")
 
     def extra_repr(self) -> str:
         c = self.config
@@ -104,7 +106,7 @@ class PseudoMotion(nn.Module):
         """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
         ``device``, before its self-check: ``renderer``, or for ``"auto"`` the table's choice
         (:func:`pmg_dali.engines.auto_engine`); the reference where the engine lacks the operation."""
-        device = torch.device(device)
+        device, op = torch.device(device), check_choice("op", op, OPS)
         if self.renderer == "auto":
             return auto_engine(device, self.config.size, op)
         return self.renderer if getattr(engine(self.renderer), op) is not None else "reference"

@@ -16,6 +16,7 @@ order, those of a transform that pastes (cutmix) last; the mix.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,8 @@ class MotionParams:
             alpha) for frame Mixup, the fraction of pixels kept for VideoMix; ``box`` (B, 4) the VideoMix
             cuboid ``(x0, y0, x1, y1)`` (frame pixel edges, whole pixels), None for frame Mixup.
         device: where the numbers were drawn (the program's device unless told otherwise).
+        drawn_for: what of the config the parameters were drawn for (:func:`drawn_for`):
+            :func:`compile_program` refuses another config.
 
     ``params["zoom"]`` is ``params.params["zoom"]``; :meth:`picked` gives the rows of the clips that drew
     a transform.
@@ -80,6 +83,7 @@ class MotionParams:
     params: dict[str, Params]
     mix: dict[str, np.ndarray | None] | None
     device: torch.device
+    drawn_for: tuple = ()
 
     def __getitem__(self, name: str) -> Params:
         return self.params[name]
@@ -133,13 +137,26 @@ def sample_params(cfg: PMGConfig, batch_size: int, generator: torch.Generator | 
     drawn = {name: TABLE[name].sample(cfg, draw) for name in order}
     mix = sample_mix(cfg, draw) if cfg.mixup is not None else None
     return MotionParams(transform=which.cpu().numpy(), params={name: drawn[name] for name in cfg.transforms},
-                        mix=mix, device=device)
+                        mix=mix, device=device, drawn_for=drawn_for(cfg))
+
+
+def drawn_for(cfg: PMGConfig) -> tuple:
+    """What of ``cfg`` shapes drawn parameters: every field but the output format (layout, dtype,
+    normalisation, padding) and the recursion, which a program does not depend on."""
+    free = {"layout", "dtype", "normalize", "mean", "std", "padding_mode", "recursion"}
+    return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name not in free)
 
 
 def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> MotionProgram:
     """The :class:`MotionProgram` of drawn ``params`` (draws nothing): each transform's
     :class:`~pmg_dali.transforms.Motion` (its record's ``matrices``), each clip's rows picked, the
     recursion evaluated in closed form. Moved to ``device`` (default: ``params.device``)."""
+    if not isinstance(params, MotionParams):
+        raise TypeError(f"`params` must be MotionParams, but got {type(params).__name__}")
+    if params.drawn_for != drawn_for(cfg):
+        theirs = dict(params.drawn_for)
+        differ = [name for name, value in drawn_for(cfg) if theirs.get(name, value) != value or name not in theirs]
+        raise ValueError(f"`params` were drawn for another config: {', '.join(differ)} differ from `cfg`'s")
     b, t = len(params.transform), cfg.num_frames
     motions = [TABLE[name].matrices(cfg, params[name]) for name in cfg.transforms]
     rows, picked = np.arange(b), params.transform

@@ -67,7 +67,6 @@ WILD = dict(affine_degrees=25.0, affine_translate=0.2, affine_scale=(0.85, 1.15)
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 HAS_CUDA = torch.cuda.is_available()
 HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
 COLOUR = {"fade", "color_jitter"}      # the transforms with colour matrices
 ULP = {torch.float32: 0.0, torch.float16: 2 ** -10, torch.bfloat16: 2 ** -7}   # relative spacing of the dtype
 
@@ -81,7 +80,8 @@ def _dali_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """DALI's own resize of ``images`` (B, 3, H, W) to ``size``: float32 in [0, 1], read back through the
     DALI engine as the frame of an identity program (sampled at pixel centres: the source itself)."""
     cfg = PMGConfig(num_frames=1, size=size, transforms=("identity",), mixup=None, normalize=False)
-    return engines.engine("dali").function()(images, sample_program(cfg, images.shape[0]), cfg)[:, :, 0]
+    program = sample_program(cfg, images.shape[0], generator=torch.Generator().manual_seed(0))
+    return engines.engine("dali").function()(images, program, cfg)[:, :, 0]
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def test_table_rows():
         engines.engine("cpu").function("draw")
 
 
-def test_availability():
+def test_availability(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert engines.engine("cpu").unavailable(cuda) == "needs a cpu device, not cuda"
     assert "needs a CUDA device (on the CPU through TRITON_INTERPRET=1)" in engines.engine("fused").unavailable(cpu)
@@ -121,7 +122,8 @@ def test_auto_order():
 
 
 @pytest.mark.parametrize("renderer", engines.RENDERERS)
-def test_module_renderer_selection(renderer):
+def test_module_renderer_selection(renderer, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cfg = PMGConfig(transforms=("zoom", "affine"), num_frames=3, size=(19, 26))
     gen = PseudoMotion(cfg, renderer=renderer)
     assert f"renderer={renderer!r}" in repr(gen)
@@ -153,6 +155,11 @@ def test_auto_picks_the_cpu_renderer_on_cpu_from_48_squared():
 
 
 def test_renderer_must_be_known():
+    with pytest.raises(ValueError, match=r"`config.recursion` must be one of \('composed',\) for renderer='dali', "
+                                         r"but got 'iterative'"):
+        PseudoMotion(PMGConfig(recursion="iterative"), renderer="dali")
+    with pytest.raises(ValueError, match="`op` must be one of"):
+        PseudoMotion(PMGConfig()).engine("cpu", "draw")
     with pytest.raises(ValueError, match=r"`renderer` must be one of \('auto', 'reference', 'cpu', 'fused', 'dali'\), "
                                          r"but got 'numpy'"):
         PseudoMotion(PMGConfig(), renderer="numpy")

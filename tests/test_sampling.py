@@ -147,6 +147,13 @@ def test_program_is_compiled_from_the_parameters_without_drawing():
     rows, picked = params.picked("affine")
     assert np.array_equal(rows, np.flatnonzero(params.transform == TRANSFORMS.index("affine")))
     assert np.array_equal(picked["angle"], params["affine"]["angle"][rows])
+    # the output format may differ; what the parameters were drawn for may not
+    same = compile_program(cfg.replace(dtype=torch.uint8, layout="BTCHW", padding_mode="border"), params)
+    assert torch.equal(same.homography, a.homography)
+    with pytest.raises(ValueError, match="`params` were drawn for another config: num_frames, cutmix_scale differ"):
+        compile_program(cfg.replace(num_frames=T + 1, cutmix_scale=(0.3, 0.4)), params)
+    with pytest.raises(TypeError, match="`params` must be MotionParams, but got dict"):
+        compile_program(cfg, {})
 
 
 def test_draws_follow_the_documented_order():
