@@ -86,7 +86,7 @@ BLOCK, NUM_WARPS = (8, 32), 2
 def _fold(v, n, PAD: tl.constexpr):
     """A source coordinate along an axis of ``n`` pixels after the padding rule: zeros leaves it,
     border clips it to [0, n - 1], reflection mirrors it about the centres 0 and n - 1, then clips.
-    Restates ``grid_sample``'s ``padding_mode`` with ``align_corners=True`` (render.warp_frames); ``PAD`` is
+    Restates ``grid_sample``'s ``padding_mode`` with ``align_corners=True`` (geometry.warp_frames); ``PAD`` is
     a rules.PADDING_CODES code."""
     hi = (n - 1).to(tl.float32)
     if PAD == _REFLECTION:
@@ -150,7 +150,7 @@ def _split(v, n):
 def _bilinear(src_ptr, base, H, W, sx, sy, lane, SOURCE: tl.constexpr):
     """(r, g, b) of the source image at element offset ``base`` (int64) sampled bilinearly at
     (sx, sy); taps outside are zero. Restates ``grid_sample``'s bilinear read, ``align_corners=True``
-    (render.warp_frames)."""
+    (geometry.warp_frames)."""
     x0, x0f, wx = _split(sx, W)
     y0, y0f, ny = _split(sy, H)
     ex = (x0f + 1.0) - sx

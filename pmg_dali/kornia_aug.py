@@ -37,7 +37,8 @@ from kornia.constants import Resample
 
 from .config import PMGConfig
 from .program import MotionProgram
-from .render import apply_color, warp_frames
+from .geometry import warp_frames
+from .render import apply_color
 from .sampling import COLOR_TRANSFORMS, sample_program
 
 __all__ = ["PseudoMotionAugmentation", "PseudoMotionParameters"]
@@ -146,7 +147,7 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
 
     def _warp(self, input: torch.Tensor, transform: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
         """Each row of ``input`` (N, C, H, W) warped by its (N, 3, 3) source -> output matrix: the
-        reference's :func:`pmg_dali.render.warp_frames`, each row a one-frame clip."""
+        reference's :func:`pmg_dali.geometry.warp_frames`, each row a one-frame clip."""
         if input.shape[0] == 0:
             return input.clone()
         return warp_frames(input, transform[:, None], padding_mode, mode=mode)[:, :, 0]
