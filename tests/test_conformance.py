@@ -367,23 +367,24 @@ def assert_conforms(engine: Engine, clips: torch.Tensor, expect: torch.Tensor, c
             f"{float(got[where]):.6g} vs {float(ref[where]):.6g}")
 
 
-def check_case(engine: Engine, case: Case, op: str = "render", **options) -> None:
-    """The engine's clips of ``case`` within its tolerance of the reference's (the reference row: the
-    contract alone)."""
-    cfg, program = case.config, case.program()
+def check_case(engine: Engine, case: Case, op: str = "render", program: MotionProgram | None = None,
+               **options) -> torch.Tensor:
+    """The engine's clips of ``case`` (of ``program``, default the case's) within its tolerance of the
+    reference's (the reference row: the contract alone); returns them."""
+    cfg, program = case.config, case.program() if program is None else program
     x = case.inputs(video=op == "augment")
     clips = call(engine, op, x, program, cfg, **options)
     if engine.name != "reference":
         assert_conforms(engine, clips, expected(engine, op, x, program, cfg), cfg, f"{op} {case.id}")
+    return clips
 
 
 # ---- tests ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine,case", grid("test_every_transform"))
 def test_every_transform(engine, case):
-    check_case(engine, case)
+    clips = check_case(engine, case).double()
     if case.transforms != ("identity",):     # the program moves something: not one frame repeated
-        clips = call(engine, "render", case.inputs(), case.program(), case.config).double()
         first, last = (clips[:, :, i] if case.layout == "BCTHW" else clips[:, i] for i in (0, -1))
         assert (first - last).abs().max() > 0.04 * (255 if case.output == "uint8" else 1), case.id
 
@@ -392,16 +393,13 @@ def test_every_transform(engine, case):
 def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
     """A patch cut flush with the partner's top-left corner (its first pixel centre on the patch's box
     corner): its edge pixels are replicated, as every engine must, not blended with black."""
-    cfg, program = case.config, case.program()
+    program = case.program()
     moved = program.paste_homography.clone()          # partner -> frame: a shift by (box corner - cut)
     moved[..., :2, 2] = program.paste_box[..., :2] + 0.5                  # the cut at (-0.5, -0.5)
     program = dataclasses.replace(program, paste_homography=moved)
     corner = program.paste_box[:, 0, :2] - program.paste_homography[:, 0, :2, 2]
     torch.testing.assert_close(corner, torch.full_like(corner, -0.5), atol=1e-4, rtol=0)
-    x = case.inputs()
-    clips = call(engine, "render", x, program, cfg)
-    if engine.name != "reference":
-        assert_conforms(engine, clips, expected(engine, "render", x, program, cfg), cfg, case.id)
+    check_case(engine, case, program=program)
 
 
 @pytest.mark.parametrize("engine,case", grid("test_features"))
