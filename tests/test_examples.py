@@ -535,6 +535,7 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("transfer.py", ["--conditions=pmg,video"], "--conditions must be distinct items of pmg, identity"),
     ("transfer.py", ["--embed_dim=30"], "--embed_dim / --decoder_embed_dim must be multiples of --num_heads"),
     ("transfer.py", ["--pretrain_lr=inf"], "--pretrain_lr must be a finite number > 0, but got inf"),
+    ("transfer.py", ["--dry=maybe"], "--dry must be True or False (default False), but got 'maybe'"),
 ]
 CLI_CASES = r'''
 import contextlib, io, json, runpy, sys
