@@ -36,11 +36,13 @@ import torch
 
 from ._checks import check_choice, check_int, check_seed
 from .config import PADDING_MODES, PMGConfig
+from .engines import engine
 from .geometry import dali_map
 from .program import MotionProgram
 from .rules import PASTE_PADDING, FrameTables, frame_tables
-from .sampling import COLOR_TRANSFORMS, sample_program
+from .sampling import sample_program
 from .seeding import batch_generators
+from .transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS
 
 __all__ = ["GraphMotion", "dali_dtype", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "render_motion", "Variant", "tables_variant", "config_variant", "program_arrays",
@@ -253,9 +255,9 @@ def config_variant(config: PMGConfig) -> Variant:
     ``warp_perspective`` reflects), colour when a colour transform is drawn, the paste with cutmix,
     and the Mixup of ``config.mixup`` (frame Mixup fed one lambda per frame, per-clip lambdas repeated)."""
     mix = {None: None, "frame": "frame", "videomix": "box"}[config.mixup]
-    return Variant(perspective="perspective" in config.transforms or config.padding_mode == "reflection",
-                   color=bool(COLOR_TRANSFORMS & set(config.transforms)), paste="cutmix" in config.transforms,
-                   mix=mix)
+    drawn = set(config.transforms)
+    return Variant(perspective="perspective" in drawn or config.padding_mode == "reflection",
+                   color=bool(COLOR_TRANSFORMS & drawn), paste=bool(PASTE_TRANSFORMS & drawn), mix=mix)
 
 
 def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarray]:
@@ -274,9 +276,8 @@ def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarra
     def as_array(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
         return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
 
-    missing = [name for name, lost in (("perspective", not variant.perspective and _projective(tables)),
-                                       ("color", not variant.color and not bool(tables.plain_color.all())),
-                                       ("paste", not variant.paste and _pastes(tables))) if lost]
+    need = tables_variant(tables, "zeros")          # what the program itself needs
+    missing = [part for part in ("perspective", "color", "paste") if getattr(need, part) and not getattr(variant, part)]
     mode = tables.mix_mode
     if mode != variant.mix and not (variant.mix == "frame" and mode == "clip"):
         missing.append(f"mix {mode!r}")
@@ -326,13 +327,13 @@ class ProgramFeed:
     """
 
     def __init__(self, config: PMGConfig, batch_size: int, seed: int = 0, shard_id: int = 0,
-                 batches_per_epoch: int | None = None, variant: Variant | None = None):
+                 batches_per_epoch: int | None = None):
         self.config = check_config(config)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed, self.shard_id = check_seed(seed), check_int("shard_id", shard_id, 0)
         self.batches_per_epoch = None if batches_per_epoch is None else check_int("batches_per_epoch",
                                                                                  batches_per_epoch, 1)
-        self.variant = config_variant(config) if variant is None else variant
+        self.variant = config_variant(config)
         self.names = self.variant.names()
 
     def __repr__(self) -> str:
@@ -355,8 +356,10 @@ def check_config(config) -> PMGConfig:
     """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
     if not isinstance(config, PMGConfig):
         raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-    if config.recursion != "composed":
-        raise ValueError(f"`config.recursion` must be 'composed' for the DALI engine, but got {config.recursion!r}")
+    recursions = engine("dali").recursions
+    if config.recursion not in recursions:
+        raise ValueError(f"`config.recursion` must be {' or '.join(map(repr, recursions))} for the DALI engine, "
+                         f"but got {config.recursion!r}")
     return config
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._checks import check_int
+from .procedural import to_uint8
 
 __all__ = ["write_gif", "clip_sheet"]
 
@@ -67,5 +68,5 @@ def clip_sheet(rows) -> np.ndarray:
     if sheet.dtype != torch.uint8:
         if not sheet.is_floating_point():
             raise TypeError(f"`rows` must be uint8 or float tensors, but got {sheet.dtype}")
-        sheet = (sheet.float() * 255).round().clamp(0, 255).byte()
+        sheet = to_uint8(sheet.float())
     return sheet.permute(1, 2, 3, 0).cpu().numpy()

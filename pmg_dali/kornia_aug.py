@@ -39,7 +39,8 @@ from .config import PMGConfig
 from .program import MotionProgram
 from .geometry import warp_frames
 from .render import apply_color
-from .sampling import COLOR_TRANSFORMS, sample_program
+from .sampling import sample_program
+from .transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS
 
 __all__ = ["PseudoMotionAugmentation", "PseudoMotionParameters"]
 
@@ -114,7 +115,7 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
         config = PMGConfig(mixup=None) if config is None else config
         if not isinstance(config, PMGConfig):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-        if "cutmix" in config.transforms or config.mixup is not None:
+        if PASTE_TRANSFORMS & set(config.transforms) or config.mixup is not None:
             raise ValueError(f"`config` must have no 'cutmix' transform and mixup=None (use kornia's "
                              f"RandomCutMixV2 / RandomMixUpV2 in the container), but got "
                              f"transforms={config.transforms} and mixup={config.mixup!r}")

@@ -23,7 +23,6 @@ from .config import PMGConfig
 from .geometry import warp_frames
 from .program import MotionProgram
 from .rules import PASTE_PADDING, mix_layers, paste_layer
-from .rules import box_mask  # noqa: F401  (the box rule, still importable from here)
 
 __all__ = ["to_float_images", "to_float_video", "warp_frames", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "render_clips", "render", "augment_clips", "augment"]

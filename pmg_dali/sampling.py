@@ -26,10 +26,8 @@ from ._checks import check_device, check_generator, check_int
 from .config import PMGConfig
 from .geometry import eye, matrix_powers
 from .program import MotionProgram
-from .transforms import TABLE, Params, affine_matrices, affine_steps, framing_params
+from .transforms import COLOR_TRANSFORMS, TABLE, Params, affine_matrices, affine_steps, framing_params
 # read from here by other modules: the colour list (kornia_aug), the framing search, the table
-from .transforms import (COLOR_TRANSFORMS, FIT_STEPS, SAMPLERS, excess, fit_step, narrow,  # noqa: F401
-                         view_extent)
 
 __all__ = ["sample_program", "sample_params", "compile_program", "MotionParams", "Draw", "sample_mix",
            "affine_motion"]

@@ -160,7 +160,7 @@ def visible_layers(program: MotionProgram, size) -> torch.Tensor:
     ``mix_box[b]``. Frame Mixup blends both clips at every pixel; the layer given is that of the clip
     weighted at least 1/2 (the clip's own when ``mix_lambda >= 0.5``), the one :func:`flow_targets`
     follows. ``size``: ``int`` or ``(H, W)`` of the rendered frames. On ``program.device``."""
-    _check_program(program)
+    check_motion_program(program)
     return _mixed_layers(program, _unmixed_layers(program, parse_size(size)))
 
 
@@ -223,7 +223,7 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
         ``program.device``. T = 1 gives empty tensors.
     """
     size = parse_size(size)
-    _check_program(program)
+    check_motion_program(program)
     unmixed = _unmixed_layers(program, size)
     flow, valid = _unmixed_flow(program, size, unmixed)
     if program.mix_index is None:
@@ -268,7 +268,7 @@ def track_points(program: MotionProgram, points: torch.Tensor, size=None) -> tup
     Returns:
         positions (B, T, N, 2) float32 and visible (B, T, N) bool, on ``program.device``.
     """
-    _check_program(program)
+    check_motion_program(program)
     if not isinstance(points, torch.Tensor):
         raise TypeError(f"`points` must be a torch.Tensor, but got {type(points).__name__}")
     b = program.batch_size
@@ -344,10 +344,6 @@ def batch_targets(program: MotionProgram, targets: tuple[str, ...], size, stride
     return out
 
 
-def _check_program(program) -> None:
-    check_motion_program(program)
-
-
 # ---- annotations of real clips moved by PseudoMotion.augment ---------------------------------------------------
 def _check_frames(name: str, x, program: MotionProgram, shape: str, trailing: int) -> None:
     """``x`` is a tensor (B, T, ...) with B, T the program's and ``trailing`` more dimensions."""
@@ -376,7 +372,7 @@ def warp_masks(masks: torch.Tensor, program: MotionProgram, fill: float = 0) -> 
     Returns:
         masks of the input's shape, dtype and device.
     """
-    _check_program(program)
+    check_motion_program(program)
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"`masks` must be a torch.Tensor, but got {type(masks).__name__}")
     if masks.ndim == 4:
@@ -408,7 +404,7 @@ def warp_keypoints(keypoints: torch.Tensor, program: MotionProgram, size=None) -
         same for y; with ``size``) and not under the cutmix patch or the VideoMix box. Keypoints the
         partner's pixels carry into the patch are the partner's (``positions[paste_index]``).
     """
-    _check_program(program)
+    check_motion_program(program)
     _check_frames("keypoints", keypoints, program, "(B, T, N, 2)", 2)
     if keypoints.shape[-1] != 2:
         raise ValueError(f"`keypoints` must have shape (B, T, N, 2), but got {tuple(keypoints.shape)}")
@@ -450,7 +446,7 @@ def warp_boxes(boxes: torch.Tensor, program: MotionProgram, size) -> tuple[torch
         fraction of the enclosing box's area inside the frame and not under the cutmix patch or the
         VideoMix box (0 for an empty box).
     """
-    _check_program(program)
+    check_motion_program(program)
     _check_frames("boxes", boxes, program, "(B, T, N, 4)", 2)
     if boxes.shape[-1] != 4:
         raise ValueError(f"`boxes` must have shape (B, T, N, 4), but got {tuple(boxes.shape)}")

@@ -15,9 +15,10 @@ A record is everything the package knows about a transform:
 - ``pastes``: whether it pastes a moving patch of a partner clip (the program has one paste: cutmix).
 
 The lists of transforms are read from the table: :data:`TRANSFORMS` (``PMGConfig``'s choices, in table
-order), :data:`SAMPLERS`, :data:`COLOR_TRANSFORMS`; ``PMGConfig`` checks each record's fields and
-:mod:`pmg_dali.sampling` draws and compiles a batch through it. A new transform is one more record here,
-plus its intensity keywords declared on ``PMGConfig`` (typed fields, documented there and in the README).
+order), :data:`SAMPLERS`, :data:`COLOR_TRANSFORMS`, :data:`PASTE_TRANSFORMS`; ``PMGConfig`` checks each
+record's fields and :mod:`pmg_dali.sampling` draws and compiles a batch through it. A new transform is one
+more record here, plus its intensity keywords declared on ``PMGConfig`` (typed fields, documented there and
+in the README).
 
 Samplers draw through ``draw``, the random source of one batch (:class:`pmg_dali.sampling.Draw`:
 ``draw.batch`` B, ``draw.uniform(low, high, *shape)`` (B, *shape) float64, ``draw.shift()`` (B,) partner
@@ -39,6 +40,7 @@ import torch
 from .geometry import affine_step_matrix, color_jitter_matrix, eye, scale_matrix, translation_matrix
 
 __all__ = ["Transform", "ConfigField", "Motion", "Paste", "TABLE", "TRANSFORMS", "SAMPLERS", "COLOR_TRANSFORMS",
+           "PASTE_TRANSFORMS",
            "view_extent", "fit_strength", "framing_params", "fit_step", "narrow", "excess", "FIT_STEPS",
            "affine_steps", "perspective_steps"]
 
@@ -460,3 +462,4 @@ TABLE: dict[str, Transform] = {t.name: t for t in (
 TRANSFORMS = tuple(TABLE)                                              # PMGConfig's choices, in table order
 SAMPLERS = {name: t.sample for name, t in TABLE.items()}
 COLOR_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.colors)
+PASTE_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.pastes)
