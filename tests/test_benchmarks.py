@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -31,34 +30,8 @@ REFACTORED = [
 ENV_KEYS = {"device", "date", "torch", "kornia", "dali", "triton", "cpu_count", "cpu_affinity"}
 
 
-RUNNER = r'''
-import contextlib, io, json, os, runpy, sys, traceback
-
-out = []
-for argv in json.loads(sys.argv[1]):
-    std, err, code = io.StringIO(), io.StringIO(), 0
-    try:
-        with contextlib.redirect_stdout(std), contextlib.redirect_stderr(err):
-            if argv[0] == "-m":
-                sys.argv = argv[1:]
-                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-            else:                      # as `python script.py`: the script's folder first on the path
-                sys.argv, sys.path[0] = list(argv), os.path.dirname(os.path.abspath(argv[0]))
-                runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as exc:          # as the interpreter does: a message is printed, status 1
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if not isinstance(exc.code, (int, type(None))):
-            err.write(str(exc.code) + "\n")
-    except BaseException:
-        code = 1
-        err.write(traceback.format_exc())
-    out.append([code, std.getvalue(), err.getvalue()])
-print(json.dumps(out))
-'''
-
-
 @pytest.fixture(scope="module")
-def scripts(tmp_path_factory) -> dict:
+def scripts(tmp_path_factory, one_process) -> dict:
     """Every benchmark script's quick CPU run, one after the other in one process (torch, kornia, DALI
     imported once; ``run`` each would start a process): name -> (exit status, stdout, stderr), and
     ``"out"``: the folder they wrote to."""
@@ -83,11 +56,7 @@ def scripts(tmp_path_factory) -> dict:
         "session unknown step": ["benchmarks/gpu_session.py", "--dry", "--only", "render,nope"],
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(list(runs.values()))], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"out": out, **dict(zip(runs, results))}
+    return {"out": out, **dict(zip(runs, one_process(list(runs.values()), ROOT, env)))}
 
 
 def ran(scripts: dict, name: str) -> str:

@@ -2,7 +2,6 @@
 runtime (lr rule, checkpoints, threads) and CPU runs of pretrain.py / finetune.py (subprocesses,
 tiny sizes): smoke, exact resume, a refused pickled payload, --help, signals."""
 import csv
-import json
 import math
 import os
 import pickle
@@ -289,13 +288,13 @@ def test_config_overrides():
 
 def test_help_lists_every_key_with_default_and_comment(cli):
     for script, message in HELP_BAD.items():
-        code, stderr, stdout = cli[script, "help"]
+        code, stdout, stderr = cli[script, "help"]
         assert code == 0 and stderr == "" and "usage: python " + script in stdout
         line = next(x for x in stdout.splitlines() if x.strip().startswith("--base_lr="))
         assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
         for key in ("batch_size", "device", "seed", "out_dir", "resume"):
             assert f"--{key}=" in stdout
-        bad_code, bad_stderr, _ = cli[script, "bad"]
+        bad_code, _, bad_stderr = cli[script, "bad"]
         assert bad_code != 0 and message[1] in bad_stderr and "Traceback" not in bad_stderr
 
 
@@ -367,7 +366,7 @@ class Payload:
 
 
 def test_checkpoint_with_pickled_code_is_refused(cli):
-    (code, stderr, _), (init_code, init_stderr, _) = cli["pickled", "resume"], cli["pickled", "init"]
+    (code, _, stderr), (init_code, _, init_stderr) = cli["pickled", "resume"], cli["pickled", "init"]
     assert code != 0 and "refusing to load" in stderr and "Traceback" not in stderr
     assert init_code != 0 and "--init=" in init_stderr and "refusing to load" in init_stderr
     root = cli["root"]
@@ -537,34 +536,15 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("transfer.py", ["--pretrain_lr=inf"], "--pretrain_lr must be a finite number > 0, but got inf"),
     ("transfer.py", ["--dry=maybe"], "--dry must be True or False (default False), but got 'maybe'"),
 ]
-CLI_CASES = r'''
-import contextlib, io, json, runpy, sys
-
-out = []
-for script, flags in json.loads(sys.argv[1]):
-    sys.argv, err, std = [script, *flags], io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
-            runpy.run_path(script, run_name="__main__")
-        code = 0
-    except SystemExit as exc:          # as the interpreter does: a message is printed, status 1
-        code = exc.code if isinstance(exc.code, int) else 1
-        if not isinstance(exc.code, int):
-            err.write(str(exc.code) + "\n")
-    out.append([code, err.getvalue(), std.getvalue()])
-print(json.dumps(out))
-'''
-
-
 HELP_BAD = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
             "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}
 
 
 @pytest.fixture(scope="module")
-def cli(pretrained, tmp_path_factory) -> dict:
+def cli(pretrained, tmp_path_factory, one_process) -> dict:
     """Every case of this module that runs an example to a quick exit (help, bad values, bad checkpoints),
-    in one process (:func:`cli_runs`): ``(exit status, stderr, stdout)`` by case, and ``"root"``: their
-    folder."""
+    in one process (``one_process``, conftest.py): ``(exit status, stdout, stderr)`` by case, and ``"root"``:
+    their folder."""
     root, (out, _) = tmp_path_factory.mktemp("cli"), pretrained
     cases = {(script, kind): [script, [flag]] for script, (bad, _) in HELP_BAD.items()
              for kind, flag in (("help", "--help"), ("bad", bad))}
@@ -585,20 +565,14 @@ def cli(pretrained, tmp_path_factory) -> dict:
     cases.update({("pickled", "resume"): ["pretrain.py", [*resume, f"--out_dir={root / 'pickled'}"]],
                   ("pickled", "init"): ["finetune.py", [f"--init={root / 'pickled' / 'ckpt.pt'}", "--device=cpu",
                                                         "--data_root=/nonexistent", f"--out_dir={root / 'ft'}"]]})
-    return {"root": root, **dict(zip(cases, cli_runs(list(cases.values()))))}
-
-
-def cli_runs(cases: list) -> list:
-    """(exit status, stderr, stdout) of each (script, flags) run in one process (torch is imported once)."""
-    result = subprocess.run([sys.executable, "-c", CLI_CASES, json.dumps(cases)], cwd=EXAMPLE, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    runs = one_process([[script, *flags] for script, flags in cases.values()], EXAMPLE,
+                       {**os.environ, "OMP_NUM_THREADS": "1"})
+    return {"root": root, **dict(zip(cases, runs))}
 
 
 def test_every_bad_value_is_one_line_and_exit_2(cli):
     for k, (script, flags, message) in enumerate(BAD_VALUES):
-        code, stderr, _ = cli["bad value", k]
+        code, _, stderr = cli["bad value", k]
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
 
 
@@ -610,5 +584,5 @@ def test_bad_checkpoints_are_named(cli):
                 "batch": "was written with other data settings: `state` was taken with batch_size=2, but this "
                          "loader has batch_size=1"}
     for name, message in expected.items():
-        code, stderr, _ = cli["checkpoint", name]
+        code, _, stderr = cli["checkpoint", name]
         assert code != 0 and message in stderr and "Traceback" not in stderr, stderr
