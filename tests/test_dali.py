@@ -286,6 +286,12 @@ def image_folder(tmp_path_factory):
     return root
 
 
+def good_files(image_folder) -> list[str]:
+    """The 6 good images of :func:`image_folder` (its broken files left out, without decoding anything)."""
+    return [f for f in _dali().list_image_files(image_folder, validate="none")
+            if "bad" not in f and "truncated" not in f]
+
+
 def test_list_image_files_validation(image_folder):
     dali = _dali()
     with pytest.warns(RuntimeWarning, match="bad.jpg") as record:
@@ -417,8 +423,7 @@ def test_pipelines_take_every_transform(image_folder, pipeline, transforms):
     cfg = PMGConfig(num_frames=T, size=(16, 24), transforms=transforms, mixup=None, dtype=torch.uint8,
                     layout="BTCHW")
     if pipeline == "folder":
-        files = [f for f in dali.list_image_files(image_folder, validate="none") if "bad" not in f
-                 and "truncated" not in f]
+        files = good_files(image_folder)
         pipe = dali.folder_pipeline(None, cfg, 3, device_id=None, files=files, num_threads=1)
         it = DALIGenericIterator(pipe, ["video", "index"], reader_name="Reader")
     else:
@@ -497,8 +502,7 @@ def test_pipelines_restore_from_a_dali_checkpoint(image_folder, pipeline):
     cfg = PMGConfig(num_frames=T, size=(16, 16), transforms=TRANSFORMS, mixup="frame", dtype=torch.uint8)
     source = TensorImages(torch.randint(0, 256, (6, 3, 20, 24), dtype=torch.uint8,
                                         generator=torch.Generator().manual_seed(0)))
-    files = [f for f in dali.list_image_files(image_folder, validate="none") if "bad" not in f
-             and "truncated" not in f]
+    files = good_files(image_folder)
 
     def make(**kw):
         if pipeline == "folder":

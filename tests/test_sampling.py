@@ -8,7 +8,7 @@ import torch
 import pmg_dali
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
 from pmg_dali.sampling import Draw, compile_program, sample_params, sample_program
-from pmg_dali.transforms import COLOR_TRANSFORMS, SAMPLERS, TABLE, view_extent
+from pmg_dali.transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS, SAMPLERS, TABLE, view_extent
 
 T, SIZE = 6, (40, 56)
 SIDE = np.array([SIZE[1] - 1, SIZE[0] - 1], dtype=np.float64)      # (x, y) span of the pixel centres
@@ -105,6 +105,7 @@ def test_lists_of_transforms_come_from_the_table():
     assert SAMPLERS == {name: record.sample for name, record in TABLE.items()}
     assert COLOR_TRANSFORMS == {"fade", "color_jitter"} == {n for n, r in TABLE.items() if r.colors}
     assert [n for n, r in TABLE.items() if r.pastes] == ["cutmix"]     # the program has one paste
+    assert PASTE_TRANSFORMS == {"cutmix"}
 
 
 @pytest.mark.parametrize("b", [0, 1, 3])
@@ -563,18 +564,6 @@ def test_cuda_generator_draws_there_and_is_deterministic():
         assert torch.equal(x, b.tensors()[name]), name
     cpu = PseudoMotion(cfg).sample(16, generator=torch.Generator().manual_seed(5))
     assert not torch.equal(a.homography.cpu(), cpu.homography)     # another stream than the CPU's
-
-
-def test_colour_transforms_are_exactly_the_records_with_colour(generator):
-    """sample_program skips the colour maps unless a transform of COLOR_TRANSFORMS is configured:
-    that set must name every record whose colour maps are not the identity."""
-    cfg = PMGConfig(num_frames=T, size=SIZE)
-    draw = Draw(16, generator, torch.device("cpu"))
-    for name, record in TABLE.items():
-        motion = record.matrices(cfg, record.sample(cfg, draw))
-        maps = [m for m in (motion.color_first, motion.color_step) if m is not None]
-        coloured = not all(np.allclose(m, np.eye(4)) for m in maps)
-        assert coloured == (name in COLOR_TRANSFORMS), name
 
 
 def test_angles_are_not_degenerate():
