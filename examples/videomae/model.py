@@ -222,20 +222,24 @@ class VideoMAE(nn.Module):
         patches = patches.flatten(2)                         # (B, N, (t y x) c)
         return patches[mask].reshape(video.shape[0], -1, patches.shape[-1])
 
-    @torch.no_grad()
     def flat_loss(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The loss of the trivial prediction on this batch: every hidden patch flat, each channel at
         its own mean (with ``norm_pix_loss`` the target's mean is 0, so this is about (n - 1) / n for
         n pixels per patch channel). A model learns beyond it only when its loss falls below."""
-        target = self.target(video, mask)
+        return self._flat_loss(self.target(video, mask))
+
+    @torch.no_grad()
+    def _flat_loss(self, target: torch.Tensor) -> torch.Tensor:
         channels = target.reshape(*target.shape[:2], -1, self.cfg.in_chans)      # (B, N_masked, t*y*x, C)
         return (channels - channels.mean(dim=-2, keepdim=True)).square().mean()
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, video: torch.Tensor, mask: torch.Tensor, with_flat: bool = False):
+        """``(loss, pred)``; with ``with_flat`` also :meth:`flat_loss` of the batch, from the same target."""
         check_mask(mask, video.shape[0], self.cfg.num_patches)
         pred = self.decode(self.encoder(video, mask), mask)
-        loss = F.mse_loss(pred.float(), self.target(video, mask))
-        return loss, pred
+        target = self.target(video, mask)
+        loss = F.mse_loss(pred.float(), target)
+        return (loss, pred, self._flat_loss(target)) if with_flat else (loss, pred)
 
     def pixels(self, video: torch.Tensor) -> torch.Tensor:
         """Normalised (B, C, T, H, W) -> float pixels in [0, 1]."""

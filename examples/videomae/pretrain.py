@@ -265,10 +265,10 @@ def main() -> None:
             if ddp:
                 run.require_backward_grad_sync = micro == grad_accum - 1
             with autocast:
-                loss, pred = run(batch["video"], batch["mask"])
+                loss, pred, flat = run(batch["video"], batch["mask"], with_flat=True)
             (loss / grad_accum).backward()
             loss_sum += loss.detach() / grad_accum
-            flat_sum += net.flat_loss(batch["video"], batch["mask"]) / grad_accum
+            flat_sum += flat / grad_accum
         if iter_num == 0 and master and not resume:             # the first batch of clips, side by side
             write_gif(clip_sheet(net.pixels(batch["video"][:8])), os.path.join(out_dir, "clips.gif"))
         if grad_clip > 0:
