@@ -14,8 +14,6 @@ thread count (one per usable core) in every row.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from pathlib import Path
 import torch
 
 import pmg_dali
-from harness import each, timed, write_json   # the benchmarks' one timing loop and JSON writer
+from harness import each, environment, timed, write_json   # the benchmarks' one timing loop and JSON writer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,9 +89,7 @@ def main(argv=None) -> dict:
             for r in ("auto", "reference")}
     if not args.no_demo:
         rows["pretrain.py --demo=True (CPU)"] = loaded(demo_rate(args.demo_iters), args.busy)
-    result = {"device": f"CPU ({os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
-              "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "busy": args.busy,
-              "batch_size": args.batch_size, "rows": rows}
+    result = {**environment("cpu"), "busy": args.busy, "batch_size": args.batch_size, "rows": rows}
     print(f"{result['device']}, {result['date']}, torch {torch.__version__} ({torch.get_num_threads()} threads); "
           f"{args.busy} busy process(es); default program, batch {args.batch_size}, 16 x 224^2\n")
     print("| path | quiet clips/s | beside busy | kept |\n|---|---|---|---|")

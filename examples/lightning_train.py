@@ -1,9 +1,9 @@
 """Lightning: a ``LightningDataModule`` whose train data is a ``PseudoMotionLoader`` (the tests run this file).
 
     pip install -e ".[lightning]"
-    python examples/lightning_train.py --max_epochs 2 --out runs.json                       # one process
+    python examples/lightning_train.py --max_epochs 2 --out runs.json --checkpoint_dir checkpoints  # one process
     python examples/lightning_train.py --devices 2 --strategy ddp --accelerator cpu      # two (gloo on CPU)
-    python examples/lightning_train.py --max_epochs 4 --ckpt_path checkpoints/epoch=0-step=5.ckpt
+    python examples/lightning_train.py --max_epochs 4 --ckpt_path checkpoints/epoch=0-step=5.ckpt   # resumed
 
 ``train_dataloader`` returns the loader itself, built there, after Lightning has started the processes
 (so it takes its rank and world size from ``torch.distributed``). Lightning then does the rest:

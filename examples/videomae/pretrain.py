@@ -109,7 +109,7 @@ config = configure(globals(), _argv, nullable=("mixup",),
 # what each key allows, checked before any work starts (one line and exit 2 otherwise)
 RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1), image_every=integer(1),
              num_images=integer(1), pmg_ratio=number(0, 1), transforms=subset(pmg_dali.TRANSFORMS),
-             mixup=choice(None, "frame", "videomix"), renderer=choice("auto", "reference", "fused", "cpu", "dali"),
+             mixup=choice(*pmg_dali.config.MIXUPS), renderer=choice(*pmg_dali.engines.RENDERERS),
              loader_workers=integer(-1), decoder_embed_dim=integer(1, none=True), decoder_depth=integer(1),
              decoder_num_heads=integer(1, none=True), mask_ratio=number(0, 1, high_open=True), grad_accum=integer(1),
              max_iters=integer(1), max_seconds=number(0), base_min_lr=number(0), warmup_iters=integer(0, none=True),

@@ -29,9 +29,10 @@ import zipfile
 import torch
 import torch.distributed as dist
 from configurator import choice, device_rule, integer, number
+from model import SIZES
 
 # the domains of the keys pretrain.py and finetune.py share (configurator.check; each adds its own)
-SHARED_RULES = dict(model=choice("vit_tiny", "vit_small", "vit_base"), img_size=integer(1), num_frames=integer(1),
+SHARED_RULES = dict(model=choice(*SIZES), img_size=integer(1), num_frames=integer(1),
                     patch_size=integer(1), tubelet_size=integer(1), embed_dim=integer(1, none=True),
                     depth=integer(1, none=True), num_heads=integer(1, none=True), batch_size=integer(1),
                     base_lr=number(0, low_open=True), weight_decay=number(0), device=device_rule(),
