@@ -124,7 +124,8 @@ class PseudoMotionLoader:
         device: where every tensor of a batch is made and returned.
         renderer: the engine that renders the programs, :class:`pmg_dali.PseudoMotion`'s vocabulary
             (:data:`pmg_dali.engines.RENDERERS`): ``"auto"``, ``"reference"``, ``"fused"``, ``"cpu"`` or
-            ``"dali"`` (DALI operators; needs the ``dali`` extra) -- the same programs.
+            ``"dali"`` (DALI operators; needs the ``dali`` extra) -- the same programs. A named engine
+            that cannot render on ``device`` (``"fused"`` on the CPU) is a ValueError here.
             ``backend="torch" | "dali"``, the older name (``"torch"`` is ``"auto"``), still works for
             this release with a ``DeprecationWarning``.
         seed: int >= 0; with the epoch it fixes the order, with (epoch, rank, step) each batch.
@@ -214,6 +215,9 @@ class PseudoMotionLoader:
         self._host = _HostPart(self.config, self.seed, self.rank, self.batch_size, self.mask_ratio, self.patch_size,
                                self.tubelet_size, None if self.real is None else self.real.augment_videos)
         self._render = make_renderer(self.renderer, self.config)
+        if self.renderer != "auto" and not engine(self.renderer).runs_on(self.device):
+            raise ValueError(f"renderer={self.renderer!r} cannot render on device {str(self.device)!r}: it "
+                             f"{engine(self.renderer).unavailable(self.device)} (renderer='auto' picks one that can)")
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
         self._resume = None     # first step of the next pass, set by load_state_dict

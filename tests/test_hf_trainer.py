@@ -84,3 +84,13 @@ def test_gradient_accumulation_resumes_exactly_and_must_divide_the_epoch(tmp_pat
     assert len(rest) == 4 and all(torch.equal(a, b) for a, b in zip(rest, batches[6:]))
     with pytest.raises(ValueError, match=r"`gradient_accumulation_steps` \(3\) must divide the loader's 4 batches"):
         run(tmp_path / "three", loader(), 5, gradient_accumulation_steps=3)
+
+
+@pytest.mark.parametrize("argv", [["--max_steps=0"], ["--max_steps=-3"], ["--save_steps=0"], ["--save_steps=x"]])
+def test_step_flags_below_one_are_refused(argv, capsys):
+    """--max_steps <= 0 is not a step count to the Trainer (it trains its epoch count), nor is 0 an interval."""
+    with pytest.raises(SystemExit) as exit_:
+        hf_trainer.main(argv)
+    assert exit_.value.code == 2
+    flag, value = argv[0].split("=")
+    assert f"argument {flag}: must be an int >= 1, but got {value!r}" in capsys.readouterr().err

@@ -15,9 +15,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import lightning_train  # noqa: E402
 
-pytestmark = pytest.mark.slow     # Lightning runs, one of them two DDP processes
 
 
+@pytest.mark.slow     # Lightning runs
 def test_one_process_epochs_and_exact_resume(tmp_path):
     straight = lightning_train.main(["--max_epochs=3"]).seen
     assert len(straight) == 24                                       # 16 images, batch 2: 8 steps an epoch
@@ -46,6 +46,7 @@ def ddp(tmp_path, name: str, *flags: str) -> list:
     return [json.loads((tmp_path / f"{name}.{rank}").read_text()) for rank in (0, 1)]
 
 
+@pytest.mark.slow     # Lightning runs
 def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
     """Two epochs (saving at step 2 on the way), then a run resumed from that checkpoint: each rank goes
     on with its next batch (the one-process test above also stops a run before resuming it)."""
@@ -56,3 +57,12 @@ def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
         assert not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == list(range(16))
     resumed = ddp(tmp_path, "resumed", f"--ckpt_path={tmp_path / 'ckpt' / 'epoch=0-step=2.ckpt'}")
     assert resumed[0] == ranks[0][2:] and resumed[1] == ranks[1][2:]     # each rank goes on with its next batch
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "five"])
+def test_save_every_below_one_is_refused(value, capsys):
+    """--save_every 0 would save nothing without a word: refused by the parser, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        lightning_train.main([f"--save_every={value}"])
+    assert exit_.value.code == 2
+    assert f"argument --save_every: must be an int >= 1, but got {value!r}" in capsys.readouterr().err

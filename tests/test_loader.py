@@ -397,6 +397,16 @@ def test_invalid_arguments(kwargs, error, match):
         make_loader(**kwargs)
 
 
+def test_renderer_that_cannot_render_on_the_device(monkeypatch):
+    """A named engine is checked against the loader's device at construction, not at the first batch."""
+    pytest.importorskip("triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="renderer='fused' cannot render on device 'cpu': it needs a CUDA device"):
+        make_loader(renderer="fused")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")        # Triton's interpreter renders on the CPU
+    assert make_loader(renderer="fused").renderer == "fused"
+
+
 def test_invalid_step_epoch_and_missing_cuda():
     loader = make_loader()
     with pytest.raises(ValueError, match=r"`step` must be < 4 \(batches per epoch\)"):

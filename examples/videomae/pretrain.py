@@ -116,8 +116,10 @@ RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1
              lr_decay_iters=integer(1, none=True), beta1=number(0, 1, high_open=True),
              beta2=number(0, 1, high_open=True), grad_clip=number(0))
 check(config, RULES)
-if renderer == "fused" and not (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())):
-    raise ConfigError(f"--renderer=fused needs a CUDA --device (the Triton kernel), but got --device={device}")
+_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device   # where it runs
+if renderer != "auto" and not pmg_dali.engines.engine(renderer).runs_on(_device):
+    raise ConfigError(f"--renderer={renderer} cannot render on --device={device}: it "
+                      f"{pmg_dali.engines.engine(renderer).unavailable(_device)}")
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
@@ -163,8 +165,7 @@ def batches(loader):
 
 
 def main() -> None:
-    ddp, rank, world_size, dev = runtime.setup_distributed(
-        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    ddp, rank, world_size, dev = runtime.setup_distributed(_device)
     master, device_type = rank == 0, ("cuda" if dev.startswith("cuda") else "cpu")
     clock = runtime.Clock(max_seconds, ddp, dev, verbose=master)    # time budget; SIGTERM / SIGINT end the step
     if device_type == "cpu":
@@ -326,8 +327,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if demo:                                       # keys given on the command line win
-        _kind = "cuda" if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else "cpu"
-        _preset = {k: v for k, v in DEMO[_kind].items() if k not in given_keys(_argv)}
+        _demo = DEMO["cuda" if _device.startswith("cuda") else "cpu"]
+        _preset = {k: v for k, v in _demo.items() if k not in given_keys(_argv)}
         globals().update(_preset)
         config.update(_preset)
     main()

@@ -49,6 +49,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from configurator import ConfigError, check, configure, device_rule, integer, number, subset  # noqa: E402
+from model import VideoMAEConfig  # noqa: E402
+from runtime import SHARED_RULES  # noqa: E402
 
 import pmg_dali  # noqa: E402
 
@@ -105,8 +107,8 @@ RULES = dict(videos_per_class=integer(1), video_size=integer(8), video_frames=in
              pretrain_lr=number(0, low_open=True), pretrain_seconds=number(0), conditions=subset(CONDITIONS),
              finetune_epochs=integer(1), probe_epochs=integer(1), batch_size=integer(1),
              finetune_lr=number(0, low_open=True), probe_lr=number(0, low_open=True),
-             seeds=(lambda v: isinstance(v, tuple) and len(v) > 0 and all(integer(0)[0](x) for x in v),
-                    "one or more ints >= 0, comma-separated"),
+             seeds=(lambda v: isinstance(v, tuple) and len(v) > 0 and all(SHARED_RULES["seed"][0](x) for x in v),
+                    f"one or more ints{SHARED_RULES['seed'][1].removeprefix('an int')}, comma-separated"),
              num_workers=integer(0), device=device_rule())
 check(config, RULES)
 # -----------------------------------------------------------------------------
@@ -114,9 +116,12 @@ if quick:
     videos_per_class, video_size, video_frames, img_size, num_frames, patch_size = 6, 32, 8, 16, 4, 4
     embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth, decoder_num_heads = 32, 1, 2, 32, 1, 2
     pretrain_iters, pretrain_batch, finetune_epochs, probe_epochs, batch_size = 4, 4, 1, 1, 8
-if embed_dim % num_heads or decoder_embed_dim % decoder_num_heads:
-    raise ConfigError(f"--embed_dim / --decoder_embed_dim must be multiples of --num_heads / --decoder_num_heads, "
-                      f"but got {embed_dim} / {num_heads} and {decoder_embed_dim} / {decoder_num_heads}")
+try:                                              # the model's own checks, before any run starts
+    VideoMAEConfig(img_size=img_size, num_frames=num_frames, patch_size=patch_size, tubelet_size=tubelet_size,
+                   embed_dim=embed_dim, depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
+                   decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads)
+except ValueError as err:                          # the message names the setting (`img_size`, ...)
+    raise ConfigError(f"transfer.py: {err}") from None
 
 
 # ----------------------------------------------------------------------------- the built-in task
