@@ -215,9 +215,10 @@ class PseudoMotionLoader:
         self._host = _HostPart(self.config, self.seed, self.rank, self.batch_size, self.mask_ratio, self.patch_size,
                                self.tubelet_size, None if self.real is None else self.real.augment_videos)
         self._render = make_renderer(self.renderer, self.config)
-        if self.renderer != "auto" and not engine(self.renderer).runs_on(self.device):
+        why = "" if self.renderer == "auto" else engine(self.renderer).unavailable(self.device)
+        if why:                      # its package imported above: what is left is the device
             raise ValueError(f"renderer={self.renderer!r} cannot render on device {str(self.device)!r}: it "
-                             f"{engine(self.renderer).unavailable(self.device)} (renderer='auto' picks one that can)")
+                             f"{why} (renderer='auto' picks one that can)")
         self.epoch = 0
         self._step = 0          # batches yielded by the current (or last) pass
         self._resume = None     # first step of the next pass, set by load_state_dict

@@ -531,9 +531,10 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("finetune.py", ["--crop_scale=1.5,0.2"], "--crop_scale must be two numbers a,b with 0 < a <= b <= 1"),
     ("finetune.py", ["--layer_decay=0"], "--layer_decay must be a finite number in (0, 1], but got 0.0"),
     ("finetune.py", ["--epochs=0"], "--epochs must be an int >= 1, but got 0"),
-    ("transfer.py", ["--seeds=-1"], "--seeds must be one or more ints in [0, 9223372036854775807], comma-separated, "
-     "but got (-1,)"),
-    ("transfer.py", ["--seeds=0,9223372036854775808"], "--seeds must be one or more ints in [0, 922337"),
+    ("transfer.py", ["--seeds=-1"], "--seeds must be one or more comma-separated values, each an int in "
+     "[0, 9223372036854775807], but got (-1,)"),
+    ("transfer.py", ["--seeds=0,9223372036854775808"], "--seeds must be one or more comma-separated values, each an "
+     "int in [0, 9223372036854775807], but got (0, 9223372036854775808)"),
     ("transfer.py", ["--conditions=pmg,video"], "--conditions must be distinct items of pmg, identity"),
     ("transfer.py", ["--embed_dim=30"], "transfer.py: `embed_dim` must be a multiple of `num_heads` (4), but got 30"),
     ("transfer.py", ["--img_size=30"], "transfer.py: `img_size` must be a multiple of `patch_size` (4), but got 30"),

@@ -68,6 +68,13 @@ def subset(options) -> Rule:
             f"distinct items of {', '.join(options)}")
 
 
+def several(rule: Rule) -> Rule:
+    """One or more comma-separated values, each allowed by ``rule``."""
+    ok, allowed = rule
+    return (lambda v: isinstance(v, tuple) and len(v) >= 1 and all(ok(x) for x in v),
+            f"one or more comma-separated values, each {allowed}")
+
+
 def interval(low: float, high: float) -> Rule:
     """A pair (a, b) with low < a <= b <= high."""
     return (lambda v: isinstance(v, tuple) and len(v) == 2 and all(_real(x) and low < x <= high for x in v)

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from configurator import ConfigError, check, configure, device_rule, integer, number, subset  # noqa: E402
+from configurator import ConfigError, check, configure, device_rule, integer, number, several, subset  # noqa: E402
 from model import VideoMAEConfig  # noqa: E402
 from runtime import SHARED_RULES  # noqa: E402
 
@@ -107,8 +107,7 @@ RULES = dict(videos_per_class=integer(1), video_size=integer(8), video_frames=in
              pretrain_lr=number(0, low_open=True), pretrain_seconds=number(0), conditions=subset(CONDITIONS),
              finetune_epochs=integer(1), probe_epochs=integer(1), batch_size=integer(1),
              finetune_lr=number(0, low_open=True), probe_lr=number(0, low_open=True),
-             seeds=(lambda v: isinstance(v, tuple) and len(v) > 0 and all(SHARED_RULES["seed"][0](x) for x in v),
-                    f"one or more ints{SHARED_RULES['seed'][1].removeprefix('an int')}, comma-separated"),
+             seeds=several(SHARED_RULES["seed"]),
              num_workers=integer(0), device=device_rule())
 check(config, RULES)
 # -----------------------------------------------------------------------------
