@@ -390,6 +390,10 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     check_config(config)                                  # before the files are listed
     if files is None:
         files = list_image_files(root, validate=validate, num_threads=num_threads)
+    elif isinstance(files, (str, bytes, os.PathLike)):
+        raise TypeError(f"`files` must be a list of paths, but got one path {files!r}")
+    elif len(files) == 0:
+        raise ValueError(f"`files` must list at least one image file, but got {files!r}")
     files = [os.fspath(f) for f in files]
     programs = ProgramFeed(config, batch_size, seed, shard_id,
                            batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))

@@ -42,7 +42,7 @@ from .program import MotionProgram
 from .rules import PASTE_PADDING, FrameTables, frame_tables
 from .sampling import sample_program
 from .seeding import batch_generators
-from .transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS
+from .transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS, PROJECTIVE_TRANSFORMS
 
 __all__ = ["GraphMotion", "dali_dtype", "warp_frames", "box_mask", "paste_patches", "apply_color", "mix_clips",
            "format_clips", "render_motion", "Variant", "tables_variant", "config_variant", "program_arrays",
@@ -245,18 +245,19 @@ def _pastes(tables: FrameTables) -> bool:
 def tables_variant(tables: FrameTables, padding_mode: str) -> Variant:
     """The smallest :class:`Variant` that renders ``tables`` (a :class:`~pmg_dali.dali.ProgramRenderer`
     builds one graph per variant it meets)."""
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
     return Variant(perspective=padding_mode == "reflection" or _projective(tables),
                    color=not bool(tables.plain_color.all()), paste=_pastes(tables), mix=tables.mix_mode)
 
 
 def config_variant(config: PMGConfig) -> Variant:
     """The :class:`Variant` that renders every program ``config`` can draw (one static graph per
-    pipeline): perspective maps when ``"perspective"`` is drawn or the padding reflects (only
+    pipeline): perspective maps when a projective transform is drawn or the padding reflects (only
     ``warp_perspective`` reflects), colour when a colour transform is drawn, the paste with cutmix,
     and the Mixup of ``config.mixup`` (frame Mixup fed one lambda per frame, per-clip lambdas repeated)."""
     mix = {None: None, "frame": "frame", "videomix": "box"}[config.mixup]
     drawn = set(config.transforms)
-    return Variant(perspective="perspective" in drawn or config.padding_mode == "reflection",
+    return Variant(perspective=bool(PROJECTIVE_TRANSFORMS & drawn) or config.padding_mode == "reflection",
                    color=bool(COLOR_TRANSFORMS & drawn), paste=bool(PASTE_TRANSFORMS & drawn), mix=mix)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from . import render as reference
 from ._checks import check_choice
 from .config import PMGConfig
-from .engine_check import engine_function, ensure_engine
+from .engine_check import ensure_engine
 from .engines import OPS, RENDERERS, auto_engine, engine
 from .program import MotionProgram
 from .sampling import sample_program
@@ -114,12 +114,12 @@ class PseudoMotion(nn.Module):
     def render_function(self, device: torch.device):
         """The function ``(images, program, config) -> clips`` of the engine ``forward`` picks on
         ``device`` (looked up through its module now), without the self-check ``forward`` adds."""
-        return engine_function(self.engine(device), "render")
+        return engine(self.engine(device)).function("render")
 
     def augment_function(self, device: torch.device):
         """The function ``(video, program, config) -> clips`` of the engine ``augment`` picks on
         ``device``, without the self-check ``augment`` adds."""
-        return engine_function(self.engine(device, "augment"), "augment")
+        return engine(self.engine(device, "augment")).function("augment")
 
     def _checked_function(self, x: torch.Tensor, op: str):
         """The engine's function for ``x`` after its self-check (:func:`pmg_dali.engine_check.ensure_engine`):
@@ -128,4 +128,4 @@ class PseudoMotion(nn.Module):
         name = self.engine(x.device, op)
         if name != "reference" and not ensure_engine(name, x, self.config, op=op, auto=self.renderer == "auto"):
             name = "reference"
-        return engine_function(name, op)
+        return engine(name).function(op)

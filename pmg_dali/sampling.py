@@ -26,11 +26,9 @@ from ._checks import check_device, check_generator, check_int
 from .config import PMGConfig
 from .geometry import eye, matrix_powers
 from .program import MotionProgram
-from .transforms import COLOR_TRANSFORMS, TABLE, Params, affine_matrices, affine_steps, framing_params
-# read from here by other modules: the colour list (kornia_aug), the framing search, the table
+from .transforms import COLOR_TRANSFORMS, TABLE, Params
 
-__all__ = ["sample_program", "sample_params", "compile_program", "MotionParams", "Draw", "sample_mix",
-           "affine_motion"]
+__all__ = ["sample_program", "sample_params", "compile_program", "MotionParams", "Draw", "sample_mix"]
 
 
 class Draw:
@@ -126,6 +124,7 @@ def sample_params(cfg: PMGConfig, batch_size: int, generator: torch.Generator | 
     generator's numbers are copied to the host draw by draw (each a synchronisation: prefer a CPU
     generator).
     """
+    _check_cfg(cfg)
     batch_size = check_int("batch_size", batch_size, 0)
     check_generator(generator)
     device = generator.device if generator is not None else torch.device("cpu")
@@ -136,6 +135,11 @@ def sample_params(cfg: PMGConfig, batch_size: int, generator: torch.Generator | 
     mix = sample_mix(cfg, draw) if cfg.mixup is not None else None
     return MotionParams(transform=which.cpu().numpy(), params={name: drawn[name] for name in cfg.transforms},
                         mix=mix, device=device, drawn_for=drawn_for(cfg))
+
+
+def _check_cfg(cfg) -> None:
+    if not isinstance(cfg, PMGConfig):
+        raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
 
 
 def drawn_for(cfg: PMGConfig) -> tuple:
@@ -149,6 +153,7 @@ def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> Motion
     """The :class:`MotionProgram` of drawn ``params`` (draws nothing): each transform's
     :class:`~pmg_dali.transforms.Motion` (its record's ``matrices``), each clip's rows picked, the
     recursion evaluated in closed form. Moved to ``device`` (default: ``params.device``)."""
+    _check_cfg(cfg)
     if not isinstance(params, MotionParams):
         raise TypeError(f"`params` must be MotionParams, but got {type(params).__name__}")
     if params.drawn_for != drawn_for(cfg):
@@ -200,13 +205,3 @@ def sample_program(cfg: PMGConfig, batch_size: int, generator: torch.Generator |
     params = sample_params(cfg, batch_size, generator)
     return compile_program(cfg, params, device)
 
-
-def affine_motion(cfg: PMGConfig, angle, translate, scale, shear, placement):
-    """(first, step) (B, 3, 3) of affine clips from their drawn ``angle`` (B,), ``translate`` (B, 2),
-    ``scale`` (B,), ``shear`` (B, 2) and ``placement`` (B, 2) (None for ``"whole"`` framing): what
-    :func:`pmg_dali.transforms.sample_affine` and ``affine_matrices`` make of those draws."""
-    params = {"angle": angle, "translate": translate, "scale": scale, "shear": shear}
-    placement = np.zeros((len(angle), 2)) if placement is None else placement
-    params.update(framing_params(cfg, affine_steps(cfg, params), placement))
-    motion = affine_matrices(cfg, params)
-    return eye(len(angle)) if motion.first is None else motion.first, motion.step

@@ -12,13 +12,14 @@ A record is everything the package knows about a transform:
 - ``fields``: the ``PMGConfig`` fields it owns, with the bounds ``PMGConfig`` checks them against;
 - ``colors``: whether its colour maps may differ from the identity (a program of geometric transforms
   only skips the colour maps);
-- ``pastes``: whether it pastes a moving patch of a partner clip (the program has one paste: cutmix).
+- ``pastes``: whether it pastes a moving patch of a partner clip (the program has one paste: cutmix);
+- ``projective``: whether its maps may be projective (not affine: a renderer needs perspective warps).
 
 The lists of transforms are read from the table: :data:`TRANSFORMS` (``PMGConfig``'s choices, in table
-order), :data:`SAMPLERS`, :data:`COLOR_TRANSFORMS`, :data:`PASTE_TRANSFORMS`; ``PMGConfig`` checks each
-record's fields and :mod:`pmg_dali.sampling` draws and compiles a batch through it. A new transform is one
-more record here, plus its intensity keywords declared on ``PMGConfig`` (typed fields, documented there and
-in the README).
+order), :data:`SAMPLERS`, :data:`COLOR_TRANSFORMS`, :data:`PASTE_TRANSFORMS`, :data:`PROJECTIVE_TRANSFORMS`;
+``PMGConfig`` checks each record's fields and :mod:`pmg_dali.sampling` draws and compiles a batch through
+it. A new transform is one more record here, plus its intensity keywords declared on ``PMGConfig`` (typed
+fields, documented there and in the README).
 
 Samplers draw through ``draw``, the random source of one batch (:class:`pmg_dali.sampling.Draw`:
 ``draw.batch`` B, ``draw.uniform(low, high, *shape)`` (B, *shape) float64, ``draw.shift()`` (B,) partner
@@ -40,7 +41,7 @@ import torch
 from .geometry import affine_step_matrix, color_jitter_matrix, eye, scale_matrix, translation_matrix
 
 __all__ = ["Transform", "ConfigField", "Motion", "Paste", "TABLE", "TRANSFORMS", "SAMPLERS", "COLOR_TRANSFORMS",
-           "PASTE_TRANSFORMS",
+           "PASTE_TRANSFORMS", "PROJECTIVE_TRANSFORMS",
            "view_extent", "fit_strength", "framing_params", "fit_step", "narrow", "excess", "FIT_STEPS",
            "affine_steps", "perspective_steps"]
 
@@ -96,6 +97,7 @@ class Transform:
     fields: tuple[ConfigField, ...] = ()
     colors: bool = False
     pastes: bool = False
+    projective: bool = False
 
 
 # ---- framing: weakening a motion until its clip stays inside the picture ----------------------------------
@@ -188,7 +190,7 @@ def narrow(bracket, alpha, g, fits):
     return [lo + fits * (alpha - lo), g_lo + fits * (g - g_lo), alpha + fits * (hi - alpha), g + fits * (g_hi - g)]
 
 
-def _framed(cfg, draw, make_step: Callable, batch: int) -> Params:
+def _framed(cfg, draw, make_step: Callable) -> Params:
     """The framing parameters of a motion (affine, perspective), after its own draws:
 
     - ``placement`` (B, 2): drawn uniform in [0, 1)², where the first view sits (x, y) among the
@@ -199,7 +201,7 @@ def _framed(cfg, draw, make_step: Callable, batch: int) -> Params:
     - ``view_origin`` (B, 2): the source pixel (x, y) at frame 0's top-left pixel centre (frame-0 pixel
       p shows source pixel ``view_origin + view * p``; zeros for ``"whole"``).
     """
-    placement = draw.uniform(0, 1, 2) if cfg.framing == "inside" else np.zeros((batch, 2))
+    placement = draw.uniform(0, 1, 2) if cfg.framing == "inside" else np.zeros((draw.batch, 2))
     return framing_params(cfg, make_step, placement)
 
 
@@ -344,7 +346,7 @@ def sample_affine(cfg, draw) -> Params:
               "translate": draw.uniform(-cfg.affine_translate, cfg.affine_translate, 2) * side,
               "scale": draw.uniform(*cfg.affine_scale),
               "shear": draw.uniform(-cfg.affine_shear, cfg.affine_shear, 2)}
-    return {**params, **_framed(cfg, draw, affine_steps(cfg, params), draw.batch)}
+    return {**params, **_framed(cfg, draw, affine_steps(cfg, params))}
 
 
 def affine_matrices(cfg, params: Params) -> Motion:
@@ -376,7 +378,7 @@ def sample_perspective(cfg, draw) -> Params:
     h, w = cfg.size
     d = cfg.perspective_distortion
     params = {"shift": draw.uniform(-d, d, 4, 2) * np.array([w - 1, h - 1], dtype=np.float64)}
-    return {**params, **_framed(cfg, draw, perspective_steps(cfg, params), draw.batch)}
+    return {**params, **_framed(cfg, draw, perspective_steps(cfg, params))}
 
 
 def perspective_matrices(cfg, params: Params) -> Motion:
@@ -450,7 +452,7 @@ TABLE: dict[str, Transform] = {t.name: t for t in (
     Transform("affine", sample_affine, affine_matrices,
               fields=(ConfigField("affine_degrees", 0, 180), ConfigField("affine_translate", 0, 1),
                       _range("affine_scale", 1e-3, 10, compounds=True), ConfigField("affine_shear", 0, 45))),
-    Transform("perspective", sample_perspective, perspective_matrices,
+    Transform("perspective", sample_perspective, perspective_matrices, projective=True,
               fields=(ConfigField("perspective_distortion", 0, 0.25),)),
     Transform("color_jitter", sample_color_jitter, color_jitter_matrices, colors=True,
               fields=(ConfigField("jitter_brightness", 0, 0.99, compounds=True),
@@ -463,3 +465,4 @@ TRANSFORMS = tuple(TABLE)                                              # PMGConf
 SAMPLERS = {name: t.sample for name, t in TABLE.items()}
 COLOR_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.colors)
 PASTE_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.pastes)
+PROJECTIVE_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.projective)

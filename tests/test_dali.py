@@ -193,6 +193,8 @@ def test_program_arrays_feed_neutral_parts_and_refuse_lost_ones():
     assert arrays["mix_lambda"].shape == (3, T, 1, 1, 1) and arrays["mix_index"].dtype == np.int32
     np.testing.assert_array_equal(arrays["mix_lambda"][:, :, 0, 0, 0], plain.mix_lambda.numpy())
     assert tables_variant(plain, "zeros") == Variant(mix="clip")
+    with pytest.raises(ValueError, match="`padding_mode` must be one of .*, but got 'wrap'"):
+        tables_variant(plain, "wrap")
     assert program_arrays(plain, Variant(mix="clip"))["mix_lambda"].shape == (3, 1)
     coloured = frame_tables(_program(every.replace(transforms=("fade",)), batch=3))
     with pytest.raises(ValueError, match="`program` must fit the render graph .* needs color"):
@@ -534,15 +536,19 @@ def test_pipelines_restore_from_a_dali_checkpoint(image_folder, pipeline):
     (dict(num_shards=0), ValueError, "`num_shards` must be >= 1, but got 0"),
     (dict(batch_size=0), ValueError, "`batch_size` must be >= 1, but got 0"),
     (dict(batch_size=True), TypeError, "`batch_size` must be an int, but got True"),
+    (dict(files=[]), ValueError, r"`files` must list at least one image file, but got \[\]"),
+    (dict(files="a.jpg"), TypeError, "`files` must be a list of paths, but got one path 'a.jpg'"),
 ])
 @pytest.mark.parametrize("pipeline", ["folder", "source"])
 def test_pipeline_batching_arguments_are_checked(pipeline, kwargs, error, match):
     dali = _dali()
     cfg = PMGConfig(num_frames=T, size=(16, 16), mixup=None)
     kwargs = {"batch_size": 2, **kwargs}
+    if "files" in kwargs and pipeline == "source":
+        pytest.skip("source_pipeline takes a source, not files")
     with pytest.raises(error, match=match):
         if pipeline == "folder":
-            dali.folder_pipeline(None, cfg, device_id=None, files=["unused.jpg"], **kwargs)
+            dali.folder_pipeline(None, cfg, device_id=None, **{"files": ["unused.jpg"], **kwargs})
         else:
             dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, device_id=None,
                                  **kwargs)
