@@ -174,8 +174,6 @@ def test_dali_entry_points():
         dali.source_pipeline(SOURCE, {"size": 16}, batch_size=2, device_id=None)
     with pytest.raises(ValueError, match="`config.recursion` must be 'composed' for the DALI engine"):
         dali.folder_pipeline(None, CFG.replace(recursion="iterative"), 2, device_id=None, files=["unused.jpg"])
-    with pytest.raises(ValueError, match="`batches_per_epoch` must be >= 1, but got 0"):
-        dali.ProgramFeed(CFG, 2, batches_per_epoch=0)
     with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
         dali.ProgramRenderer(CFG, batch_size=0, device="cpu")
 

@@ -188,9 +188,9 @@ def test_python_m_pmg_dali_bench_quick(scripts):
     assert all(r["clips_per_s"] > 0 for r in result["rows"].values())
 
 
-@pytest.mark.parametrize("script, args", REFACTORED)
+@pytest.mark.parametrize("script", [script for script, _ in REFACTORED])
 @pytest.mark.slow
-def test_refactored_scripts_still_run(scripts, script, args):
+def test_refactored_scripts_still_run(scripts, script):
     if script == "bench_dali.py":
         pytest.importorskip("nvidia.dali")
     ran(scripts, script)

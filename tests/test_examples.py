@@ -286,16 +286,22 @@ def test_config_overrides():
         configure(fresh(), ["max_iters=3"])
 
 
-def test_help_lists_every_key_with_default_and_comment(cli):
-    for script, message in HELP_BAD.items():
-        code, stdout, stderr = cli[script, "help"]
-        assert code == 0 and stderr == "" and "usage: python " + script in stdout
-        line = next(x for x in stdout.splitlines() if x.strip().startswith("--base_lr="))
-        assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
-        for key in ("batch_size", "device", "seed", "out_dir", "resume"):
-            assert f"--{key}=" in stdout
-        bad_code, _, bad_stderr = cli[script, "bad"]
-        assert bad_code != 0 and message[1] in bad_stderr and "Traceback" not in bad_stderr
+# script -> (a bad flag, what its error says), with --help checked beside it
+HELP_BAD = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
+            "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}
+
+
+@pytest.mark.parametrize("script", list(HELP_BAD))
+def test_help_lists_every_key_with_default_and_comment(cli, script):
+    code, stdout, stderr = cli[script, "help"]
+    assert code == 0 and stderr == "" and "usage: python " + script in stdout
+    line = next(x for x in stdout.splitlines() if x.strip().startswith("--base_lr="))
+    assert "peak lr = base_lr * B / 256 for" in line and "base_lr below" in line     # the default's comment
+    for key in ("batch_size", "device", "seed", "out_dir", "resume"):
+        assert f"--{key}=" in stdout
+    bad_code, _, bad_stderr = cli[script, "bad"]
+    _, message = HELP_BAD[script]
+    assert bad_code != 0 and message in bad_stderr and "Traceback" not in bad_stderr
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -541,8 +547,6 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("transfer.py", ["--pretrain_lr=inf"], "--pretrain_lr must be a finite number > 0, but got inf"),
     ("transfer.py", ["--dry=maybe"], "--dry must be True or False (default False), but got 'maybe'"),
 ]
-HELP_BAD = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
-            "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}
 
 
 @pytest.fixture(scope="module")
@@ -575,19 +579,21 @@ def cli(pretrained, tmp_path_factory, one_process) -> dict:
     return {"root": root, **dict(zip(cases, runs))}
 
 
-def test_every_bad_value_is_one_line_and_exit_2(cli):
-    for k, (script, flags, message) in enumerate(BAD_VALUES):
-        code, _, stderr = cli["bad value", k]
-        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
+@pytest.mark.parametrize("k", range(len(BAD_VALUES)), ids=[" ".join([s, *f]) for s, f, _ in BAD_VALUES])
+def test_every_bad_value_is_one_line_and_exit_2(cli, k):
+    script, flags, message = BAD_VALUES[k]
+    code, _, stderr = cli["bad value", k]
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
 
 
-def test_bad_checkpoints_are_named(cli):
+@pytest.mark.parametrize("name, message", [
+    ("text", "is not a PyTorch checkpoint: not a zip archive"),
+    ("cut", "is not a PyTorch checkpoint: not a zip archive"),
+    ("depth", "holds another model (depth=2 there, 3 here)"),
+    ("batch", "was written with other data settings: `state` was taken with batch_size=2, but this loader has "
+              "batch_size=1"),
+])
+def test_bad_checkpoints_are_named(cli, name, message):
     """A file that is not a checkpoint, one cut short, and one of another model: one line each."""
-    expected = {"text": "is not a PyTorch checkpoint: not a zip archive",
-                "cut": "is not a PyTorch checkpoint: not a zip archive",
-                "depth": "holds another model (depth=2 there, 3 here)",
-                "batch": "was written with other data settings: `state` was taken with batch_size=2, but this "
-                         "loader has batch_size=1"}
-    for name, message in expected.items():
-        code, _, stderr = cli["checkpoint", name]
-        assert code != 0 and message in stderr and "Traceback" not in stderr, stderr
+    code, _, stderr = cli["checkpoint", name]
+    assert code != 0 and message in stderr and "Traceback" not in stderr, stderr

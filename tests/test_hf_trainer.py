@@ -22,8 +22,9 @@ def loader():
                                        layout="BTCHW"), device="cpu", seed=11, patch_size=8)   # 4 batches an epoch
 
 
-class Seen(transformers.TrainerCallback):
-    """Records the pixel batches the model is trained on (on_step_begin sees no inputs: wrap the model)."""
+class Seen:
+    """Records the pixel batches the model is trained on (a callback's on_step_begin sees no inputs: the
+    model's forward is wrapped instead)."""
 
     def __init__(self, model):
         self.batches, forward = [], model.forward
