@@ -109,10 +109,17 @@ def main(argv=None) -> PMGTrainer:
     # under torchrun each process takes its share: the Trainer starts torch.distributed later, so say it here
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = f"cuda:{os.environ['LOCAL_RANK']}" if args.device == "cuda" and "LOCAL_RANK" in os.environ else args.device
-    loader = pmg_dali.PseudoMotionLoader(pmg_dali.SyntheticImages("mixed", num_images=1024), batch_size=8,
-                                         config=cfg, device=device, seed=0, patch_size=8, rank=rank, world_size=world)
+    try:
+        loader = pmg_dali.PseudoMotionLoader(pmg_dali.SyntheticImages("mixed", num_images=1024), batch_size=8,
+                                             config=cfg, device=device, seed=0, patch_size=8, rank=rank,
+                                             world_size=world)
+    except ValueError as err:                      # a device this machine does not have
+        parser.error(f"argument --device: {err}")
     if args.resume:
-        resume_loader(loader, args.resume)
+        try:
+            resume_loader(loader, args.resume)
+        except (OSError, ValueError) as err:       # not a checkpoint folder of this script, or of other settings
+            parser.error(f"argument --resume: {err}")
     torch.manual_seed(0)
     trainer = make_trainer(loader, tiny_model(), args.output_dir, args.max_steps, args.save_steps,
                            use_cpu=args.device == "cpu")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 import pmg_dali
 
@@ -78,9 +80,15 @@ def main(argv=None) -> ClipRegression:
                          patch_size=8)
     callbacks = ([L.pytorch.callbacks.ModelCheckpoint(dirpath=args.checkpoint_dir, every_n_train_steps=args.save_every,
                                                       save_top_k=-1)] if args.checkpoint_dir else [])
-    trainer = L.Trainer(max_epochs=args.max_epochs, max_steps=args.max_steps, devices=args.devices,
-                        strategy=args.strategy, accelerator=args.accelerator, logger=False, callbacks=callbacks,
-                        enable_checkpointing=bool(callbacks), enable_progress_bar=False, enable_model_summary=False)
+    try:                                   # Lightning's messages name the argument: one line, exit 2
+        trainer = L.Trainer(max_epochs=args.max_epochs, max_steps=args.max_steps, devices=args.devices,
+                            strategy=args.strategy, accelerator=args.accelerator, logger=False, callbacks=callbacks,
+                            enable_checkpointing=bool(callbacks), enable_progress_bar=False,
+                            enable_model_summary=False)
+    except (ValueError, MisconfigurationException) as err:
+        parser.error(str(err))
+    if args.ckpt_path and not os.path.isfile(args.ckpt_path):
+        parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")
     model = ClipRegression()
     trainer.fit(model, datamodule=data, ckpt_path=args.ckpt_path)
     if args.out:

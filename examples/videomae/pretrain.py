@@ -117,9 +117,9 @@ RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1
              beta2=number(0, 1, high_open=True), grad_clip=number(0))
 check(config, RULES)
 _device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device   # where it runs
-if renderer != "auto" and not pmg_dali.engines.engine(renderer).runs_on(_device):
-    raise ConfigError(f"--renderer={renderer} cannot render on --device={device}: it "
-                      f"{pmg_dali.engines.engine(renderer).unavailable(_device)}")
+_why = "" if renderer == "auto" else pmg_dali.engines.engine(renderer).unavailable(_device)
+if _why:                                           # its device, or its package (DALI, Triton) missing
+    raise ConfigError(f"--renderer={renderer} cannot render on --device={device}: it {_why}")
 # -----------------------------------------------------------------------------
 # --demo=True: a short pre-training that shows the loss falling; keys given on the command line win.
 # CUDA: ViT-S on 16 x 224² clips for 600 iterations. CPU: a 4-block 128-wide ViT on 8 x 64² clips with
@@ -174,8 +174,6 @@ def main() -> None:
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     autocast = (torch.autocast("cuda", dtype=getattr(torch, dtype)) if device_type == "cuda" else nullcontext())
-    if master:
-        os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
 
     # model and optimiser
@@ -200,8 +198,8 @@ def main() -> None:
     # data: every rank makes its own clips (the loader takes rank / world size from torch.distributed)
     try:
         pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
-    except (TypeError, ValueError) as err:
-        raise SystemExit(f"--transforms={','.join(map(str, transforms))} / --mixup={mixup}: {err}") from None
+    except (TypeError, ValueError) as err:         # the message names the setting (`size`, ...)
+        raise ConfigError(f"pretrain.py: {err}") from None
     images, mixing = make_sources()
     try:                                           # the message names the setting (`batch_size`, ...)
         loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
@@ -211,6 +209,8 @@ def main() -> None:
                                              else loader_workers, **mixing)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"pretrain.py: {err}") from None
+    if master:                                     # settings checked: now the run writes
+        os.makedirs(out_dir, exist_ok=True)
 
     iter_num, elapsed = 0, 0.0
     if resume:

@@ -251,6 +251,11 @@ def make_motion_task(root: str) -> str:
 PROGRESS = [0, 0]     # runs started, runs in all (set by main)
 
 
+def pretrained(seed: int, name: str) -> str:
+    """The checkpoint of condition ``name``'s pre-training for ``seed`` (a run that finished is not redone)."""
+    return os.path.join(out_dir, str(seed), "pretrain" if name == "pmg" else f"pretrain_{name}", "ckpt.pt")
+
+
 def run(script: str, flags: list[str], where: str) -> str:
     """Run ``script`` with ``flags``; its stdout + stderr go to ``where/stdout.txt``; a failure stops here.
     With ``--dry=True`` only print the command line."""
@@ -292,13 +297,14 @@ def main() -> None:
     print(f"task: {root} | encoder {embed_dim} wide x {depth} blocks on {num_frames}x{img_size}² clips, "
           f"{tubelet_size}x{patch_size}² tokens | seeds {seeds}", flush=True)
     rows = []
-    PROGRESS[1] = len(seeds) * (len(conditions) + 2 * (1 + len(conditions)))    # pre-trainings, evaluations
+    PROGRESS[1] = (sum(not os.path.isfile(pretrained(s, name)) for s in seeds for name in conditions)
+                   + 2 * len(seeds) * (1 + len(conditions)))        # pre-trainings still to run, evaluations
     for seed in seeds:
         base = os.path.join(out_dir, str(seed))
         inits = [("scratch", "none")]
         for name in conditions:
-            where = os.path.join(base, "pretrain" if name == "pmg" else f"pretrain_{name}")
-            inits.append((name, os.path.join(where, "ckpt.pt")))
+            inits.append((name, pretrained(seed, name)))
+            where = os.path.dirname(inits[-1][1])
             if not os.path.isfile(inits[-1][1]):
                 run("pretrain.py", [*arch, *decoder, *CONDITIONS[name].split(), f"--out_dir={where}",
                                     f"--max_iters={pretrain_iters}", f"--max_seconds={pretrain_seconds}",
