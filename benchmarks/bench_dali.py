@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 import pmg_dali
+from pmg_dali.__main__ import int_arg
 from harness import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
 
 from pmg_dali.sources import CROP_SCALE
@@ -91,20 +92,20 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU, DALI CPU operators, tiny clips")
-    parser.add_argument("--batch_size", type=int, default=None, help="64 (4 with --quick)")
-    parser.add_argument("--num_frames", type=int, default=None, help="16 (4 with --quick)")
-    parser.add_argument("--size", type=int, default=None, help="224 (32 with --quick)")
+    parser.add_argument("--batch_size", type=int_arg(1), default=None, help="64 (4 with --quick)")
+    parser.add_argument("--num_frames", type=int_arg(1), default=None, help="16 (4 with --quick)")
+    parser.add_argument("--size", type=int_arg(2), default=None, help="224 (32 with --quick)")
     parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"])
     parser.add_argument("--transforms", default="default",
                         help="'default' (zoom + affine), 'all' (pmg_dali.TRANSFORMS) or a comma-separated list")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=int_arg(1), default=None,
                         help="DALI CPU threads (4; 1 with --quick, which also sets torch's threads)")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int_arg(1), default=None)
+    parser.add_argument("--repeats", type=int_arg(1), default=None)
+    parser.add_argument("--warmup", type=int_arg(0), default=3)
     parser.add_argument("--folder", type=lambda v: {"yes": True, "no": False}[v], default=None, metavar="yes|no",
                         help="time the nvJPEG folder pipeline (default: yes on a GPU, no on the CPU)")
-    parser.add_argument("--files", type=int, default=512, help="JPEGs generated for --folder")
+    parser.add_argument("--files", type=int_arg(1), default=512, help="JPEGs generated for --folder")
     parser.add_argument("--json", default=None, help="benchmarks/results/bench_dali[_quick].json")
     args = parser.parse_args(argv)
 
@@ -124,7 +125,10 @@ def main(argv=None) -> dict:
     dtype = getattr(torch, args.dtype)
     transforms = {"default": pmg_dali.PMGConfig().transforms, "all": pmg_dali.TRANSFORMS}.get(
         args.transforms, tuple(args.transforms.split(",")))
-    cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype, transforms=transforms)
+    try:
+        cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype, transforms=transforms)
+    except ValueError as err:                      # an unknown name in --transforms
+        parser.error(f"argument --transforms: {err}")
     native = cfg.replace(dtype=torch.float32) if dtype == torch.bfloat16 else cfg
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import pmg_dali
+from pmg_dali.__main__ import int_arg
 from harness import each, environment, timed, write_json   # the benchmarks' one timing loop and JSON writer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +78,10 @@ def demo_rate(iters: int):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--busy", type=int, default=1, help="spinning processes beside the path")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--demo_iters", type=int, default=40)
+    parser.add_argument("--busy", type=int_arg(0), default=1, help="spinning processes beside the path")
+    parser.add_argument("--batch_size", type=int_arg(1), default=8)
+    parser.add_argument("--repeats", type=int_arg(1), default=5)
+    parser.add_argument("--demo_iters", type=int_arg(1), default=40)
     parser.add_argument("--no_demo", action="store_true")
     parser.add_argument("--json", default="benchmarks/results/load_cpu.json")
     args = parser.parse_args(argv)

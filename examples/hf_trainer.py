@@ -29,6 +29,7 @@ import transformers
 from torch.utils.data import DataLoader
 
 import pmg_dali
+from pmg_dali.__main__ import int_arg
 
 STATE_FILE = "pmg_loader.json"
 
@@ -90,18 +91,11 @@ def make_trainer(loader: pmg_dali.PseudoMotionLoader, model, output_dir: str, ma
     return PMGTrainer(loader, model=model, args=args)
 
 
-def steps(text: str) -> int:
-    """argparse type: an int >= 1 (a step count or interval; 0 or less would be silently ignored)."""
-    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, but got {text!r}")
-    return int(text)
-
-
 def main(argv=None) -> PMGTrainer:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="out/hf")
-    parser.add_argument("--max_steps", type=steps, default=200)
-    parser.add_argument("--save_steps", type=steps, default=100)
+    parser.add_argument("--max_steps", type=int_arg(1), default=200)
+    parser.add_argument("--save_steps", type=int_arg(1), default=100)
     parser.add_argument("--resume", default=None, help="a checkpoint-<step> folder of --output_dir")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

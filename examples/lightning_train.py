@@ -22,6 +22,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 import pmg_dali
+from pmg_dali.__main__ import int_arg
 
 
 class PMGDataModule(L.LightningDataModule):
@@ -57,13 +58,6 @@ def images(count: int = 16) -> pmg_dali.TensorImages:
     return pmg_dali.TensorImages(torch.randint(0, 256, (count, 3, 40, 40), dtype=torch.uint8, generator=g))
 
 
-def steps(text: str) -> int:
-    """argparse type: an int >= 1 (a step count or interval; 0 or less would be silently ignored)."""
-    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, but got {text!r}")
-    return int(text)
-
-
 def main(argv=None) -> ClipRegression:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_epochs", type=int, default=2)
@@ -72,7 +66,7 @@ def main(argv=None) -> ClipRegression:
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--checkpoint_dir", default=None, help="save a checkpoint every --save_every steps here")
-    parser.add_argument("--save_every", type=steps, default=5)
+    parser.add_argument("--save_every", type=int_arg(1), default=5)
     parser.add_argument("--ckpt_path", default=None, help="resume from this checkpoint")
     parser.add_argument("--out", default=None, help="write each rank's (epoch, indices, mean) rows to OUT.<rank>")
     args = parser.parse_args(argv)

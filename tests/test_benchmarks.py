@@ -54,6 +54,7 @@ def scripts(tmp_path_factory, one_process) -> dict:
         "session spent": ["benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir",
                           str(out / "spent")],
         "session unknown step": ["benchmarks/gpu_session.py", "--dry", "--only", "render,nope"],
+        **{("bad", script, *flags): [f"benchmarks/{script}", *flags] for script, flags, _ in BAD_FLAGS},
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return {"out": out, **dict(zip(runs, one_process(list(runs.values()), ROOT, env)))}
@@ -235,6 +236,20 @@ def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(scripts):
     assert "| loader | skipped" in (spent / "summary.md").read_text()
     code, _, stderr = scripts["session unknown step"]
     assert code != 0 and "`--only` names unknown steps ['nope']" in stderr
+
+
+BAD_FLAGS = [   # (script, flags, the parser's one-line error)
+    ("bench_load.py", ["--repeats", "0"], "argument --repeats: must be an int >= 1, but got 0"),
+    ("bench_dali.py", ["--quick", "--transforms", "zoom,warp"], "argument --transforms: `transforms` must be"),
+]
+
+
+@pytest.mark.parametrize("script, flags, message", BAD_FLAGS)
+def test_bad_flags_are_one_line_and_exit_2(scripts, script, flags, message):
+    if script == "bench_dali.py":
+        pytest.importorskip("nvidia.dali")       # it imports DALI before it reads --transforms
+    code, _, stderr = scripts[("bad", script, *flags)]
+    assert code == 2 and message in stderr and "Traceback" not in stderr, stderr
 
 
 def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):

@@ -89,9 +89,9 @@ def test_gradient_accumulation_resumes_exactly_and_must_divide_the_epoch(tmp_pat
 
 @pytest.mark.parametrize("argv, message", [
     # --max_steps <= 0 is not a step count to the Trainer (it trains its epoch count), nor is 0 an interval
-    (["--max_steps=0"], "argument --max_steps: must be an int >= 1, but got '0'"),
-    (["--max_steps=-3"], "argument --max_steps: must be an int >= 1, but got '-3'"),
-    (["--save_steps=0"], "argument --save_steps: must be an int >= 1, but got '0'"),
+    (["--max_steps=0"], "argument --max_steps: must be an int >= 1, but got 0"),
+    (["--max_steps=-3"], "argument --max_steps: must be an int >= 1, but got -3"),
+    (["--save_steps=0"], "argument --save_steps: must be an int >= 1, but got 0"),
     (["--save_steps=x"], "argument --save_steps: must be an int >= 1, but got 'x'"),
     (["--device=foo"], "argument --device: `device` must name a device such as 'cpu'"),
     (["--device=cpu", "--resume=no/such/checkpoint-3"], "argument --resume: [Errno 2] No such file or directory"),

@@ -61,8 +61,8 @@ def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     # --save_every 0 would save nothing without a word
-    (["--save_every=0"], "argument --save_every: must be an int >= 1, but got '0'"),
-    (["--save_every=-1"], "argument --save_every: must be an int >= 1, but got '-1'"),
+    (["--save_every=0"], "argument --save_every: must be an int >= 1, but got 0"),
+    (["--save_every=-1"], "argument --save_every: must be an int >= 1, but got -1"),
     (["--save_every=five"], "argument --save_every: must be an int >= 1, but got 'five'"),
     (["--devices=0"], "error: `Trainer(devices=0)`"),        # then Lightning's own words
     (["--max_epochs=-3"], "error: `max_epochs`"),
