@@ -11,10 +11,11 @@ The matrix builders work in NumPy float64 on the host, batch first (any array-li
 batch's program is a few hundred tiny matrix operations, where NumPy's per-call cost is well below
 torch's (BENCHMARKS.md, host work per batch).
 
-Each backend's convention is reached from this one by exactly one function here:
-:func:`normalized_inverse` (``torch.nn.functional.grid_sample``, ``align_corners=True``; the grid it
-samples at is :func:`sampling_grid`) and :func:`dali_inverse_map` (DALI's warps: pixel-corner origin,
-destination -> source matrix).
+Each backend's convention is reached from this one by exactly one function here, from frame -> source
+maps (:func:`inverse_maps`): :func:`normalized_map` (``torch.nn.functional.grid_sample``,
+``align_corners=True``; the grid it samples at is :func:`sampling_grid`) and :func:`dali_map` (DALI's
+warps: pixel-corner origin). :func:`normalized_inverse` and :func:`dali_inverse_map` do the same from
+source -> frame homographies.
 """
 from __future__ import annotations
 

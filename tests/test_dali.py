@@ -530,25 +530,30 @@ def test_pipelines_restore_from_a_dali_checkpoint(image_folder, pipeline):
         assert torch.equal(a[0]["video"], b[0]["video"]) and torch.equal(a[0]["index"], b[0]["index"])
 
 
+@pytest.mark.parametrize("files, error, match", [
+    ([], ValueError, r"`files` must list at least one image file, but got \[\]"),
+    ("a.jpg", TypeError, "`files` must be a list of paths, but got one path 'a.jpg'"),
+])
+def test_folder_pipeline_files_are_checked(files, error, match):
+    with pytest.raises(error, match=match):
+        _dali().folder_pipeline(None, PMGConfig(num_frames=T, size=(16, 16)), 2, device_id=None, files=files)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(shard_id=2, num_shards=2), ValueError, r"`shard_id` must be in \[0, 1\] \(num_shards 2\), but got 2"),
     (dict(shard_id=-1), ValueError, "`shard_id` must be >= 0, but got -1"),
     (dict(num_shards=0), ValueError, "`num_shards` must be >= 1, but got 0"),
     (dict(batch_size=0), ValueError, "`batch_size` must be >= 1, but got 0"),
     (dict(batch_size=True), TypeError, "`batch_size` must be an int, but got True"),
-    (dict(files=[]), ValueError, r"`files` must list at least one image file, but got \[\]"),
-    (dict(files="a.jpg"), TypeError, "`files` must be a list of paths, but got one path 'a.jpg'"),
 ])
 @pytest.mark.parametrize("pipeline", ["folder", "source"])
 def test_pipeline_batching_arguments_are_checked(pipeline, kwargs, error, match):
     dali = _dali()
     cfg = PMGConfig(num_frames=T, size=(16, 16), mixup=None)
     kwargs = {"batch_size": 2, **kwargs}
-    if "files" in kwargs and pipeline == "source":
-        pytest.skip("source_pipeline takes a source, not files")
     with pytest.raises(error, match=match):
         if pipeline == "folder":
-            dali.folder_pipeline(None, cfg, device_id=None, **{"files": ["unused.jpg"], **kwargs})
+            dali.folder_pipeline(None, cfg, device_id=None, files=["unused.jpg"], **kwargs)
         else:
             dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, device_id=None,
                                  **kwargs)
