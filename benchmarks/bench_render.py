@@ -40,6 +40,7 @@ import pmg_dali
 from harness import copy_bandwidth, each, environment, pil_render, timed, working
 from pmg_dali.cpu_render import render_cpu
 from pmg_dali.render import render
+from pmg_dali.rules import frame_tables
 
 
 def repeat(fn, *args, **kw):
@@ -66,7 +67,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
     out = torch.empty(shape if cfg.layout == "BCTHW" else (shape[0], shape[2], 3, *cfg.size),
                       dtype=cfg.dtype, device=images.device)
     params, index = (x.to(images.device) for x in fused.parameter_tables(program))
-    mix = 0 if program.mix_index is None else (1 if program.mix_box is None else 2)
+    mix_mode = frame_tables(program).mix_mode
 
     def kernel(block=fused.BLOCK, warps=fused.NUM_WARPS, pack=True):
         src, kind, scale = fused.prepare_source(images, cfg.size, pack)
@@ -74,7 +75,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
         def run(n):
             for _ in range(n):
                 fused.launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None,
-                             mix, block, warps)
+                             mix_mode, block, warps)
         return run
 
     paths = {"reference": ("reference renderer (program moved per batch)",

@@ -357,10 +357,7 @@ def check_config(config) -> PMGConfig:
     """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
     if not isinstance(config, PMGConfig):
         raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-    recursions = engine("dali").recursions
-    if config.recursion not in recursions:
-        raise ValueError(f"`config.recursion` must be {' or '.join(map(repr, recursions))} for the DALI engine, "
-                         f"but got {config.recursion!r}")
+    engine("dali").check_recursion(config)
     return config
 
 

@@ -96,6 +96,12 @@ class Engine:
         module, attribute = path.split(":")
         return getattr(importlib.import_module(module), attribute)
 
+    def check_recursion(self, config) -> None:
+        """ValueError unless it renders ``config.recursion`` (:attr:`recursions`)."""
+        if config.recursion not in self.recursions:
+            raise ValueError(f"`config.recursion` must be {' or '.join(map(repr, self.recursions))} for "
+                             f"the {self.name!r} engine, but got {config.recursion!r}")
+
     def installed(self) -> bool:
         """Whether the module it needs (:attr:`requires`) can be imported."""
         return self.requires is None or _found(self.requires)

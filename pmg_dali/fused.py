@@ -37,15 +37,16 @@ Triton is imported (slow; meant for tests on tiny sizes).
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 
 from . import render as reference
+from ._checks import check_choice
 from .config import PMGConfig
+from .engines import engine
 from .program import MotionProgram
 from .render import output_buffer
-from .rules import COLUMNS, INDEX_COLUMNS, NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
+from .rules import COLUMNS, INDEX_COLUMNS, MIX_MODES, NUM_PARAMS, PADDING_CODES, PASTE_PADDING, frame_tables
 
 try:
     import triton
@@ -320,7 +321,7 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _check_device(device: torch.device) -> None:
-    if device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
+    if engine("fused").runs_on(device):
         return
     raise RuntimeError(f"`render_fused` needs CUDA images (or TRITON_INTERPRET=1 set before Triton is "
                        f"imported, to run the kernel on CPU through Triton's interpreter), but the "
@@ -351,7 +352,7 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     _check_block(block)
     out = output_buffer(out, cfg, images.shape[0], images.device)
     if iterative:
-        return out.copy_(reference.render(images, program.to(images.device), cfg))
+        return out.copy_(reference.render(images, program, cfg))
     return _render(images, 0, program, cfg, out, block, num_warps, pack)
 
 
@@ -386,18 +387,19 @@ def _render(images: torch.Tensor, frames: int, program: MotionProgram, cfg: PMGC
     src, kind, scale = prepare_source(images, cfg.size, pack)
     tables = frame_tables(program)
     params, index = (_to_device(x, images.device) for x in tables.packed())
-    launch(out, src, kind, scale, params, index, cfg, tables.paste_index is not None, _MIX[tables.mix_mode],
+    launch(out, src, kind, scale, params, index, cfg, tables.paste_index is not None, tables.mix_mode,
            block, num_warps, frames=frames)
     return out
 
 
 def launch(out: torch.Tensor, src: torch.Tensor, kind: int, scale: float, params: torch.Tensor,
-           index: torch.Tensor, cfg: PMGConfig, has_paste: bool, mix: int, block: tuple[int, int],
+           index: torch.Tensor, cfg: PMGConfig, has_paste: bool, mix_mode: str | None, block: tuple[int, int],
            num_warps: int, frames: int = 0) -> None:
     """Launch the kernel on prepared inputs (what :func:`render_fused` does after its checks; the
-    benchmark times it alone). ``mix``: the kernel's switch for :attr:`FrameTables.mix_mode`, ``_MIX[mode]``
-    (0 none, 1 a lambda, 2 the VideoMix box). ``frames``: 0 when ``src``
+    benchmark times it alone). ``mix_mode``: the tables' :attr:`~pmg_dali.rules.FrameTables.mix_mode`
+    (one of :data:`~pmg_dali.rules.MIX_MODES`). ``frames``: 0 when ``src``
     holds one image per clip, T when it holds the T frames of each clip one after the other."""
+    mix = _MIX[check_choice("mix_mode", mix_mode, MIX_MODES)]
     b, t, h, w = params.shape[0], params.shape[1], *cfg.size
     sc, st = (out.stride(1), out.stride(2)) if cfg.layout == "BCTHW" else (out.stride(2), out.stride(1))
     gain = [1 / s for s in cfg.std]

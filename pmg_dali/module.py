@@ -51,9 +51,8 @@ class PseudoMotion(nn.Module):
             raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
         self.config = config
         self.renderer = check_choice("renderer", renderer, RENDERERS)
-        if renderer != "auto" and config.recursion not in engine(renderer).recursions:
-            raise ValueError(f"`config.recursion` must be one of {engine(renderer).recursions} for "
-                             f"renderer={renderer!r}, but got {config.recursion!r}")
+        if renderer != "auto":
+            engine(renderer).check_recursion(config)
 
     def extra_repr(self) -> str:
         c = self.config

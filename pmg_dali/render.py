@@ -278,6 +278,7 @@ def augment_clips(video: torch.Tensor, program: MotionProgram, size: tuple[int, 
     Returns (B, 3, T, H, W) float32 in [0, 1].
     """
     check_video_program(video, program)
+    check_program_values(program)
     return _compose(_to_float(video, size), program, padding_mode)
 
 
@@ -291,7 +292,8 @@ def augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torc
     """
     check_augment_config(cfg)
     check_program(program, cfg=cfg, values=False)      # augment_clips checks the video and the tables
-    clips = augment_clips(video, program.to(video.device), cfg.size, cfg.padding_mode)
+    program = program.to(video.device)
+    clips = augment_clips(video, program, cfg.size, cfg.padding_mode)
     return format_clips(mix_clips(clips, program), cfg)
 
 

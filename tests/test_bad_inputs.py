@@ -95,6 +95,8 @@ CASES = [
     ("video 0-255 floats", lambda: PseudoMotion(CFG).augment(VIDEO * 255), ValueError,
      r"`video` must be uint8 \(0-255\) or float .* divide by 255"),
     ("video NaN", lambda: PseudoMotion(CFG).augment(_with(VIDEO, math.nan)), ValueError, "`video` must .* NaN"),
+    ("augment NaN homography", lambda: PseudoMotion(CFG).augment(VIDEO, program=_program(homography=math.nan)),
+     ValueError, "`program` must hold finite tables and invertible homographies, but these are not: homography"),
     ("render reference", lambda: pmg_dali.render.render(IMAGES * 2, PseudoMotion(CFG).sample(2), CFG), ValueError,
      r"`images` must .* values from"),
     ("render cpu", lambda: pmg_dali.cpu_render.render_cpu(_with(IMAGES, math.inf), PseudoMotion(CFG).sample(2), CFG),
@@ -172,7 +174,8 @@ def test_dali_entry_points():
         dali.folder_pipeline(None, CFG, batch_size=2, device_id=None, files=["unused.jpg"], seed=2 ** 70)
     with pytest.raises(TypeError, match="`config` must be a PMGConfig, but got dict"):
         dali.source_pipeline(SOURCE, {"size": 16}, batch_size=2, device_id=None)
-    with pytest.raises(ValueError, match="`config.recursion` must be 'composed' for the DALI engine"):
+    with pytest.raises(ValueError, match="`config.recursion` must be 'composed' for the 'dali' engine, "
+                                         "but got 'iterative'"):
         dali.folder_pipeline(None, CFG.replace(recursion="iterative"), 2, device_id=None, files=["unused.jpg"])
     with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
         dali.ProgramRenderer(CFG, batch_size=0, device="cpu")

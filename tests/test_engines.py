@@ -146,7 +146,7 @@ def test_module_renderer_selection(renderer, monkeypatch):
 
 
 def test_renderer_must_be_known():
-    with pytest.raises(ValueError, match=r"`config.recursion` must be one of \('composed',\) for renderer='dali', "
+    with pytest.raises(ValueError, match=r"`config.recursion` must be 'composed' for the 'dali' engine, "
                                          r"but got 'iterative'"):
         PseudoMotion(PMGConfig(recursion="iterative"), renderer="dali")
     with pytest.raises(ValueError, match="`op` must be one of"):
