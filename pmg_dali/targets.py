@@ -29,7 +29,7 @@ import torch
 from ._checks import check_motion_program
 from .config import parse_size
 from .geometry import inverse_maps, warp_frames
-from .rules import PASTE_PADDING, box_pixels, in_box, mix_layers, paste_layer
+from .rules import PASTE_PADDING, box_mask, box_pixels, in_box, mix_layers, paste_layer
 
 if TYPE_CHECKING:     # program.py imports this module (MotionProgram.flow / .track)
     from .program import MotionProgram
@@ -164,10 +164,10 @@ def visible_layers(program: MotionProgram, size) -> torch.Tensor:
     return _mixed_layers(program, _unmixed_layers(program, parse_size(size)))
 
 
-def _unmixed_flow(program: MotionProgram, size: tuple[int, int],
-                  layers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _unmixed_flow(program: MotionProgram, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Flow (B, T - 1, 2, H, W) and validity (B, T - 1, H, W) of the unmixed clips: the clip's own image,
-    and where ``layers`` (:func:`_unmixed_layers`) shows it the cutmix patch."""
+    and inside ``paste_box`` (:func:`pmg_dali.rules.box_mask`, as :func:`pmg_dali.rules.paste_layer`
+    lays it) the cutmix patch."""
     flow, qx, qy, valid = _layer_flow(program.homography, size)
     if program.paste_index is None:
         return flow, valid
@@ -181,7 +181,7 @@ def _unmixed_flow(program: MotionProgram, size: tuple[int, int],
     covered = _reads_in_box(qx[rows], qy[rows], box[:, 1:], every=False)
     pflow, pqx, pqy, pvalid = _layer_flow(program.paste_homography[rows], size)
     stays = _reads_in_box(pqx, pqy, box[:, 1:], every=True)
-    on_patch = layers[rows, :-1] == _PATCH                                 # (B', T - 1, H, W)
+    on_patch = box_mask(box[:, :-1], size)                                 # (B', T - 1, H, W)
     flow[rows] = torch.where(on_patch[:, :, None], pflow, flow[rows])
     valid[rows] = torch.where(on_patch, pvalid & stays, valid[rows] & ~covered)
     return flow, valid
@@ -224,8 +224,7 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
     """
     size = parse_size(size)
     check_motion_program(program)
-    unmixed = _unmixed_layers(program, size)
-    flow, valid = _unmixed_flow(program, size, unmixed)
+    flow, valid = _unmixed_flow(program, size)
     if program.mix_index is None:
         return flow, valid
     partner = program.mix_index.to(flow.device)
@@ -238,7 +237,7 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
         pqy = pflow[:, :, 1] + torch.arange(size[0], device=flow.device, dtype=flow.dtype)[:, None]
         own_crosses = _reads_in_box(qx, qy, box, every=False)
         partner_stays = _reads_in_box(pqx, pqy, box, every=True)
-        inside = _mixed_layers(program, unmixed)[:, :-1] >= _PARTNER          # (B, T - 1, H, W)
+        inside = box_mask(box, size)                     # (B, 1, H, W): the partner's layers, as mix_layers
         return (torch.where(inside[:, :, None], pflow, flow),
                 torch.where(inside, valid[partner] & partner_stays, valid & ~own_crosses))
     own = _own_dominates(program)                                          # (B, T)
@@ -281,22 +280,35 @@ def track_points(program: MotionProgram, points: torch.Tensor, size=None) -> tup
     to_source = inverse_maps(h64[:, 0])                                     # (B, 3, 3)
     source = apply_homography(points.to(h64.device), to_source)            # (B, N, 2)
     positions = apply_homography(source[:, None], h64)                     # (B, T, N, 2)
-    visible = ~positions.isnan().any(-1)
+    visible = _visible(positions, program, size)
     if size is not None:
-        h, w = parse_size(size)
-        extent = lambda p: ((p[..., 0] >= -0.5) & (p[..., 0] < w - 0.5)   # noqa: E731
-                            & (p[..., 1] >= -0.5) & (p[..., 1] < h - 0.5))
-        visible &= extent(positions) & extent(source)[:, None]
-    if program.paste_index is not None:
-        visible &= ~_point_in_box(positions, program.paste_box.to(h64.device))
-    if program.mix_box is not None:
-        visible &= ~_point_in_box(positions, program.mix_box.to(h64.device)[:, None])
+        visible &= _point_in_box(source[:, None, :, :], _frame_box(parse_size(size), source))
     return positions.to(torch.float32), visible
 
 
 def _point_in_box(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """positions (B, T, N, 2) inside boxes (B, T or 1, 4) (:func:`pmg_dali.rules.in_box`)."""
     return in_box(positions[..., 0], positions[..., 1], box[..., None, :].to(positions.dtype))
+
+
+def _frame_box(size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """The box (4,) of an (H, W) frame's pixel-centre extent, ``-0.5 <= x < W - 0.5`` (same for y), in
+    ``like``'s dtype and device."""
+    h, w = size
+    return torch.tensor([-0.5, -0.5, w - 0.5, h - 0.5], dtype=like.dtype, device=like.device)
+
+
+def _visible(positions: torch.Tensor, program: MotionProgram, size) -> torch.Tensor:
+    """(B, T, N) bool: positions (B, T, N, 2) that are numbers, inside the frame (with ``size``) and under
+    neither the cutmix patch nor the VideoMix box."""
+    visible = ~positions.isnan().any(-1)
+    if size is not None:
+        visible &= _point_in_box(positions, _frame_box(parse_size(size), positions))
+    if program.paste_index is not None:
+        visible &= ~_point_in_box(positions, program.paste_box.to(positions.device))
+    if program.mix_box is not None:
+        visible &= ~_point_in_box(positions, program.mix_box.to(positions.device)[:, None])
+    return visible
 
 
 def grid_points(batch_size: int, size, stride: int, device=None) -> torch.Tensor:
@@ -409,16 +421,7 @@ def warp_keypoints(keypoints: torch.Tensor, program: MotionProgram, size=None) -
     if keypoints.shape[-1] != 2:
         raise ValueError(f"`keypoints` must have shape (B, T, N, 2), but got {tuple(keypoints.shape)}")
     positions = apply_homography(keypoints.to(program.device), program.homography)
-    visible = ~positions.isnan().any(-1)
-    if size is not None:
-        h, w = parse_size(size)
-        visible &= ((positions[..., 0] >= -0.5) & (positions[..., 0] < w - 0.5)
-                    & (positions[..., 1] >= -0.5) & (positions[..., 1] < h - 0.5))
-    if program.paste_index is not None:
-        visible &= ~_point_in_box(positions, program.paste_box.to(positions.device))
-    if program.mix_box is not None:
-        visible &= ~_point_in_box(positions, program.mix_box.to(positions.device)[:, None])
-    return positions.to(torch.float32), visible
+    return positions.to(torch.float32), _visible(positions, program, size)
 
 
 def _area(box: torch.Tensor) -> torch.Tensor:
@@ -450,14 +453,14 @@ def warp_boxes(boxes: torch.Tensor, program: MotionProgram, size) -> tuple[torch
     _check_frames("boxes", boxes, program, "(B, T, N, 4)", 2)
     if boxes.shape[-1] != 4:
         raise ValueError(f"`boxes` must have shape (B, T, N, 4), but got {tuple(boxes.shape)}")
-    h, w = parse_size(size)
+    size = parse_size(size)
     x0, y0, x1, y1 = boxes.to(program.device, torch.float64).unbind(-1)
     corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1), torch.stack([x1, y1], -1),
                            torch.stack([x0, y1], -1)], dim=-2)                  # (B, T, N, 4, 2)
     b, t, n = corners.shape[:3]
     moved = apply_homography(corners.reshape(b, t, n * 4, 2), program.homography).reshape(b, t, n, 4, 2)
     enclosing = torch.cat([moved.amin(-2), moved.amax(-2)], dim=-1)         # NaN corners propagate
-    frame = torch.tensor([-0.5, -0.5, w - 0.5, h - 0.5], dtype=torch.float64, device=moved.device)
+    frame = _frame_box(size, moved)
     clipped = _intersect(enclosing, frame.expand_as(enclosing))
     clipped = torch.cat([clipped[..., :2], torch.maximum(clipped[..., 2:], clipped[..., :2])], dim=-1)
     seen = _area(clipped)
