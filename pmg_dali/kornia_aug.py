@@ -149,8 +149,6 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
     def _warp(self, input: torch.Tensor, transform: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
         """Each row of ``input`` (N, C, H, W) warped by its (N, 3, 3) source -> output matrix: the
         reference's :func:`pmg_dali.geometry.warp_frames`, each row a one-frame clip."""
-        if input.shape[0] == 0:
-            return input.clone()
         return warp_frames(input, transform[:, None], padding_mode, mode=mode)[:, :, 0]
 
     def apply_transform(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
@@ -160,9 +158,9 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
         mode = Resample.get(flags["resample"]).name.lower()
         out = self._warp(input, transform, mode, flags["padding_mode"])
         if flags["color"] and out.shape[0] > 0:
-            # the reference's colour map (pmg_dali.render.apply_color), the N rows as the frames of one clip
+            # the reference's colour map (pmg_dali.render.apply_color), each row a one-frame clip
             color = self._rows(params, "color", input.shape[0])
-            out = apply_color(out.transpose(0, 1)[None], color[None])[0].transpose(0, 1).contiguous()
+            out = apply_color(out[:, :, None], color[:, None])[:, :, 0]
         return out
 
     def apply_transform_mask(self, input: torch.Tensor, params: dict[str, torch.Tensor], flags: dict[str, Any],
