@@ -29,7 +29,7 @@ import transformers
 from torch.utils.data import DataLoader
 
 import pmg_dali
-from pmg_dali.__main__ import int_arg
+from pmg_dali.__main__ import default_device, device_arg, int_arg, out_dir_arg
 
 STATE_FILE = "pmg_loader.json"
 
@@ -93,22 +93,18 @@ def make_trainer(loader: pmg_dali.PseudoMotionLoader, model, output_dir: str, ma
 
 def main(argv=None) -> PMGTrainer:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default="out/hf")
+    parser.add_argument("--output_dir", type=out_dir_arg, default="out/hf")
     parser.add_argument("--max_steps", type=int_arg(1), default=200)
     parser.add_argument("--save_steps", type=int_arg(1), default=100)
     parser.add_argument("--resume", default=None, help="a checkpoint-<step> folder of --output_dir")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_arg, default=str(default_device(None)))
     args = parser.parse_args(argv)
     cfg = pmg_dali.PMGConfig(num_frames=4, size=32, layout="BTCHW")      # Hugging Face VideoMAE: (B, T, C, H, W)
     # under torchrun each process takes its share: the Trainer starts torch.distributed later, so say it here
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = f"cuda:{os.environ['LOCAL_RANK']}" if args.device == "cuda" and "LOCAL_RANK" in os.environ else args.device
-    try:
-        loader = pmg_dali.PseudoMotionLoader(pmg_dali.SyntheticImages("mixed", num_images=1024), batch_size=8,
-                                             config=cfg, device=device, seed=0, patch_size=8, rank=rank,
-                                             world_size=world)
-    except ValueError as err:                      # a device this machine does not have
-        parser.error(f"argument --device: {err}")
+    loader = pmg_dali.PseudoMotionLoader(pmg_dali.SyntheticImages("mixed", num_images=1024), batch_size=8,
+                                         config=cfg, device=device, seed=0, patch_size=8, rank=rank, world_size=world)
     if args.resume:
         try:
             resume_loader(loader, args.resume)

@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 import pmg_dali
-from pmg_dali.__main__ import int_arg
+from pmg_dali.__main__ import int_arg, out_dir_arg
 
 
 class PMGDataModule(L.LightningDataModule):
@@ -65,7 +65,8 @@ def main(argv=None) -> ClipRegression:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--accelerator", default="cpu")
-    parser.add_argument("--checkpoint_dir", default=None, help="save a checkpoint every --save_every steps here")
+    parser.add_argument("--checkpoint_dir", type=out_dir_arg, default=None,
+                        help="save a checkpoint every --save_every steps here")
     parser.add_argument("--save_every", type=int_arg(1), default=5)
     parser.add_argument("--ckpt_path", default=None, help="resume from this checkpoint")
     parser.add_argument("--out", default=None, help="write each rank's (epoch, indices, mean) rows to OUT.<rank>")
@@ -79,7 +80,7 @@ def main(argv=None) -> ClipRegression:
                             strategy=args.strategy, accelerator=args.accelerator, logger=False, callbacks=callbacks,
                             enable_checkpointing=bool(callbacks), enable_progress_bar=False,
                             enable_model_summary=False)
-    except (ValueError, MisconfigurationException) as err:
+    except (TypeError, ValueError, MisconfigurationException) as err:
         parser.error(str(err))
     if args.ckpt_path and not os.path.isfile(args.ckpt_path):
         parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")

@@ -93,7 +93,9 @@ def test_gradient_accumulation_resumes_exactly_and_must_divide_the_epoch(tmp_pat
     (["--max_steps=-3"], "argument --max_steps: must be an int >= 1, but got -3"),
     (["--save_steps=0"], "argument --save_steps: must be an int >= 1, but got 0"),
     (["--save_steps=x"], "argument --save_steps: must be an int >= 1, but got 'x'"),
-    (["--device=foo"], "argument --device: `device` must name a device such as 'cpu'"),
+    (["--device=foo"], "argument --device: must be cpu, cuda or cuda:N, but got 'foo'"),
+    (["--device=meta"], "argument --device: must be cpu, cuda or cuda:N, but got 'meta'"),
+    (["--output_dir", __file__], f"argument --output_dir: must be a folder, but {__file__!r} is a file"),
     (["--device=cpu", "--resume=no/such/checkpoint-3"], "argument --resume: [Errno 2] No such file or directory"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys):
