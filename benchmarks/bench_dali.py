@@ -43,8 +43,6 @@ import pmg_dali
 from pmg_dali.__main__ import int_arg
 from harness import dali_image_pipeline, dali_pipeline_run, sampled, timed, write_jpegs
 
-from pmg_dali.sources import CROP_SCALE
-
 
 def _warp_bodies(cfg, batch: int):
     """The replicate-then-warp core and its alternative, uint8, with fixed per-frame zoom matrices."""
@@ -66,20 +64,16 @@ def _warp_bodies(cfg, batch: int):
 
 def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple[dict, str]:
     """images/s (decode + random-resized crop + resize) and clips/s (the full folder_pipeline)."""
-    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import fn, pipeline_def
     from pmg_dali import dali
     root = tempfile.mkdtemp(prefix="pmg_dali_bench_")
     write_jpegs(root, files, device=None if device_id is None else f"cuda:{device_id}")
     paths = dali.list_image_files(root, validate="header")   # generated here: trusted
-    h, w = cfg.size
 
     @pipeline_def(batch_size=batch, num_threads=threads, device_id=device_id, seed=0)
     def decode_only():
         encoded, _ = fn.readers.file(files=paths, random_shuffle=True, name="Reader")
-        images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
-                                               output_type=types.RGB,
-                                               random_area=list(CROP_SCALE))
-        return fn.resize(images, resize_x=w, resize_y=h, antialias=True)
+        return dali.decode_crop(encoded, cfg.size, device_id)
 
     decode = decode_only()
     decode.build()

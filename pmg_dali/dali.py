@@ -60,7 +60,7 @@ from .sources import IMG_EXTENSIONS as IMAGE_EXTENSIONS
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
 
 __all__ = ["ProgramRenderer", "render", "render_images", "to_torch", "list_image_files", "folder_pipeline",
-           "source_pipeline", "IMAGE_EXTENSIONS",
+           "decode_crop", "source_pipeline", "IMAGE_EXTENSIONS",
            # graph helpers (pmg_dali.dali_graph), for your own @pipeline_def
            "pseudo_motion", "ProgramFeed", "feed_motion", "program_arrays", "Variant", "config_variant",
            "tables_variant", "graph_motion", "render_motion", "GraphMotion", "warp_frames", "box_mask", "paste_patches",
@@ -350,6 +350,17 @@ def _check_shards(batch_size, shard_id, num_shards, seed) -> tuple[int, int, int
     return check_int("batch_size", batch_size, 1), shard_id, num_shards, int(seed)
 
 
+def decode_crop(encoded, size: tuple[int, int], device_id: int | None, random_area: tuple[float, float] = CROP_SCALE,
+                random_aspect_ratio: tuple[float, float] = CROP_RATIO):
+    """:func:`folder_pipeline`'s image stage, inside a ``@pipeline_def``: encoded files -> decoded (nvJPEG
+    on the GPU when ``device_id`` is given, else on the CPU) with a random-resized crop, resized to
+    ``size`` (H, W) with antialiasing."""
+    images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
+                                           output_type=types.RGB, random_area=list(random_area),
+                                           random_aspect_ratio=list(random_aspect_ratio))
+    return fn.resize(images, resize_x=size[1], resize_y=size[0], antialias=True)
+
+
 def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device_id: int | None = 0,
                     seed: int = 0, shard_id: int = 0, num_shards: int = 1, *, files: list[str] | None = None,
                     validate: str = "decode", random_area: tuple[float, float] = CROP_SCALE,
@@ -397,8 +408,6 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     files = [os.fspath(f) for f in files]
     programs = ProgramFeed(config, batch_size, seed, shard_id,
                            batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))
-    h, w = config.size
-    decoder = "cpu" if device_id is None else "mixed"
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   **pipeline_kwargs)
@@ -406,10 +415,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
         encoded, index = fn.readers.file(files=files, labels=list(range(len(files))), shard_id=shard_id,
                                          num_shards=num_shards, random_shuffle=shuffle, pad_last_batch=True,
                                          name=reader_name)
-        images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
-                                               random_area=list(random_area),
-                                               random_aspect_ratio=list(random_aspect_ratio))
-        images = fn.resize(images, resize_x=w, resize_y=h, antialias=True)
+        images = decode_crop(encoded, config.size, device_id, random_area, random_aspect_ratio)
         return render_motion(images, feed_motion(programs), config), index
 
     return pipe()
