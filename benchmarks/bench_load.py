@@ -55,7 +55,6 @@ def render_rate(renderer: str, batch: int, repeats: int):
     images = torch.randint(0, 256, (batch, 3, *cfg.size), dtype=torch.uint8, generator=g)
     module = pmg_dali.PseudoMotion(cfg, renderer=renderer)
     program = module.sample(batch, generator=g)
-    module(images, program=program)                                  # the engine check, before any timing
     run = each(lambda: module(images, program=program))
 
     def measure() -> float:                                           # median of `repeats` batches

@@ -256,7 +256,6 @@ def main() -> None:
         step_lr = runtime.lr_at(progress, lr, min_lr, warmup / decay_iters, 1 / decay_iters)
         for group in optimizer.param_groups:
             group["lr"] = step_lr
-        loss_sum, flat_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
         for micro in range(grad_accum):
             sync()
             t0 = time.time()
@@ -268,8 +267,8 @@ def main() -> None:
             with autocast:
                 loss, pred, flat = run(batch["video"], batch["mask"], with_flat=True)
             (loss / grad_accum).backward()
-            loss_sum += loss.detach() / grad_accum
-            flat_sum += flat / grad_accum
+            loss_since += loss.detach() / grad_accum       # the step's mean loss, summed until the next row
+            flat_since += flat / grad_accum
         if iter_num == 0 and master and not resume:             # the first batch of clips, side by side
             write_gif(clip_sheet(net.pixels(batch["video"][:8])), os.path.join(out_dir, "clips.gif"))
         if grad_clip > 0:
@@ -277,7 +276,7 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         iter_num += 1
-        clips_since, loss_since, flat_since = clips_since + total_batch, loss_since + loss_sum, flat_since + flat_sum
+        clips_since += total_batch
         clock.tick()                               # elapsed time and any stop signal, the same on every rank
         last = iter_num == max_iters or clock.out_of_time or clock.signum > 0
         if master and (iter_num % log_interval == 0 or iter_num == 1 or last):

@@ -275,9 +275,11 @@ def save_png(rows: torch.Tensor, path: str, max_frames: int = 8, min_side: int =
     """(R, 3, T, H, W) in [0, 1] -> one PNG, R rows of up to ``max_frames`` frames, upscaled if small."""
     from PIL import Image
 
+    from pmg_dali.gif import clip_sheet
+
     T = rows.shape[2]
     picks = torch.linspace(0, T - 1, min(T, max_frames)).round().long()
-    sheet = torch.cat([torch.cat(list(r[:, picks].permute(1, 0, 2, 3)), dim=-1) for r in rows], dim=-2)
-    image = Image.fromarray((sheet * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+    # each row's picked frames as one-frame clips side by side: a one-frame sheet
+    image = Image.fromarray(clip_sheet([r[:, picks].transpose(0, 1).unsqueeze(2) for r in rows])[0])
     zoom = max(1, math.ceil(min_side / rows.shape[-1]))
     image.resize((image.width * zoom, image.height * zoom), Image.NEAREST).save(path)
