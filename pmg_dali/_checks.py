@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 
 import torch
 
@@ -134,8 +135,9 @@ def env_flag(name: str, default: bool) -> bool:
 
 
 def check_motion_program(program, name: str = "program") -> None:
-    """``program`` is a :class:`~pmg_dali.MotionProgram`, recognised by its fields: the modules that
-    ``MotionProgram`` itself uses (its ``flow`` / ``track``) cannot import the class."""
-    if not (hasattr(program, "tensors") and isinstance(getattr(program, "homography", None), torch.Tensor)
-            and isinstance(getattr(program, "color", None), torch.Tensor)):
+    """``program`` is a :class:`~pmg_dali.MotionProgram`. The class is looked up in its loaded module
+    (:mod:`pmg_dali.program`; not loaded: no program exists), since the modules ``MotionProgram`` itself
+    uses (its ``flow`` / ``track``) cannot import it."""
+    cls = getattr(sys.modules.get("pmg_dali.program"), "MotionProgram", None)
+    if cls is None or not isinstance(program, cls):
         raise TypeError(f"`{name}` must be a MotionProgram, but got {type(program).__name__}")

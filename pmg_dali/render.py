@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import env_flag
+from ._checks import check_motion_program, env_flag
 from .config import PMGConfig
 from .geometry import warp_frames
 from .program import MotionProgram
@@ -69,8 +69,7 @@ def check_program(program, images: torch.Tensor | None = None, cfg: PMGConfig | 
     """``program`` is a :class:`MotionProgram`; with ``images`` (B, ...) it has one clip per image,
     with ``cfg`` it has ``cfg.num_frames`` frames; with ``values`` its tables are usable
     (:func:`check_program_values`)."""
-    if not isinstance(program, MotionProgram):
-        raise TypeError(f"`program` must be a MotionProgram, but got {type(program).__name__}")
+    check_motion_program(program)
     if images is not None and images.shape[0] != program.batch_size:
         raise ValueError(f"`images` must have one image per clip of the program, but got "
                          f"{images.shape[0]} images for {program.batch_size} clips")

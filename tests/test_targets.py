@@ -1,6 +1,7 @@
 """Motion ground truth (pmg_dali.targets): flow against cv2.remap of the rendered frames, tracks against
 cv2.perspectiveTransform, the layers of cutmix / VideoMix / frame Mixup, and RAFT trained on our flow."""
 import dataclasses
+import types
 
 import cv2
 import numpy as np
@@ -235,6 +236,10 @@ def test_targets_errors():
         program.flow("big")
     with pytest.raises(ValueError, match="`size` must be at least 2"):
         program.flow((1, 5))
+    # an object with a program's fields is not a program: the target functions name `program`
+    look_alike = types.SimpleNamespace(tensors=program.tensors, homography=program.homography, color=program.color)
+    with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got SimpleNamespace"):
+        flow_targets(look_alike, SIZE)
     single = dataclasses.replace(program, homography=program.homography[:, :1], color=program.color[:, :1])
     flow, valid = single.flow(SIZE)
     assert flow.shape == (2, 0, 2, *SIZE) and valid.shape == (2, 0, *SIZE)
