@@ -260,12 +260,6 @@ def describe(cfg: PMGConfig, kind: str, op: str) -> str:
 
 # ---- engines -----------------------------------------------------------------------------------
 
-def engine_function(name: str, op: str = "render"):
-    """The engine's function for ``op`` (:meth:`pmg_dali.engines.Engine.function`), looked up through its
-    module now, so what is checked is what the module holds."""
-    return engines.engine(name).function(op)
-
-
 def unavailable(name: str, device: torch.device, cfg: PMGConfig | None = None) -> str:
     """Why engine ``name`` cannot run on ``device`` (for ``cfg``), or ``""`` when it can."""
     row = engines.engine(name)
@@ -328,24 +322,25 @@ def _one_thread():
             torch.set_num_threads(threads)
 
 
-def _check(engine: str, cases: list[_Case], lookup=engine_function) -> EngineResult:
-    """Run ``engine`` on every case it supports (torch on one CPU thread meanwhile); the worst
-    difference and the first failure."""
+def _check(engine: str, cases: list[_Case], fn=None) -> EngineResult:
+    """Run ``engine`` (its function for each case's operation, looked up through its module now so that
+    what is checked is what the module holds; or ``fn``) on every case it supports (torch on one CPU
+    thread meanwhile); the worst difference and the first failure."""
     with _one_thread():
-        return _check_cases(engine, cases, lookup)
+        return _check_cases(engines.engine(engine), cases, fn)
 
 
-def _check_cases(engine: str, cases: list[_Case], lookup) -> EngineResult:
-    device = cases[0].device
+def _check_cases(row: Engine, cases: list[_Case], fn) -> EngineResult:
+    device, engine = cases[0].device, row.name
     worst, seconds, failure, ran = None, 0.0, "", 0
     for case in cases:
         if unavailable(engine, device, case.cfg):
             continue
         try:
-            fn = lookup(engine, case.op)
+            function = row.function(case.op) if fn is None else fn
         except NotImplementedError:
             continue
-        diff, problem, took = case.run(engines.engine(engine), fn)
+        diff, problem, took = case.run(row, function)
         ran, seconds = ran + 1, seconds + took
         if diff is not None:
             worst = diff if worst is None or math.isnan(diff) or diff > worst else worst
@@ -425,7 +420,7 @@ def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = 
     """
     if skipped():
         return True
-    device, fn = (x.device if device is None else torch.device(device)), engine_function(engine, op)
+    device, fn = (x.device if device is None else torch.device(device)), engines.engine(engine).function(op)
     owner = (engine, fn, str(device))
     if auto and owner in _ABANDONED:
         return False
@@ -435,7 +430,7 @@ def ensure_engine(engine: str, x: torch.Tensor, config: PMGConfig, *, op: str = 
         result = _RESULTS.get(key)
         if result is None:
             case = _Case(cfg, key[-2], op, device)
-            result = _RESULTS[key] = _check(engine, [case], lookup=lambda *_: fn)
+            result = _RESULTS[key] = _check(engine, [case], fn)
     if result.status != "failed":
         return True
     message = _failure_message(result, device)

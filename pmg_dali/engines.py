@@ -90,11 +90,14 @@ class Engine:
         """The engine's function for ``op`` (``"render"`` or ``"augment"``), looked up through its module
         now (what the module holds at this moment: a test may replace it). Raises ImportError when the
         engine's package is missing and ``NotImplementedError`` when it has no such operation."""
-        path = {"render": self.render, "augment": self.augment}[check_choice("op", op, OPS)]
-        if path is None:
+        if not self.has(op):
             raise NotImplementedError(f"the {self.name!r} engine has no {op!r}")
-        module, attribute = path.split(":")
+        module, attribute = getattr(self, op).split(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def has(self, op: str = "render") -> bool:
+        """Whether it does ``op``: ``"render"`` (every engine) or ``"augment"``."""
+        return getattr(self, check_choice("op", op, OPS)) is not None
 
     def check_recursion(self, config) -> None:
         """ValueError unless it renders ``config.recursion`` (:attr:`recursions`)."""
@@ -164,7 +167,7 @@ def auto_engine(device: torch.device, size: tuple[int, int], op: str = "render")
     :attr:`Engine.auto_min_pixels` the frames reach; else ``"reference"``."""
     device, op = torch.device(device), check_choice("op", op, OPS)
     for row in ENGINES:
-        if (device.type in row.auto and row.installed() and getattr(row, op) is not None
+        if (device.type in row.auto and row.installed() and row.has(op)
                 and size[0] * size[1] >= row.auto_min_pixels):
             return row.name
     return "reference"

@@ -108,7 +108,7 @@ class PseudoMotion(nn.Module):
         device, op = torch.device(device), check_choice("op", op, OPS)
         if self.renderer == "auto":
             return auto_engine(device, self.config.size, op)
-        return self.renderer if getattr(engine(self.renderer), op) is not None else "reference"
+        return self.renderer if engine(self.renderer).has(op) else "reference"
 
     def render_function(self, device: torch.device):
         """The function ``(images, program, config) -> clips`` of the engine ``forward`` picks on

@@ -93,12 +93,16 @@ def test_table_rows():
         if row.augment is None:
             with pytest.raises(NotImplementedError, match=f"the '{row.name}' engine has no 'augment'"):
                 row.function("augment")
+    assert [row.name for row in engines.ENGINES if row.has("augment")] == ["reference", "fused"]
+    assert all(row.has("render") for row in engines.ENGINES)
     assert engines.engine("cpu").function() is render_cpu and engines.engine("reference").function() is render
     with pytest.raises(ValueError, match=r"`engine` must be one of \('reference', 'cpu', 'fused', 'dali'\), "
                                          r"but got 'x'"):
         engines.engine("x")
     with pytest.raises(ValueError, match="`op` must be one of"):
         engines.engine("cpu").function("draw")
+    with pytest.raises(ValueError, match="`op` must be one of"):
+        engines.engine("cpu").has("draw")
 
 
 def test_availability(monkeypatch):
