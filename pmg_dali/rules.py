@@ -21,6 +21,7 @@ it and the motion targets (:mod:`pmg_dali.targets`) call, and which the kernels 
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,10 +102,12 @@ def mix_layers(clips: torch.Tensor, partner: torch.Tensor, mix_lambda: torch.Ten
     return torch.lerp(partner, clips, lam)
 
 
-# the columns of FrameTables.packed(): name -> (first column, width), in order; the fused kernel reads these
-COLUMNS = {"inverse": (0, 9), "color": (9, 12), "paste_inverse": (21, 9), "paste_box": (30, 4),
-           "mix_lambda": (34, 1), "mix_box": (35, 4), "plain_color": (39, 1)}
-NUM_PARAMS = sum(width for _, width in COLUMNS.values())      # 40
+# the columns of FrameTables.packed(): name -> (first column, width), in this order, each after the last;
+# the fused kernel reads these
+_WIDTHS = {"inverse": 9, "color": 12, "paste_inverse": 9, "paste_box": 4, "mix_lambda": 1, "mix_box": 4,
+           "plain_color": 1}
+COLUMNS = dict(zip(_WIDTHS, zip(itertools.accumulate(_WIDTHS.values(), initial=0), _WIDTHS.values())))
+NUM_PARAMS = sum(_WIDTHS.values())      # 40
 # the columns of FrameTables.packed()'s index array, in order
 INDEX_COLUMNS = ("paste_index", "mix_index")
 

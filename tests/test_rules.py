@@ -104,10 +104,10 @@ def test_packed_leaves_absent_parts_zero():
 
 
 def test_columns_tile_the_row():
-    spans = sorted(COLUMNS.values())
-    assert spans[0][0] == 0 and sum(width for _, width in spans) == NUM_PARAMS
-    assert all(start + width == nxt for (start, width), (nxt, _) in zip(spans, spans[1:]))
-    assert [column(name) for name in COLUMNS][1] == slice(9, 21)
+    # the packed row's layout, spelled out: each column after the last, 40 in all
+    assert COLUMNS == {"inverse": (0, 9), "color": (9, 12), "paste_inverse": (21, 9), "paste_box": (30, 4),
+                       "mix_lambda": (34, 1), "mix_box": (35, 4), "plain_color": (39, 1)}
+    assert NUM_PARAMS == 40 and [column(name) for name in COLUMNS][1] == slice(9, 21)
 
 
 def test_padding_codes_are_the_config_list():
