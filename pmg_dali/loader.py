@@ -518,7 +518,8 @@ class PseudoMotionDataset(IterableDataset):
         if not isinstance(loader, PseudoMotionLoader):
             raise TypeError(f"`loader` must be a PseudoMotionLoader, but got {type(loader).__name__}")
         if keys is not None:
-            if isinstance(keys, (tuple, list)) and len(set(keys)) == len(keys) > 0:
+            if (isinstance(keys, (tuple, list)) and all(isinstance(k, str) for k in keys)
+                    and len(set(keys)) == len(keys) > 0):
                 keys = tuple(keys)
             elif not isinstance(keys, dict):
                 raise ValueError(f"`keys` must be a dict (old name -> new name) or a tuple of distinct names "

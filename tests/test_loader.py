@@ -356,7 +356,7 @@ def test_iterable_dataset_view_for_frameworks(monkeypatch):
     assert torch.equal(batch["pixel_values"], expected[0]["video"])
     with pytest.raises(ValueError, match="`keys` must name entries among"):
         make_loader().as_dataset(keys={"clips": "x"})
-    for bad in (("video", "video"), (), "video"):
+    for bad in (("video", "video"), (), "video", (["video"],)):
         with pytest.raises(ValueError, match="`keys` must be a dict .* or a tuple of distinct names"):
             make_loader().as_dataset(keys=bad)
     with pytest.raises(ValueError, match="`keys` names 'mask', but the loader has mask_ratio=None"):
