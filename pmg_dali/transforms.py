@@ -41,9 +41,7 @@ import torch
 from .geometry import affine_step_matrix, color_jitter_matrix, eye, scale_matrix, translation_matrix
 
 __all__ = ["Transform", "ConfigField", "Motion", "Paste", "TABLE", "TRANSFORMS", "SAMPLERS", "COLOR_TRANSFORMS",
-           "PASTE_TRANSFORMS", "PROJECTIVE_TRANSFORMS",
-           "view_extent", "fit_strength", "framing_params", "fit_step", "narrow", "excess", "FIT_STEPS",
-           "affine_steps", "perspective_steps"]
+           "PASTE_TRANSFORMS", "PROJECTIVE_TRANSFORMS", "view_extent"]
 
 Params = dict[str, np.ndarray]           # a transform's parameters by name, one row per clip
 
@@ -202,11 +200,6 @@ def _framed(cfg, draw, make_step: Callable) -> Params:
       p shows source pixel ``view_origin + view * p``; zeros for ``"whole"``).
     """
     placement = draw.uniform(0, 1, 2) if cfg.framing == "inside" else np.zeros((draw.batch, 2))
-    return framing_params(cfg, make_step, placement)
-
-
-def framing_params(cfg, make_step: Callable, placement: np.ndarray) -> Params:
-    """:func:`_framed`'s parameters for a given ``placement`` (B, 2) (draws nothing)."""
     strength, extent = fit_strength(cfg, make_step, len(placement))
     if extent is None:
         return {"placement": placement, "strength": strength, "view": np.ones(len(placement)),
@@ -223,8 +216,13 @@ def _first_view(cfg, params: Params) -> np.ndarray | None:
     ``"whole"`` framing."""
     if cfg.framing != "inside":
         return None
-    return (scale_matrix(1 / np.maximum(params["view"], 1e-12), 0.0, 0.0)
-            @ translation_matrix(*(-params["view_origin"]).T))
+    return _view_matrix(np.maximum(params["view"], 1e-12), params["view_origin"])
+
+
+def _view_matrix(side: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """(B, 3, 3) source -> frame maps showing a view of ``side`` (B,) (a fraction of the image side) whose
+    top-left pixel centre is the source pixel ``origin`` (B, 2), full-frame."""
+    return scale_matrix(1 / side, 0.0, 0.0) @ translation_matrix(*(-origin).T)
 
 
 # ---- straight paths (sliding window, cutmix) ---------------------------------------------------------------
@@ -278,8 +276,7 @@ def sample_sliding_window(cfg, draw) -> Params:
 
 def sliding_window_matrices(cfg, params: Params) -> Motion:
     r = params["window"]
-    first = scale_matrix(1 / r, 0.0, 0.0) @ translation_matrix(*(-params["start"]).T)
-    return Motion(first, translation_matrix(*(-params["velocity"] / r[:, None]).T))
+    return Motion(_view_matrix(r, params["start"]), translation_matrix(*(-params["velocity"] / r[:, None]).T))
 
 
 def sample_zoom(cfg, draw) -> Params:
