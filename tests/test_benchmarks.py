@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import runpy
 import sys
 import tarfile
 from pathlib import Path
@@ -34,14 +35,12 @@ ENV_KEYS = {"device", "date", "torch", "kornia", "dali", "triton", "cpu_count", 
 def scripts(tmp_path_factory, one_process) -> dict:
     """Every benchmark script's quick CPU run, one after the other in one process (torch, kornia, DALI
     imported once; ``run`` each would start a process): name -> (exit status, stdout, stderr), and
-    ``"out"``: the folder they wrote to."""
+    ``"out"``: the folder they wrote to. bench_render.py runs as the quick GPU session's "render" step."""
     out = tmp_path_factory.mktemp("bench")
     runs = {
         "generate": ["benchmarks/bench_generate.py", "--quick", "--out_dir", str(out)],
         "overhead": ["benchmarks/bench_overhead.py", "--quick", "--out_dir", str(out)],
         "cli bench": ["-m", "pmg_dali", "bench", "--quick", "--device", "cpu", "--json", str(out / "bench.json")],
-        "render": ["benchmarks/bench_render.py", "--quick", "--json", str(out / "render.json"), "--markdown",
-                   str(out / "render.md")],
         "sources": ["benchmarks/bench_sources.py", "--quick", "--device", "cpu", "--json", str(out / "sources.json")],
         "framing": ["benchmarks/bench_framing.py", "--quick", "--json", str(out / "framing.json")],
         "targets": ["benchmarks/bench_targets.py", "--quick", "--device", "cpu"],
@@ -54,7 +53,6 @@ def scripts(tmp_path_factory, one_process) -> dict:
         "session spent": ["benchmarks/gpu_session.py", "--quick", "--only", "loader", "--budget", "0", "--out_dir",
                           str(out / "spent")],
         "session unknown step": ["benchmarks/gpu_session.py", "--dry", "--only", "render,nope"],
-        **{("bad", script, *flags): [f"benchmarks/{script}", *flags] for script, flags, _ in BAD_FLAGS},
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return {"out": out, **dict(zip(runs, one_process(list(runs.values()), ROOT, env)))}
@@ -200,13 +198,17 @@ def test_refactored_scripts_still_run(scripts, script):
 
 @pytest.mark.slow
 def test_bench_render_quick_runs_every_cpu_path(scripts):
-    """benchmarks/bench_render.py --quick runs every CPU path and writes its JSON and table."""
-    ran(scripts, "render")
-    result = json.loads((scripts["out"] / "render.json").read_text())
+    """benchmarks/bench_render.py --quick runs every CPU path and writes its JSON and table (its run is the
+    quick GPU session's "render" step: ``bench_render.py --quick --json ... --markdown ...``)."""
+    ran(scripts, "session")
+    out = scripts["out"] / "session"
+    status = {r["step"]: r["status"] for r in json.loads((out / "results" / "session.json").read_text())}
+    assert status["render"] == "ok", (out / "logs" / "render.log").read_text()[-3000:]
+    result = json.loads((out / "results" / "bench_render.json").read_text())
     paths = {row["path"] for row in result["rows"]}
     assert {"pil_recursive", "reference", "cpu", "cpu_bf16", "cpu_out"} <= paths
     assert all(row["clips_per_s"] > 0 for row in result["rows"])
-    assert "| path |" in (scripts["out"] / "render.md").read_text()
+    assert "| path |" in (out / "results" / "bench_render.md").read_text()
 
 
 @pytest.mark.slow
@@ -245,11 +247,22 @@ BAD_FLAGS = [   # (script, flags, the parser's one-line error)
 
 
 @pytest.mark.parametrize("script, flags, message", BAD_FLAGS)
-def test_bad_flags_are_one_line_and_exit_2(scripts, script, flags, message):
+def test_bad_flags_are_one_line_and_exit_2(monkeypatch, capsys, script, flags, message):
+    """``python benchmarks/<script> <flags>``, run in this process as conftest's ``one_process`` runs it
+    (runpy, ``__main__``): the parser's error and exit status 2; any other exception (a traceback) fails."""
     if script == "bench_dali.py":
         pytest.importorskip("nvidia.dali")       # it imports DALI before it reads --transforms
-    code, _, stderr = scripts[("bad", script, *flags)]
-    assert code == 2 and message in stderr and "Traceback" not in stderr, stderr
+    path = str(ROOT / "benchmarks" / script)
+    monkeypatch.setattr(sys, "argv", [path, *flags])
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    threads = torch.get_num_threads()            # bench_dali.py --quick sets torch's threads before it checks
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(path, run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in stderr, stderr
 
 
 def test_a_failing_path_is_reported_and_the_other_rows_kept(monkeypatch):

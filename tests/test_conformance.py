@@ -58,6 +58,7 @@ import torch
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, engines
 from pmg_dali.render import augment, render, to_float_images
+from pmg_dali.rules import box_mask
 from pmg_dali.sampling import sample_program
 from pmg_dali.transforms import COLOR_TRANSFORMS
 
@@ -367,22 +368,30 @@ def assert_conforms(engine: Engine, clips: torch.Tensor, expect: torch.Tensor, c
 
 
 def check_case(engine: Engine, case: Case, op: str = "render", program: MotionProgram | None = None,
-               **options) -> torch.Tensor:
+               **options) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The engine's clips of ``case`` (of ``program``, default the case's) within its tolerance of the
-    reference's (the reference row: the contract alone); returns them."""
+    reference's (the reference row: the contract alone); returns both (on the CPU; the reference's clips
+    None for the reference row)."""
     cfg, program = case.config, case.program() if program is None else program
     x = case.inputs(video=op == "augment")
-    clips = call(engine, op, x, program, cfg, **options)
+    clips, expect = call(engine, op, x, program, cfg, **options), None
     if engine.name != "reference":
-        assert_conforms(engine, clips, expected(engine, op, x, program, cfg), cfg, f"{op} {case.id}")
-    return clips
+        expect = expected(engine, op, x, program, cfg)
+        assert_conforms(engine, clips, expect, cfg, f"{op} {case.id}")
+    return clips, expect
 
 
 # ---- tests ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine,case", grid("test_every_transform"))
 def test_every_transform(engine, case):
-    clips = check_case(engine, case).double()
+    """Each transform as the reference draws it; the CPU renderer performs the reference's own arithmetic
+    frame by frame: without a colour matrix its clips are the reference's bits (colour matrices may differ
+    by float rounding)."""
+    clips, expect = check_case(engine, case)
+    if engine.name == "cpu" and not COLOR_TRANSFORMS & set(case.transforms):
+        assert torch.equal(clips, expect), case.id
+    clips = clips.double()
     if case.transforms != ("identity",):     # the program moves something: not one frame repeated
         first, last = (clips[:, :, i] if case.layout == "BCTHW" else clips[:, i] for i in (0, -1))
         assert (first - last).abs().max() > 0.04 * (255 if case.output == "uint8" else 1), case.id
@@ -391,7 +400,9 @@ def test_every_transform(engine, case):
 @pytest.mark.parametrize("engine,case", grid("test_cutmix_patch_cut_at_the_partner_edge"))
 def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
     """A patch cut flush with the partner's top-left corner (its first pixel centre on the patch's box
-    corner): its edge pixels are replicated, as every engine must, not blended with black."""
+    corner): its edge pixels are replicated, as every engine must, not blended with black. On flat images
+    (one colour per clip) every pixel inside ``paste_box[b, t]`` is the colour of clip ``paste_index[b]``,
+    every other pixel the clip's own colour (the case moves nothing else: identity colour, a view inside)."""
     program = case.program()
     moved = program.paste_homography.clone()          # partner -> frame: a shift by (box corner - cut)
     moved[..., :2, 2] = program.paste_box[..., :2] + 0.5                  # the cut at (-0.5, -0.5)
@@ -399,6 +410,18 @@ def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
     corner = program.paste_box[:, 0, :2] - program.paste_homography[:, 0, :2, 2]
     torch.testing.assert_close(corner, torch.full_like(corner, -0.5), atol=1e-4, rtol=0)
     check_case(engine, case, program=program)
+    colours = torch.tensor([[200, 40, 90], [30, 220, 120], [120, 60, 250]], dtype=torch.uint8)[:case.batch]
+    flat = colours[:, :, None, None].expand(-1, -1, *SIZE).contiguous()
+    clips = call(engine, "render", flat, program, case.config).double()     # float32 raw, BCTHW: [0, 1] pixels
+    inside = box_mask(program.paste_box, SIZE)                                # (B, T, H, W)
+    atol = engine.tolerance.atol + 2 ** -20           # the row's tolerance, plus float32 rounding of a blend
+    for b, t in product(range(case.batch), range(T)):
+        frame, box = clips[b, :, t], inside[b, t]
+        assert box.any(), (b, t)                      # the patch shows on every frame
+        for pixels, source in ((frame[:, box], int(program.paste_index[b])), (frame[:, ~box], b)):
+            colour = colours[source].double()[:, None].expand_as(pixels) / 255
+            torch.testing.assert_close(pixels, colour, atol=atol, rtol=0, msg=lambda m: f"clip {b} frame {t} "
+                                       f"(the colour of clip {source}): {m}")
 
 
 @pytest.mark.parametrize("engine,case", grid("test_features"))
@@ -409,9 +432,11 @@ def test_features(engine, case):
 @pytest.mark.parametrize("engine,case", grid("test_iterative_recursion"))
 def test_iterative_recursion(engine, case):
     """An engine that takes ``recursion="iterative"`` hands it to the reference renderer: the same bits."""
-    clips = check_case(engine, case)
+    clips, expect = check_case(engine, case)
+    if engine.device != "cpu":                       # the reference's bits on the engine's own device
+        expect = render(case.inputs().to(engine.device), case.program(), case.config).cpu()
     if engine.name != "reference":                   # (the reference row would compare render with itself)
-        assert torch.equal(clips, render(case.inputs().to(engine.device), case.program(), case.config)), case.id
+        assert torch.equal(clips, expect), case.id
 
 
 @pytest.mark.parametrize("engine,case", grid("test_variants"))
@@ -425,15 +450,6 @@ def test_variants(engine, case):
 def test_variants_augment(engine, case):
     """The engine's own options on real clips."""
     check_case(engine, case, "augment", **engine.variants[case.variant])
-
-
-@pytest.mark.parametrize("engine,case", [p for p in grid("test_every_transform") if p.values[0].name == "cpu"
-                                         and not COLOR_TRANSFORMS & set(p.values[1].transforms)])
-def test_cpu_engine_is_bit_identical_without_colour(engine, case):
-    """The CPU renderer performs the reference's own arithmetic frame by frame: without a colour matrix
-    its clips are the reference's bits (colour matrices may differ by float rounding)."""
-    cfg, program, x = case.config, case.program(), case.inputs()
-    assert torch.equal(call(engine, "render", x, program, cfg), render(x, program, cfg))
 
 
 @pytest.mark.parametrize("engine,case", grid("test_augment_real_clips"))

@@ -22,8 +22,6 @@ import model as videomae  # noqa: E402
 
 import pmg_dali  # noqa: E402
 
-pytestmark = pytest.mark.slow     # the example scripts run as processes
-
 TINY = dict(img_size=32, num_frames=4, patch_size=8, tubelet_size=2, embed_dim=32, depth=2, num_heads=2,
             decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + ["--device=cpu", "--model=vit_tiny"]
@@ -190,6 +188,7 @@ def pretrained(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_pretrain_smoke(pretrained):
     out, stdout = pretrained
     assert "iter 2/4: loss" in stdout and "iter 4/4: loss" in stdout
@@ -205,36 +204,38 @@ def test_pretrain_smoke(pretrained):
     assert "(flat patches 0.99" in stdout and "against 0.99" in stdout and "the trivial prediction" in stdout
 
 
-def test_flat_loss_is_the_loss_of_flat_patches():
-    """VideoMAE.flat_loss equals the model's own loss when it predicts each hidden patch channel as
-    its mean: with or without the per-patch normalised target."""
+@pytest.mark.parametrize("norm", [True, False])
+def test_flat_loss_is_the_loss_of_flat_patches(norm):
+    """The flat loss the forward pass returns beside its own equals the loss of predicting each hidden
+    patch channel as its mean: with or without the per-patch normalised target."""
     torch.manual_seed(0)
-    for norm in (True, False):
-        net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
-        video, mask = torch.randn(2, 3, 4, 32, 32), torch.zeros(2, net.cfg.num_patches, dtype=torch.bool)
-        mask[:, ::3] = True
-        target = net.target(video, mask)
-        channels = target.reshape(*target.shape[:2], -1, 3)
-        flat = channels.mean(dim=-2, keepdim=True).expand_as(channels).reshape(target.shape)
-        assert net.flat_loss(video, mask).item() == pytest.approx(torch.nn.functional.mse_loss(flat, target).item())
+    net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+    video, mask = torch.randn(2, 3, 4, 32, 32), torch.zeros(2, net.cfg.num_patches, dtype=torch.bool)
+    mask[:, ::3] = True
+    target = net.target(video, mask)
+    channels = target.reshape(*target.shape[:2], -1, 3)
+    flat = channels.mean(dim=-2, keepdim=True).expand_as(channels).reshape(target.shape)
+    flat_loss = net(video, mask, with_flat=True)[2]
+    assert flat_loss.item() == pytest.approx(torch.nn.functional.mse_loss(flat, target).item())
 
 
-def test_reconstruction_of_the_target_is_the_clip():
+@pytest.mark.parametrize("norm", [True, False])
+def test_reconstruction_of_the_target_is_the_clip(norm):
     """VideoMAE.reconstruction: rows original / masked / reconstructed of clip 0; predicting the target
     itself gives the clip back (un-normalised with each patch's own mean and std); hidden patches are grey."""
     torch.manual_seed(0)
-    for norm in (True, False):
-        net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
-        pixels = torch.rand(2, 3, 4, 32, 32)
-        video = (pixels - net.mean) / net.std
-        _, mask = tiny_batch()
-        rows = net.reconstruction(video, mask, net.target(video, mask))
-        assert rows.shape == (3, 3, 4, 32, 32)
-        assert torch.allclose(rows[0], pixels[0], atol=1e-5) and torch.allclose(rows[2], pixels[0], atol=1e-4)
-        hidden = _pixel_mask(mask, net.cfg)[0].expand(3, -1, -1, -1)
-        assert torch.all(rows[1][hidden] == 0.5) and torch.equal(rows[1][~hidden], rows[0][~hidden])
+    net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+    pixels = torch.rand(2, 3, 4, 32, 32)
+    video = (pixels - net.mean) / net.std
+    _, mask = tiny_batch()
+    rows = net.reconstruction(video, mask, net.target(video, mask))
+    assert rows.shape == (3, 3, 4, 32, 32)
+    assert torch.allclose(rows[0], pixels[0], atol=1e-5) and torch.allclose(rows[2], pixels[0], atol=1e-4)
+    hidden = _pixel_mask(mask, net.cfg)[0].expand(3, -1, -1, -1)
+    assert torch.all(rows[1][hidden] == 0.5) and torch.equal(rows[1][~hidden], rows[0][~hidden])
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_exactly(pretrained, tmp_path):
     """Resuming from the checkpoint of iteration 2 (the end of epoch 0) gives the same losses at
     iterations 3 and 4 as the straight run, to the last bit."""
@@ -291,6 +292,7 @@ HELP_BAD = {"pretrain.py": ("--batch_size=big", "--batch_size must be an int"),
             "finetune.py": ("--no_such_key=1", "unknown config key 'no_such_key'")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(HELP_BAD))
 def test_help_lists_every_key_with_default_and_comment(cli, script):
     code, stdout, stderr = cli[script, "help"]
@@ -328,6 +330,7 @@ def test_lr_schedule_warms_up_then_anneals_to_the_floor():
     assert lr_at(0.55, 1.0, 0.0, 0.1, 0.01) == pytest.approx(0.5)          # half-way through the cosine
 
 
+@pytest.mark.slow
 def test_busy_cores_sees_a_spinning_process():
     import runtime
     quiet = runtime.busy_cores(0.3)
@@ -371,6 +374,7 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.slow
 def test_checkpoint_with_pickled_code_is_refused(cli):
     (code, _, stderr), (init_code, _, init_stderr) = cli["pickled", "resume"], cli["pickled", "init"]
     assert code != 0 and "refusing to load" in stderr and "Traceback" not in stderr
@@ -411,10 +415,12 @@ def check_stopped(result: subprocess.CompletedProcess, out_dir: Path, sig: int) 
     return ckpt
 
 
+@pytest.mark.slow
 def test_sigint_finishes_the_step_and_writes_a_loadable_checkpoint(tmp_path):
     check_stopped(interrupt(tmp_path, signal.SIGINT), tmp_path, signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_resume_after_sigterm_matches_a_straight_run(tmp_path):
     """SIGTERM finishes the step and writes a loadable checkpoint; after --resume=True, log.csv has every
     iteration once, with the straight run's losses, and its elapsed time keeps counting."""
@@ -434,6 +440,7 @@ def test_resume_after_sigterm_matches_a_straight_run(tmp_path):
     assert elapsed == sorted(elapsed) and elapsed[stopped] >= float(ckpt["elapsed_s"])
 
 
+@pytest.mark.slow
 def test_time_budget_anneals_and_flags_are_accepted(tmp_path):
     """--max_seconds ends a long run on time with the lr at its floor; --transforms=identity and
     --mixup=none are taken."""
@@ -459,6 +466,7 @@ def video_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_finetune_one_epoch_from_pretrained(pretrained, video_root, tmp_path):
     out, _ = pretrained
     result = run("finetune.py", f"--data_root={video_root}", f"--init={out / 'ckpt.pt'}", "--model=vit_tiny",
@@ -476,6 +484,7 @@ def test_finetune_one_epoch_from_pretrained(pretrained, video_root, tmp_path):
     assert ckpt["classes"] == ["jump", "run"] and ckpt["model_args"]["embed_dim"] == 32
 
 
+@pytest.mark.slow
 def test_finetune_linear_probe_from_scratch_with_list_files(video_root, tmp_path):
     for split in ("train", "val"):
         lines = [f"{p} {0 if p.parent.name == 'jump' else 1}" for p in sorted((video_root / split).rglob("*.avi"))]
@@ -486,6 +495,7 @@ def test_finetune_linear_probe_from_scratch_with_list_files(video_root, tmp_path
     assert "data: 6 train / 4 val videos, 2 classes" in result.stdout and "val_acc=" in result.stdout
 
 
+@pytest.mark.slow
 def test_finetune_sigterm_then_resume_matches_a_straight_run(video_root, tmp_path):
     flags = [f"--data_root={video_root}", "--init=none", *TINY_FLAGS[:7], "--model=vit_tiny", "--batch_size=1",
              "--epochs=3", "--warmup_epochs=1", "--device=cpu", "--num_workers=0"]
@@ -579,6 +589,7 @@ def cli(pretrained, tmp_path_factory, one_process) -> dict:
     return {"root": root, **dict(zip(cases, runs))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", range(len(BAD_VALUES)), ids=[" ".join([s, *f]) for s, f, _ in BAD_VALUES])
 def test_every_bad_value_is_one_line_and_exit_2(cli, k):
     script, flags, message = BAD_VALUES[k]
@@ -586,6 +597,7 @@ def test_every_bad_value_is_one_line_and_exit_2(cli, k):
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (script, flags, stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, message", [
     ("text", "is not a PyTorch checkpoint: not a zip archive"),
     ("cut", "is not a PyTorch checkpoint: not a zip archive"),

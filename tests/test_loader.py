@@ -3,7 +3,6 @@ ranks and a real 2-process gloo run), the IterableDataset view, and Hugging Face
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -137,14 +136,11 @@ def test_tuple_batches_feed_a_loop_shaped_like_official_videomae():
     """keys=("video", "mask") yields tuples for `videos, bool_masked_pos = batch`; the official
     pre-training step's own target recipe (un-normalise, tubelet patches, per-patch normalisation,
     the masked rows) runs on them and matches the example model's target."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "videomae"))
-    import model as videomae
+    from test_examples import tiny_model                           # the example's VideoMAE, 4x32², patches 2x8x8
 
     cfg = pmg_dali.PMGConfig(num_frames=4, size=32)                 # BCTHW, ImageNet-normalised, as official
     loader = make_loader(config=cfg, batch_size=2, mask_ratio=0.75, patch_size=8, tubelet_size=2)
-    net = videomae.VideoMAE(videomae.VideoMAEConfig(img_size=32, num_frames=4, patch_size=8, embed_dim=32, depth=1,
-                                                    num_heads=2, decoder_embed_dim=32, decoder_depth=1,
-                                                    decoder_num_heads=2))
+    net = tiny_model()
     mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1, 1)
     for step, batch in enumerate(DataLoader(loader.as_dataset(keys=("video", "mask")), batch_size=None)):
         videos, bool_masked_pos = batch                             # the official loop's unpacking
@@ -165,7 +161,6 @@ def test_tuple_batches_feed_a_loop_shaped_like_official_videomae():
             break
 
 
-@pytest.mark.slow
 def test_dataset_view_resumed_at_an_epoch_end_moves_on_and_sampler_stays_a_sampler():
     """A state taken after a plain loop finished epoch 0 is (0, len): a view resumed there yields nothing
     for it and then makes epoch 1, not epoch 0 again. loader.sampler keeps the DistributedSampler's
@@ -189,6 +184,7 @@ def test_dataset_view_resumed_at_an_epoch_end_moves_on_and_sampler_stays_a_sampl
         pmg_dali.PseudoMotionLoader(make_source(), 3, CFG, "cpu", "torch", backend="dali")
 
 
+@pytest.mark.slow
 def test_worker_processes_leave_the_global_rng_and_ignore_stop_signals():
     """A trainer's own random stream does not depend on num_workers; the host workers survive the
     SIGINT / SIGTERM a scheduler sends to the process group (the training process stops them)."""

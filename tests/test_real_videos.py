@@ -321,6 +321,7 @@ def test_cuda_matches_cpu_with_prefetch():
         assert (c["video"] - g["video"].cpu()).abs().amax() < 0.05
 
 
+@pytest.mark.slow
 def test_pretrain_mixed_smoke(video_root, tmp_path):
     """examples/videomae/pretrain.py --source=videos:<folder> --pmg_ratio=0.5: 2 iterations, a
     checkpoint whose loader state names the videos, and the data line."""

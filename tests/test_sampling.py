@@ -41,6 +41,13 @@ def assert_uniform(x, low, high, bins=8):
     assert counts.min() > 0.6 * len(x) / bins, counts
 
 
+def assert_velocity(params):
+    """``velocity`` (x, y pixels per frame) is ``speed * slowdown`` (fractions of SIDE) along ``direction``."""
+    heading = np.stack([np.cos(params["direction"]), np.sin(params["direction"])], -1)
+    velocity = (params["speed"] * params["slowdown"])[:, None] * heading * SIDE
+    np.testing.assert_allclose(params["velocity"], velocity, rtol=1e-12, atol=1e-12)
+
+
 def framed_view(view, origin):
     """(B, 3, 3) from scratch: frame-0 pixel p shows the source pixel ``origin + view * p``."""
     m = np.zeros((len(view), 3, 3))
@@ -319,9 +326,7 @@ def test_sliding_window_parameters_and_maps():
     assert_uniform(params["direction"], 0, 2 * math.pi)
     slowdown = params["slowdown"]
     assert ((slowdown > 0) & (slowdown <= 1)).all() and (slowdown == 1).mean() > 0.9
-    heading = np.stack([np.cos(params["direction"]), np.sin(params["direction"])], -1)
-    velocity = (params["speed"] * slowdown)[:, None] * heading * SIDE
-    np.testing.assert_allclose(params["velocity"], velocity, rtol=1e-12, atol=1e-12)
+    assert_velocity(params)
     speed = np.hypot(*(params["velocity"] / SIDE).T)                  # source fraction per frame
     assert speed.max() <= 0.0135 + 1e-12 and np.median(speed) > 0.0025
     # the window's top-left corner moves along start + t * velocity, inside the image
@@ -456,9 +461,7 @@ def test_cutmix_parameters_and_paste(framing):
     assert partner.dtype == np.int64 and (partner != np.arange(512)).all()
     assert np.array_equal(partner, (np.arange(512) + partner[0]) % 512)   # one cyclic shift
     assert ((params["slowdown"] > 0) & (params["slowdown"] <= 1)).all()
-    heading = np.stack([np.cos(params["direction"]), np.sin(params["direction"])], -1)
-    velocity = (params["speed"] * params["slowdown"])[:, None] * heading * SIDE
-    np.testing.assert_allclose(params["velocity"], velocity, rtol=1e-12, atol=1e-12)
+    assert_velocity(params)
     # the program pastes the partner's cut at origin + t * velocity, the box inside the frame
     top_left = params["origin"][:, None] + np.arange(T)[None, :, None] * params["velocity"][:, None]
     box = np.concatenate([top_left, top_left + params["patch"][:, None]], -1)

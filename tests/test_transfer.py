@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow     # transfer.py runs pretrain.py / finetune.py as processes
-
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "videomae"
 
 
@@ -65,6 +63,7 @@ def test_camera_moves_background_and_object_together(transfer):
     assert len({tuple(np.round(w, 3)) for w in where}) > 1          # the camera shakes the still object
 
 
+@pytest.mark.slow     # transfer.py runs pretrain.py / finetune.py as processes
 def test_quick_transfer_run(tmp_path):
     """The whole experiment at toy scale: the task's videos, a pre-training (identity: static clips), the
     fine-tunes and probes from scratch and from it, the results (the PMG condition's runs are the same

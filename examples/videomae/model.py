@@ -222,14 +222,11 @@ class VideoMAE(nn.Module):
         patches = patches.flatten(2)                         # (B, N, (t y x) c)
         return patches[mask].reshape(video.shape[0], -1, patches.shape[-1])
 
-    def flat_loss(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss of the trivial prediction on this batch: every hidden patch flat, each channel at
-        its own mean (with ``norm_pix_loss`` the target's mean is 0, so this is about (n - 1) / n for
-        n pixels per patch channel). A model learns beyond it only when its loss falls below."""
-        return self._flat_loss(self.target(video, mask))
-
     @torch.no_grad()
-    def _flat_loss(self, target: torch.Tensor) -> torch.Tensor:
+    def flat_loss(self, target: torch.Tensor) -> torch.Tensor:
+        """The loss of the trivial prediction of :meth:`target` (B, N_masked, D): every hidden patch flat,
+        each channel at its own mean (with ``norm_pix_loss`` the target's mean is 0, so this is about
+        (n - 1) / n for n pixels per patch channel). A model learns beyond it only when its loss falls below."""
         channels = target.reshape(*target.shape[:2], -1, self.cfg.in_chans)      # (B, N_masked, t*y*x, C)
         return (channels - channels.mean(dim=-2, keepdim=True)).square().mean()
 
@@ -239,7 +236,7 @@ class VideoMAE(nn.Module):
         pred = self.decode(self.encoder(video, mask), mask)
         target = self.target(video, mask)
         loss = F.mse_loss(pred.float(), target)
-        return (loss, pred, self._flat_loss(target)) if with_flat else (loss, pred)
+        return (loss, pred, self.flat_loss(target)) if with_flat else (loss, pred)
 
     def pixels(self, video: torch.Tensor) -> torch.Tensor:
         """Normalised (B, C, T, H, W) -> float pixels in [0, 1]."""
