@@ -403,6 +403,8 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
         files = list_image_files(root, validate=validate, num_threads=num_threads)
     elif isinstance(files, (str, bytes, os.PathLike)):
         raise TypeError(f"`files` must be a list of paths, but got one path {files!r}")
+    elif not isinstance(files, (list, tuple)) or not all(isinstance(f, (str, os.PathLike)) for f in files):
+        raise TypeError(f"`files` must be a list of paths (str or os.PathLike), but got {files!r}")
     elif len(files) == 0:
         raise ValueError(f"`files` must list at least one image file, but got {files!r}")
     files = [os.fspath(f) for f in files]
