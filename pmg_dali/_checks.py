@@ -97,18 +97,25 @@ def check_seed(value, name: str = "seed") -> int:
     return check_int(name, value, 0, MAX_SEED)
 
 
-def check_device(value, name: str = "device") -> torch.device:
+def parse_device(value, name: str = "device") -> torch.device:
     """``value`` (a ``torch.device``, a string such as ``"cpu"`` / ``"cuda:1"``, or a CUDA index) as a
-    ``torch.device``; a string torch cannot parse, or a CUDA device this machine does not have, is a
-    ValueError naming the argument."""
-    if not isinstance(value, torch.device):
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise TypeError(f"`{name}` must be a torch.device, a str or an int, but got {type(value).__name__}")
-        try:
-            value = torch.device(value)
-        except (RuntimeError, ValueError) as err:
-            raise ValueError(f"`{name}` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
-                             f"but got {value!r}") from err
+    ``torch.device``, whether or not this machine has it; a string torch cannot parse is a ValueError
+    naming the argument."""
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"`{name}` must be a torch.device, a str or an int, but got {type(value).__name__}")
+    try:
+        return torch.device(value)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"`{name}` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"but got {value!r}") from err
+
+
+def check_device(value, name: str = "device") -> torch.device:
+    """:func:`parse_device`, and a CUDA device this machine does not have is a ValueError naming the
+    argument."""
+    value = parse_device(value, name)
     if value.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"`{name}` is {str(value)!r} but CUDA is not available here (no GPU, or a "

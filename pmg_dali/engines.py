@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, parse_device
 
 __all__ = ["Engine", "Tolerance", "ENGINES", "NAMES", "RENDERERS", "engine", "auto_engine", "CANARY_LEVELS"]
 
@@ -111,14 +111,15 @@ class Engine:
 
     def runs_on(self, device) -> bool:
         """Whether it renders on ``device`` (its type), counting :attr:`interpreter`."""
-        device = torch.device(device)
+        device = parse_device(device)
         if device.type in self.devices:
             return True
         return device.type == "cpu" and self.interpreter is not None and os.environ.get(self.interpreter) == "1"
 
     def unavailable(self, device, config=None) -> str:
-        """Why it cannot render on ``device`` (under ``config``), or ``""`` when it can."""
-        device = torch.device(device)
+        """Why it cannot render on ``device`` (under ``config``, a :class:`~pmg_dali.PMGConfig`), or ``""``
+        when it can."""
+        device = parse_device(device)
         if not self.runs_on(device):
             where = " or ".join("a CUDA device" if d == "cuda" else f"a {d} device" for d in self.devices)
             extra = f" (on the CPU through {self.interpreter}=1)" if self.interpreter else ""
@@ -165,7 +166,7 @@ def auto_engine(device: torch.device, size: tuple[int, int], op: str = "render")
     """The engine ``renderer="auto"`` picks for ``op`` on ``device`` for frames of ``size``: the first row
     whose :attr:`Engine.auto` holds the device type, that is installed, has ``op`` and whose
     :attr:`Engine.auto_min_pixels` the frames reach; else ``"reference"``."""
-    device, op = torch.device(device), check_choice("op", op, OPS)
+    device, op = parse_device(device), check_choice("op", op, OPS)
     for row in ENGINES:
         if (device.type in row.auto and row.installed() and row.has(op)
                 and size[0] * size[1] >= row.auto_min_pixels):

@@ -115,6 +115,14 @@ def test_availability(monkeypatch):
     missing = engines.Engine("x", "pmg_dali.render:render", None, ("cpu",), engines.Tolerance(0, 0, 0),
                              requires="no_such_package.sub")
     assert not missing.installed() and missing.unavailable(cpu) == "needs no_such_package.sub, which is not installed"
+    assert engines.engine("cpu").unavailable("cuda:1") == "needs a cpu device, not cuda"    # any device torch names
+    with pytest.raises(ValueError, match="`device` must name a device such as 'cpu', 'cuda' or 'cuda:1', "
+                                         "but got 'cdua'"):
+        engines.engine("cpu").unavailable("cdua")
+    with pytest.raises(TypeError, match="`device` must be a torch.device, a str or an int, but got float"):
+        engines.engine("fused").runs_on(3.5)
+    with pytest.raises(ValueError, match="`device` must name a device .* but got 'gpu'"):
+        engines.auto_engine("gpu", (48, 48))
 
 
 def test_auto_order():
