@@ -123,6 +123,25 @@ def test_flow_videomix_takes_partner_inside_box():
     assert remap_error(clips, flow, valid)[:, 0].max() < 3 / 255
 
 
+def test_flow_layers_follow_the_boxes_as_given():
+    """Boxes with an edge just past a pixel centre, in float64 (a hand-made program may hold them): the
+    flow of every pixel is that of the layer the renderer lays there (visible_layers), to the last column."""
+    _, program, _ = make(("zoom", "cutmix"), batch=4, mixup="videomix", seed=5)
+    nudge = lambda box: torch.cat([torch.ceil(box[..., :1]).double() + 1e-9, box[..., 1:].double()], -1)  # noqa: E731
+    program = dataclasses.replace(program, paste_box=nudge(program.paste_box), mix_box=nudge(program.mix_box))
+    plain = dataclasses.replace(program, paste_index=None, paste_homography=None, paste_box=None, mix_index=None,
+                                mix_lambda=None, mix_box=None)
+    own = flow_targets(plain, SIZE)[0]                                       # each layer's own motion
+    patch = flow_targets(dataclasses.replace(plain, homography=program.paste_homography), SIZE)[0]
+    j = program.mix_index
+    layers = {"image": own, "patch": patch, "partner image": own[j], "partner patch": patch[j]}
+    shown = visible_layers(program, SIZE)[:, :-1]                           # (B, T - 1, H, W)
+    expect = torch.stack([layers[name] for name in LAYERS])                  # (layers, B, T - 1, 2, H, W)
+    expect = expect.gather(0, shown[None, :, :, None].long().expand(1, -1, -1, 2, -1, -1))[0]
+    assert set(shown.unique().tolist()) == set(range(len(LAYERS)))            # every layer shows somewhere
+    torch.testing.assert_close(flow_targets(program, SIZE)[0], expect, atol=1e-5, rtol=0)
+
+
 def test_flow_frame_mixup_follows_dominant_layer():
     _, program, _ = make(("affine", "perspective"), batch=4, mixup="frame", mixup_per_frame=True, seed=1)
     flow, valid = program.flow(SIZE)
