@@ -117,7 +117,7 @@ class Engine:
         return "" if self.row.installed() else f"needs {self.row.requires}"
 
     def has(self, op: str) -> bool:
-        return getattr(self.row, op) is not None
+        return self.row.has(op)
 
     def __call__(self, op: str, x, program, cfg, out=None, **options):
         fn = self.row.function(op)
