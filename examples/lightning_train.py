@@ -71,6 +71,8 @@ def main(argv=None) -> ClipRegression:
     parser.add_argument("--ckpt_path", default=None, help="resume from this checkpoint")
     parser.add_argument("--out", default=None, help="write each rank's (epoch, indices, mean) rows to OUT.<rank>")
     args = parser.parse_args(argv)
+    if args.devices < -1:                  # Lightning: -1 (every device), 0 (its own error) or a count
+        parser.error(f"argument --devices: must be -1 (every device) or a device count, but got {args.devices}")
     data = PMGDataModule(images(), batch_size=2, config=pmg_dali.PMGConfig(num_frames=4, size=32), seed=11,
                          patch_size=8)
     callbacks = ([L.pytorch.callbacks.ModelCheckpoint(dirpath=args.checkpoint_dir, every_n_train_steps=args.save_every,
@@ -80,7 +82,7 @@ def main(argv=None) -> ClipRegression:
                             strategy=args.strategy, accelerator=args.accelerator, logger=False, callbacks=callbacks,
                             enable_checkpointing=bool(callbacks), enable_progress_bar=False,
                             enable_model_summary=False)
-    except (TypeError, ValueError, MisconfigurationException) as err:
+    except (ValueError, MisconfigurationException) as err:
         parser.error(str(err))
     if args.ckpt_path and not os.path.isfile(args.ckpt_path):
         parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")

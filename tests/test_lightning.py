@@ -65,7 +65,7 @@ def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
     (["--save_every=-1"], "argument --save_every: must be an int >= 1, but got -1"),
     (["--save_every=five"], "argument --save_every: must be an int >= 1, but got 'five'"),
     (["--devices=0"], "error: `Trainer(devices=0)`"),        # then Lightning's own words
-    (["--devices=-2"], "error: `devices` selected with `CPUAccelerator` should be an int > 0"),
+    (["--devices=-2"], "argument --devices: must be -1 (every device) or a device count, but got -2"),
     (["--checkpoint_dir", __file__], f"argument --checkpoint_dir: must be a folder, but {__file__!r} is a file"),
     (["--max_epochs=-3"], "error: `max_epochs`"),
     (["--ckpt_path=no/such.ckpt"], "argument --ckpt_path: no such checkpoint file: 'no/such.ckpt'"),
