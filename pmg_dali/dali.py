@@ -350,6 +350,21 @@ def _check_shards(batch_size, shard_id, num_shards, seed) -> tuple[int, int, int
     return check_int("batch_size", batch_size, 1), shard_id, num_shards, int(seed)
 
 
+def _paths(files) -> list[str]:
+    """:func:`folder_pipeline`'s ``files``: a non-empty list or tuple of str / os.PathLike paths, as str."""
+    if isinstance(files, (str, bytes, os.PathLike)):
+        raise TypeError(f"`files` must be a list of paths, but got one path {files!r}")
+    if not isinstance(files, (list, tuple)):
+        raise TypeError(f"`files` must be a list of paths, but got {type(files).__name__}")
+    for i, f in enumerate(files):
+        if not isinstance(f, (str, os.PathLike)):
+            raise TypeError(f"`files` must be a list of paths (str or os.PathLike), but files[{i}] is "
+                            f"{type(f).__name__} {f!r}")
+    if not files:
+        raise ValueError(f"`files` must list at least one image file, but got {files!r}")
+    return [os.fspath(f) for f in files]
+
+
 def decode_crop(encoded, size: tuple[int, int], device_id: int | None, random_area: tuple[float, float] = CROP_SCALE,
                 random_aspect_ratio: tuple[float, float] = CROP_RATIO):
     """:func:`folder_pipeline`'s image stage, inside a ``@pipeline_def``: encoded files -> decoded (nvJPEG
@@ -399,15 +414,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     check_config(config)                                  # before the files are listed
-    if files is None:
-        files = list_image_files(root, validate=validate, num_threads=num_threads)
-    elif isinstance(files, (str, bytes, os.PathLike)):
-        raise TypeError(f"`files` must be a list of paths, but got one path {files!r}")
-    elif not isinstance(files, (list, tuple)) or not all(isinstance(f, (str, os.PathLike)) for f in files):
-        raise TypeError(f"`files` must be a list of paths (str or os.PathLike), but got {files!r}")
-    elif len(files) == 0:
-        raise ValueError(f"`files` must list at least one image file, but got {files!r}")
-    files = [os.fspath(f) for f in files]
+    files = list_image_files(root, validate=validate, num_threads=num_threads) if files is None else _paths(files)
     programs = ProgramFeed(config, batch_size, seed, shard_id,
                            batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))
 
