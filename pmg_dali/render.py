@@ -260,7 +260,8 @@ def _compose(src: torch.Tensor, program: MotionProgram, padding_mode: str) -> to
 def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torch.Tensor:
     """The full reference pipeline: warp + paste + colour -> mix -> normalise, dtype and layout (the
     program moved to the images' device)."""
-    check_program(program, cfg=cfg, values=False)      # render_clips checks the images and the tables
+    check_images(images, values=False)                 # before images.device; render_clips checks the values
+    check_program(program, cfg=cfg, values=False)      # render_clips checks the tables
     program = program.to(images.device)
     clips = render_clips(images, program, cfg.size, cfg.padding_mode, cfg.recursion)
     return format_clips(mix_clips(clips, program), cfg)
@@ -290,7 +291,8 @@ def augment(video: torch.Tensor, program: MotionProgram, cfg: PMGConfig) -> torc
     it has no meaning and raises ``ValueError`` (the composed form is also the exact one).
     """
     check_augment_config(cfg)
-    check_program(program, cfg=cfg, values=False)      # augment_clips checks the video and the tables
+    check_video(video, values=False)                   # before video.device; augment_clips checks the values
+    check_program(program, cfg=cfg, values=False)      # augment_clips checks the tables
     program = program.to(video.device)
     clips = augment_clips(video, program, cfg.size, cfg.padding_mode)
     return format_clips(mix_clips(clips, program), cfg)

@@ -187,6 +187,8 @@ def test_errors():
         gen.augment(torch.zeros(2, 3, T, *SIZE, dtype=torch.int32), program=program)
     with pytest.raises(TypeError, match="`video` must be a torch.Tensor, but got ndarray"):
         gen.augment(np.zeros((2, 3, T, *SIZE), np.float32), program=program)
+    with pytest.raises(TypeError, match="`video` must be a torch.Tensor, but got list"):   # the function, too
+        augment([[0.0]], program, gen.config)
     with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):
         gen.augment(random_video(2), program="zoom")
     with pytest.raises(ValueError, match="`program` must have 4 frames"):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
-from pmg_dali.render import render_clips
+from pmg_dali.render import render, render_clips
 
 T, SIZE = 5, (36, 44)
 GEOMETRIC = ("sliding_window", "zoom", "affine", "perspective")
@@ -274,6 +274,8 @@ def test_input_errors():
         gen(torch.zeros(1, 3, *SIZE, dtype=torch.int32))
     with pytest.raises(TypeError, match="`images` must be a torch.Tensor"):
         gen(np.zeros((1, 3, *SIZE), np.float32))
+    with pytest.raises(TypeError, match="`images` must be a torch.Tensor, but got list"):   # the function, too
+        render([[0.0]], sample(gen, 1), gen.config)
     with pytest.raises(TypeError, match="`program`"):
         gen(torch.zeros(1, 3, *SIZE), program="zoom")
     p = make(("zoom",), num_frames=3).sample(1)
