@@ -66,8 +66,8 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
     shape = (images.shape[0], 3, cfg.num_frames, *cfg.size)
     out = torch.empty(shape if cfg.layout == "BCTHW" else (shape[0], shape[2], 3, *cfg.size),
                       dtype=cfg.dtype, device=images.device)
-    params, index = (x.to(images.device) for x in fused.parameter_tables(program))
-    mix_mode = frame_tables(program).mix_mode
+    tables = frame_tables(program)                      # what fused.parameter_tables packs, and the mix mode
+    params, index = (x.to(images.device) for x in tables.packed())
 
     def kernel(block=fused.BLOCK, warps=fused.NUM_WARPS, pack=True):
         src, kind, scale = fused.prepare_source(images, cfg.size, pack)
@@ -75,7 +75,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
         def run(n):
             for _ in range(n):
                 fused.launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None,
-                             mix_mode, block, warps)
+                             tables.mix_mode, block, warps)
         return run
 
     paths = {"reference": ("reference renderer (program moved per batch)",
