@@ -431,7 +431,7 @@ class _HostPart:
         index, is_real = (x[slots] for x in plan)
         gens = batch_generators(self.seed, epoch, self.rank, step)
         cfg = self.config
-        host = {"index": index, "is_real": is_real, "load": gens["load"]}     # a Generator pickles (workers)
+        host = {"index": index, "is_real": is_real, "load": gens["load"]}
         if self.augment_videos is None:
             host["program"] = sample_program(cfg, len(index), generator=gens["program"])
         else:
@@ -473,7 +473,7 @@ class _HostParts(Dataset):
         def arrays(program):
             return None if program is None else {k: v.numpy() for k, v in program.tensors().items()}
         out = {k: v.numpy() for k, v in host.items() if isinstance(v, torch.Tensor)}
-        out["load"] = host["load"]
+        out["load"] = host["load"].initial_seed()     # its seed: nothing drew from it (a pickled Generator is 5 KB)
         if "program" in host:
             out["program"] = arrays(host["program"])
         if "programs" in host:
@@ -485,7 +485,7 @@ class _HostParts(Dataset):
         def program(arrays):
             return None if arrays is None else MotionProgram(**{k: torch.from_numpy(v) for k, v in arrays.items()})
         out = {k: torch.from_numpy(v) for k, v in part.items() if isinstance(v, np.ndarray)}
-        out["load"] = part["load"]
+        out["load"] = torch.Generator().manual_seed(part["load"])
         if "program" in part:
             out["program"] = program(part["program"])
         if "programs" in part:
