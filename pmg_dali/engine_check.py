@@ -290,7 +290,7 @@ class _Case:
             program = canary_program(self.cfg)
             x = _inputs(self.cfg, self.kind, self.op, program.batch_size, self.device)
             draw = reference.render if self.op == "render" else reference.augment
-            self._made = (x, program, draw(x, program.to(self.device), self.cfg))
+            self._made = (x, program, draw(x, program, self.cfg))
         return self._made
 
     def run(self, engine: Engine, fn) -> tuple[float | None, str, float]:
