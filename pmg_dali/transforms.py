@@ -16,7 +16,7 @@ A record is everything the package knows about a transform:
 - ``projective``: whether its maps may be projective (not affine: a renderer needs perspective warps).
 
 The lists of transforms are read from the table: :data:`TRANSFORMS` (``PMGConfig``'s choices, in table
-order), :data:`SAMPLERS`, :data:`COLOR_TRANSFORMS`, :data:`PASTE_TRANSFORMS`, :data:`PROJECTIVE_TRANSFORMS`;
+order), :data:`COLOR_TRANSFORMS`, :data:`PASTE_TRANSFORMS`, :data:`PROJECTIVE_TRANSFORMS`;
 ``PMGConfig`` checks each record's fields and :mod:`pmg_dali.sampling` draws and compiles a batch through
 it. A new transform is one more record here, plus its intensity keywords declared on ``PMGConfig`` (typed
 fields, documented there and in the README).
@@ -40,7 +40,7 @@ import torch
 
 from .geometry import affine_step_matrix, color_jitter_matrix, eye, scale_matrix, translation_matrix
 
-__all__ = ["Transform", "ConfigField", "Motion", "Paste", "TABLE", "TRANSFORMS", "SAMPLERS", "COLOR_TRANSFORMS",
+__all__ = ["Transform", "ConfigField", "Motion", "Paste", "TABLE", "TRANSFORMS", "COLOR_TRANSFORMS",
            "PASTE_TRANSFORMS", "PROJECTIVE_TRANSFORMS", "view_extent"]
 
 Params = dict[str, np.ndarray]           # a transform's parameters by name, one row per clip
@@ -459,7 +459,6 @@ TABLE: dict[str, Transform] = {t.name: t for t in (
               fields=(_range("cutmix_scale", 1e-3, 1), _range("cutmix_speed", 0, 1))),
 )}
 TRANSFORMS = tuple(TABLE)                                              # PMGConfig's choices, in table order
-SAMPLERS = {name: t.sample for name, t in TABLE.items()}
 COLOR_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.colors)
 PASTE_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.pastes)
 PROJECTIVE_TRANSFORMS = frozenset(name for name, t in TABLE.items() if t.projective)

@@ -7,7 +7,7 @@ import torch
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
 from pmg_dali.sampling import Draw, compile_program, sample_params, sample_program
-from pmg_dali.transforms import (COLOR_TRANSFORMS, PASTE_TRANSFORMS, PROJECTIVE_TRANSFORMS, SAMPLERS, TABLE,
+from pmg_dali.transforms import (COLOR_TRANSFORMS, PASTE_TRANSFORMS, PROJECTIVE_TRANSFORMS, TABLE,
                                  sample_zoom, view_extent)
 
 T, SIZE = 6, (40, 56)
@@ -107,7 +107,7 @@ def test_device_argument_moves_the_program():
 
 def test_lists_of_transforms_come_from_the_table():
     assert all(name == record.name for name, record in TABLE.items())
-    assert list(SAMPLERS) == list(TRANSFORMS) and SAMPLERS["zoom"] is sample_zoom
+    assert list(TABLE) == list(TRANSFORMS) and TABLE["zoom"].sample is sample_zoom
     assert COLOR_TRANSFORMS == {"fade", "color_jitter"}
     assert PASTE_TRANSFORMS == {"cutmix"}                 # the program has one paste
     assert PROJECTIVE_TRANSFORMS == {"perspective"}
