@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int_arg(1), default=None)
     parser.add_argument("--repeats", type=int_arg(1), default=None)
     parser.add_argument("--warmup", type=int_arg(0), default=3)
-    parser.add_argument("--folder", type=lambda v: {"yes": True, "no": False}[v], default=None, metavar="yes|no",
+    parser.add_argument("--folder", choices=("yes", "no"), default=None,
                         help="time the nvJPEG folder pipeline (default: yes on a GPU, no on the CPU)")
     parser.add_argument("--files", type=int_arg(1), default=512, help="JPEGs generated for --folder")
     parser.add_argument("--json", default=None, help="benchmarks/results/bench_dali[_quick].json")
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     paths["dali warp only: T warp_affine + stack, uint8"] = dali_pipeline_run(
         dali_image_pipeline(stacked, images, device_id, threads))
     root, skipped = None, {}
-    if args.folder if args.folder is not None else gpu:
+    if args.folder == "yes" if args.folder is not None else gpu:
         try:
             folder, root = _folder_paths(cfg, batch, device_id, threads, args.files)
             paths.update(folder)

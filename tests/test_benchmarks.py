@@ -243,6 +243,7 @@ def test_gpu_session_plan_names_existing_scripts_and_runs_budgeted(scripts):
 BAD_FLAGS = [   # (script, flags, the parser's one-line error)
     ("bench_load.py", ["--repeats", "0"], "argument --repeats: must be an int >= 1, but got 0"),
     ("bench_dali.py", ["--quick", "--transforms", "zoom,warp"], "argument --transforms: `transforms` must be"),
+    ("bench_dali.py", ["--quick", "--folder", "maybe"], "argument --folder: invalid choice: 'maybe'"),
 ]
 
 
