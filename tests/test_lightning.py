@@ -17,7 +17,6 @@ import lightning_train  # noqa: E402
 
 
 
-@pytest.mark.slow     # Lightning runs
 def test_one_process_epochs_and_exact_resume(tmp_path):
     straight = lightning_train.main(["--max_epochs=3"]).seen
     assert len(straight) == 24                                       # 16 images, batch 2: 8 steps an epoch
