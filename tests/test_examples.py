@@ -27,9 +27,10 @@ TINY = dict(img_size=32, num_frames=4, patch_size=8, tubelet_size=2, embed_dim=3
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + ["--device=cpu", "--model=vit_tiny"]
 
 
-def tiny_model(seed: int = 0) -> videomae.VideoMAE:
+def tiny_model(seed: int = 0, **config) -> videomae.VideoMAE:
+    """The TINY model (with ``config`` fields changed), its weights drawn from the global RNG seeded ``seed``."""
     torch.manual_seed(seed)
-    return videomae.VideoMAE(videomae.VideoMAEConfig(**TINY)).eval()
+    return videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, **config)).eval()
 
 
 def tiny_batch(batch_size: int = 2, seed: int = 0):
@@ -208,8 +209,7 @@ def test_pretrain_smoke(pretrained):
 def test_flat_loss_is_the_loss_of_flat_patches(norm):
     """The flat loss the forward pass returns beside its own equals the loss of predicting each hidden
     patch channel as its mean: with or without the per-patch normalised target."""
-    torch.manual_seed(0)
-    net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+    net = tiny_model(norm_pix_loss=norm)
     video, mask = torch.randn(2, 3, 4, 32, 32), torch.zeros(2, net.cfg.num_patches, dtype=torch.bool)
     mask[:, ::3] = True
     target = net.target(video, mask)
@@ -223,8 +223,7 @@ def test_flat_loss_is_the_loss_of_flat_patches(norm):
 def test_reconstruction_of_the_target_is_the_clip(norm):
     """VideoMAE.reconstruction: rows original / masked / reconstructed of clip 0; predicting the target
     itself gives the clip back (un-normalised with each patch's own mean and std); hidden patches are grey."""
-    torch.manual_seed(0)
-    net = videomae.VideoMAE(videomae.VideoMAEConfig(**TINY, norm_pix_loss=norm)).eval()
+    net = tiny_model(norm_pix_loss=norm)
     pixels = torch.rand(2, 3, 4, 32, 32)
     video = (pixels - net.mean) / net.std
     _, mask = tiny_batch()
