@@ -51,9 +51,9 @@ def make_renderer(renderer: str, config: PMGConfig) -> Renderer:
     ``(images (B, 3, H, W), program) -> clips`` in ``config.layout`` / ``config.dtype`` on the images'
     device -- :class:`PseudoMotion`'s, with its self-check. A named engine's module is imported here, so
     a missing package (DALI without the ``dali`` extra) fails now, with its install command."""
+    module = PseudoMotion(config, renderer=renderer)       # checks `renderer` and `config`
     if renderer != "auto":
         engine(renderer).function()
-    module = PseudoMotion(config, renderer=renderer)
     return lambda images, program: module(images, program=program)   # renderers move the program
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from . import render as reference
-from ._checks import check_choice
+from ._checks import check_choice, parse_device
 from .config import PMGConfig
 from .engine_check import ensure_engine
 from .engines import OPS, RENDERERS, auto_engine, engine
@@ -105,7 +105,7 @@ class PseudoMotion(nn.Module):
         """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
         ``device``, before its self-check: ``renderer``, or for ``"auto"`` the table's choice
         (:func:`pmg_dali.engines.auto_engine`); the reference where the engine lacks the operation."""
-        device, op = torch.device(device), check_choice("op", op, OPS)
+        device, op = parse_device(device), check_choice("op", op, OPS)
         if self.renderer == "auto":
             return auto_engine(device, self.config.size, op)
         return self.renderer if engine(self.renderer).has(op) else "reference"

@@ -68,6 +68,10 @@ CASES = [
     # PseudoMotion
     ("module config", lambda: PseudoMotion("zoom"), TypeError, "`config` must be a PMGConfig, but got str"),
     ("module renderer", lambda: PseudoMotion(CFG, renderer="gpu"), ValueError, "`renderer` must be one of"),
+    ("engine device", lambda: PseudoMotion(CFG).engine("foo"), ValueError,
+     "`device` must name a device such as 'cpu', 'cuda' or 'cuda:1', but got 'foo'"),
+    ("engine device type", lambda: PseudoMotion(CFG).render_function(["cpu"]), TypeError,
+     "`device` must be a torch.device, a str or an int, but got list"),
     ("sample batch_size", lambda: PseudoMotion(CFG).sample(-1), ValueError, "`batch_size` must be >= 0"),
     ("sample device", lambda: PseudoMotion(CFG).sample(2, device="foo"), ValueError,
      "`device` must name a device such as 'cpu', 'cuda' or 'cuda:1', but got 'foo'"),
@@ -116,6 +120,10 @@ CASES = [
     ("loader source", lambda: PseudoMotionLoader([1, 2], device="cpu"), TypeError, "`source` must have len"),
     ("loader rank", lambda: _loader(rank=2, world_size=2), ValueError, r"`rank` must be in \[0, 1\]"),
     ("loader set_epoch", lambda: _loader().set_epoch(-1), ValueError, "`epoch` must be >= 0, but got -1"),
+    ("make_renderer renderer", lambda: pmg_dali.loader.make_renderer("bogus", CFG), ValueError,
+     r"`renderer` must be one of \('auto', 'reference'.*but got 'bogus'"),
+    ("make_renderer config", lambda: pmg_dali.loader.make_renderer("cpu", {"size": 16}), TypeError,
+     "`config` must be a PMGConfig, but got dict"),
     # sources
     ("tensor images dtype", lambda: TensorImages(torch.zeros(2, 3, 4, 4)), TypeError, "`images` must be uint8"),
     ("tensor images empty", lambda: TensorImages(torch.zeros(0, 3, 4, 4, dtype=torch.uint8)), ValueError,
