@@ -277,8 +277,8 @@ def augment_clips(video: torch.Tensor, program: MotionProgram, size: tuple[int, 
     video: (B, 3, T, H, W) uint8 (0-255) or float in [0, 1] with T = ``program.num_frames``.
     Returns (B, 3, T, H, W) float32 in [0, 1].
     """
+    check_program(program)                             # a MotionProgram with usable tables
     check_video_program(video, program)
-    check_program_values(program)
     return _compose(_to_float(video, size), program, padding_mode)
 
 

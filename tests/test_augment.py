@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
-from pmg_dali.render import augment, render
+from pmg_dali.render import augment, augment_clips, render
 
 T, SIZE = 4, (18, 22)
 WILD = dict(affine_degrees=20.0, affine_translate=0.15, perspective_distortion=0.1,
@@ -191,6 +191,8 @@ def test_errors():
         augment([[0.0]], program, gen.config)
     with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):
         gen.augment(random_video(2), program="zoom")
+    with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):   # the unmixed step
+        augment_clips(random_video(2), "zoom", SIZE)
     with pytest.raises(ValueError, match="`program` must have 4 frames"):
         gen.augment(random_video(2, frames=3), program=make(num_frames=3).sample(2))
     iterative = make(recursion="iterative")
