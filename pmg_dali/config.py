@@ -197,6 +197,13 @@ class PMGConfig:
         return dataclasses.replace(self, **changes)
 
 
+def check_config(value, name: str = "config") -> PMGConfig:
+    """``value``, a :class:`PMGConfig`; TypeError naming the argument ``name`` otherwise."""
+    if not isinstance(value, PMGConfig):
+        raise TypeError(f"`{name}` must be a PMGConfig, but got {type(value).__name__}")
+    return value
+
+
 def parse_size(size) -> tuple[int, int]:
     """``int`` or ``(H, W)`` -> ``(H, W)``, each >= 2 (bilinear needs two pixel centres)."""
     if isinstance(size, numbers.Integral) and not isinstance(size, bool):

@@ -45,11 +45,11 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from .dali_graph import (GraphMotion, ProgramFeed, Variant, apply_color, box_mask, check_config,  # noqa: F401
+from .dali_graph import (GraphMotion, ProgramFeed, Variant, apply_color, box_mask, dali_config,  # noqa: F401
                          config_variant, dali_dtype, feed_motion, format_clips, graph_motion, mix_clips, paste_patches,
                          program_arrays, pseudo_motion, render_motion, tables_variant, warp_frames)
 from ._checks import check_choice, check_int, check_rank, check_seed
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .rules import frame_tables
 from .program import MotionProgram
 from .render import check_images, check_program
@@ -115,7 +115,7 @@ class ProgramRenderer:
 
     def __init__(self, config: PMGConfig, batch_size: int, device: str = "gpu", device_id: int | None = None,
                  num_threads: int = 2):
-        self.config, self.batch_size, self.device = check_config(config), check_int("batch_size", batch_size, 1), device
+        self.config, self.batch_size, self.device = dali_config(config), check_int("batch_size", batch_size, 1), device
         self.device_id = _check_device(device, device_id)
         self.num_threads = check_int("num_threads", num_threads, 1)
         self._pipelines: dict[tuple, object] = {}
@@ -223,8 +223,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     to control its lifetime. Threads that render through the cache take turns.
     """
     check_program(program, values=False)                 # the renderer checks the tables
-    if not isinstance(cfg, PMGConfig):
-        raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
+    check_config(cfg, "cfg")
     device_id = _check_device(device, device_id)
     check_images(images, values=False)                   # the renderer checks the pixel values
     from .engine_check import ensure_engine               # first use on this device: the canary
@@ -413,7 +412,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
         The (unbuilt) ``nvidia.dali.Pipeline``.
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
-    check_config(config)                                  # before the files are listed
+    dali_config(config)                                   # before the files are listed
     files = list_image_files(root, validate=validate, num_threads=num_threads) if files is None else _paths(files)
     programs = ProgramFeed(config, batch_size, seed, shard_id,
                            batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))
@@ -490,7 +489,7 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     saved (epoch, iteration): both callbacks are pure functions of DALI's ``BatchInfo``.
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
-    check_config(config)
+    dali_config(config)
     device = "cpu" if device_id is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
     programs = ProgramFeed(config, batch_size, seed, shard_id, batches_per_epoch=feed.batches)

@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import torch
 
 from ._checks import check_choice, check_int, check_seed
-from .config import PADDING_MODES, PMGConfig
+from .config import PADDING_MODES, PMGConfig, check_config
 from .engines import engine
 from .geometry import dali_map
 from .program import MotionProgram
@@ -329,7 +329,7 @@ class ProgramFeed:
 
     def __init__(self, config: PMGConfig, batch_size: int, seed: int = 0, shard_id: int = 0,
                  batches_per_epoch: int | None = None):
-        self.config = check_config(config)
+        self.config = dali_config(config)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed, self.shard_id = check_seed(seed), check_int("shard_id", shard_id, 0)
         self.batches_per_epoch = None if batches_per_epoch is None else check_int("batches_per_epoch",
@@ -353,11 +353,9 @@ class ProgramFeed:
         return tuple(arrays[name] for name in self.names)
 
 
-def check_config(config) -> PMGConfig:
+def dali_config(config) -> PMGConfig:
     """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
-    if not isinstance(config, PMGConfig):
-        raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-    engine("dali").check_recursion(config)
+    engine("dali").check_recursion(check_config(config))
     return config
 
 

@@ -35,7 +35,7 @@ from kornia.augmentation import GeometricAugmentationBase2D
 from kornia.augmentation.random_generator import RandomGeneratorBase
 from kornia.constants import Resample
 
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .program import MotionProgram
 from .geometry import warp_frames
 from .render import apply_color
@@ -112,9 +112,7 @@ class PseudoMotionAugmentation(GeometricAugmentationBase2D):
 
     def __init__(self, config: PMGConfig | None = None, p: float = 1.0, keepdim: bool = False) -> None:
         super().__init__(p=p, same_on_batch=False, keepdim=keepdim)
-        config = PMGConfig(mixup=None) if config is None else config
-        if not isinstance(config, PMGConfig):
-            raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
+        config = PMGConfig(mixup=None) if config is None else check_config(config)
         if PASTE_TRANSFORMS & set(config.transforms) or config.mixup is not None:
             raise ValueError(f"`config` must have no 'cutmix' transform and mixup=None (use kornia's "
                              f"RandomCutMixV2 / RandomMixUpV2 in the container), but got "

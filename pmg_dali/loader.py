@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 from ._checks import check_bool, check_choice, check_device, check_int, check_rank, check_seed
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .masks import check_mask_ratio, tube_mask, tube_mask_shape
 from .real_videos import RealVideos, draw_programs, plan_epoch, plan_generator
 from .engines import RENDERERS, engine
@@ -179,9 +179,7 @@ class PseudoMotionLoader:
                             f"generator), but got {type(source).__name__}")
         if len(source) < 1:
             raise ValueError(f"`source` must hold at least one image, but got {len(source)}")
-        self.config = PMGConfig() if config is None else config
-        if not isinstance(self.config, PMGConfig):
-            raise TypeError(f"`config` must be a PMGConfig, but got {type(self.config).__name__}")
+        self.config = PMGConfig() if config is None else check_config(config)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.seed = check_seed(seed)
         self.mask_ratio = None if mask_ratio is None else check_mask_ratio(mask_ratio)

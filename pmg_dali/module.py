@@ -7,7 +7,7 @@ from torch import nn
 
 from . import render as reference
 from ._checks import check_choice, parse_device
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .engine_check import ensure_engine
 from .engines import OPS, RENDERERS, auto_engine, engine
 from .program import MotionProgram
@@ -45,11 +45,7 @@ class PseudoMotion(nn.Module):
 
     def __init__(self, config: PMGConfig | None = None, renderer: str = "auto"):
         super().__init__()
-        if config is None:
-            config = PMGConfig()
-        if not isinstance(config, PMGConfig):
-            raise TypeError(f"`config` must be a PMGConfig, but got {type(config).__name__}")
-        self.config = config
+        self.config = PMGConfig() if config is None else check_config(config)
         self.renderer = check_choice("renderer", renderer, RENDERERS)
         if renderer != "auto":
             engine(renderer).check_recursion(config)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._checks import check_device, check_generator, check_int
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .geometry import eye, matrix_powers
 from .program import MotionProgram
 from .transforms import COLOR_TRANSFORMS, TABLE, Params
@@ -124,7 +124,7 @@ def sample_params(cfg: PMGConfig, batch_size: int, generator: torch.Generator | 
     generator's numbers are copied to the host draw by draw (each a synchronisation: prefer a CPU
     generator).
     """
-    _check_cfg(cfg)
+    check_config(cfg, "cfg")
     batch_size = check_int("batch_size", batch_size, 0)
     check_generator(generator)
     device = generator.device if generator is not None else torch.device("cpu")
@@ -135,11 +135,6 @@ def sample_params(cfg: PMGConfig, batch_size: int, generator: torch.Generator | 
     mix = sample_mix(cfg, draw) if cfg.mixup is not None else None
     return MotionParams(transform=which.cpu().numpy(), params={name: drawn[name] for name in cfg.transforms},
                         mix=mix, device=device, drawn_for=drawn_for(cfg))
-
-
-def _check_cfg(cfg) -> None:
-    if not isinstance(cfg, PMGConfig):
-        raise TypeError(f"`cfg` must be a PMGConfig, but got {type(cfg).__name__}")
 
 
 def drawn_for(cfg: PMGConfig) -> tuple:
@@ -153,7 +148,7 @@ def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> Motion
     """The :class:`MotionProgram` of drawn ``params`` (draws nothing): each transform's
     :class:`~pmg_dali.transforms.Motion` (its record's ``matrices``), each clip's rows picked, the
     recursion evaluated in closed form. Moved to ``device`` (default: ``params.device``)."""
-    _check_cfg(cfg)
+    check_config(cfg, "cfg")
     if not isinstance(params, MotionParams):
         raise TypeError(f"`params` must be MotionParams, but got {type(params).__name__}")
     if params.drawn_for != drawn_for(cfg):
