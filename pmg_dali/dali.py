@@ -49,12 +49,12 @@ from .dali_graph import (GraphMotion, ProgramFeed, Variant, apply_color, box_mas
                          config_variant, dali_dtype, feed_motion, format_clips, graph_motion, mix_clips, paste_patches,
                          program_arrays, pseudo_motion, render_motion, tables_variant, warp_frames)
 from ._checks import check_choice, check_int, check_rank, check_seed
-from .config import PMGConfig, check_config
+from .config import PMGConfig, check_config, parse_size
 from .rules import frame_tables
 from .program import MotionProgram
 from .render import check_images, check_program
 from .seeding import batch_generators
-from .sources import CROP_RATIO, CROP_SCALE
+from .sources import CROP_RATIO, CROP_SCALE, check_crop_ranges
 from .sources import IMG_EXTENSIONS as IMAGE_EXTENSIONS
 
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402 (after the ImportError guard in dali_graph)
@@ -364,11 +364,18 @@ def _paths(files) -> list[str]:
     return [os.fspath(f) for f in files]
 
 
+_CROP_NAMES = ("random_area", "random_aspect_ratio")    # the crop ranges in DALI's words (sources' scale, ratio)
+
+
 def decode_crop(encoded, size: tuple[int, int], device_id: int | None, random_area: tuple[float, float] = CROP_SCALE,
                 random_aspect_ratio: tuple[float, float] = CROP_RATIO):
     """:func:`folder_pipeline`'s image stage, inside a ``@pipeline_def``: encoded files -> decoded (nvJPEG
     on the GPU when ``device_id`` is given, else on the CPU) with a random-resized crop, resized to
     ``size`` (H, W) with antialiasing."""
+    size = parse_size(size)
+    if device_id is not None:
+        check_int("device_id", device_id, 0)
+    check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
     images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
                                            output_type=types.RGB, random_area=list(random_area),
                                            random_aspect_ratio=list(random_aspect_ratio))
@@ -413,6 +420,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     dali_config(config)                                   # before the files are listed
+    check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
     files = list_image_files(root, validate=validate, num_threads=num_threads) if files is None else _paths(files)
     programs = ProgramFeed(config, batch_size, seed, shard_id,
                            batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))

@@ -230,6 +230,12 @@ class Variant(NamedTuple):
         return tuple(names)
 
 
+def _check_tables(tables) -> None:
+    if not isinstance(tables, FrameTables):
+        raise TypeError(f"`tables` must be FrameTables (pmg_dali.rules.frame_tables(program)), but got "
+                        f"{type(tables).__name__}")
+
+
 def _projective(tables: FrameTables) -> bool:
     """Whether any frame -> source map of ``tables`` (the clip's or the pasted patch's) is not affine."""
     maps = [tables.inverse] + ([tables.paste_inverse] if tables.paste_inverse is not None else [])
@@ -245,6 +251,7 @@ def _pastes(tables: FrameTables) -> bool:
 def tables_variant(tables: FrameTables, padding_mode: str) -> Variant:
     """The smallest :class:`Variant` that renders ``tables`` (a :class:`~pmg_dali.dali.ProgramRenderer`
     builds one graph per variant it meets)."""
+    _check_tables(tables)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     return Variant(perspective=padding_mode == "reflection" or _projective(tables),
                    color=not bool(tables.plain_color.all()), paste=_pastes(tables), mix=tables.mix_mode)
@@ -255,7 +262,7 @@ def config_variant(config: PMGConfig) -> Variant:
     pipeline): perspective maps when a projective transform is drawn or the padding reflects (only
     ``warp_perspective`` reflects), colour when a colour transform is drawn, the paste with cutmix,
     and the Mixup of ``config.mixup`` (frame Mixup fed one lambda per frame, per-clip lambdas repeated)."""
-    mix = {None: None, "frame": "frame", "videomix": "box"}[config.mixup]
+    mix = {None: None, "frame": "frame", "videomix": "box"}[check_config(config).mixup]
     drawn = set(config.transforms)
     return Variant(perspective=bool(PROJECTIVE_TRANSFORMS & drawn) or config.padding_mode == "reflection",
                    color=bool(COLOR_TRANSFORMS & drawn), paste=bool(PASTE_TRANSFORMS & drawn), mix=mix)
@@ -272,12 +279,15 @@ def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarra
     empty paste boxes); a part the program has and the variant lacks is a ValueError (it would be lost);
     the Mixup mode must be the variant's (a per-clip lambda fits a per-frame graph).
     """
-    b, t = tables.inverse.shape[:2]
+    if not isinstance(variant, Variant):
+        raise TypeError(f"`variant` must be a Variant (tables_variant, config_variant), but got "
+                        f"{type(variant).__name__}")
 
     def as_array(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
         return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
 
-    need = tables_variant(tables, "zeros")          # what the program itself needs
+    need = tables_variant(tables, "zeros")          # what the program itself needs (and `tables` checked)
+    b, t = tables.inverse.shape[:2]
     missing = [part for part in ("perspective", "color", "paste") if getattr(need, part) and not getattr(variant, part)]
     mode = tables.mix_mode
     if mode != variant.mix and not (variant.mix == "frame" and mode == "clip"):

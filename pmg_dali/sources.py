@@ -110,11 +110,11 @@ def scan_images(root: str, extensions=IMG_EXTENSIONS) -> list[str]:
     return found
 
 
-def check_crop_ranges(scale, ratio) -> None:
+def check_crop_ranges(scale, ratio, names: tuple[str, str] = ("scale", "ratio")) -> None:
     """``scale`` (area fraction) and ``ratio`` (aspect) ranges of :func:`crop_box`: pairs of numbers
-    with 0 < min <= max (<= 1 for ``scale``)."""
-    check_range("scale", scale, 0, 1, open_low=True)
-    check_range("ratio", ratio, 0, open_low=True)
+    with 0 < min <= max (<= 1 for ``scale``); errors name the arguments ``names``."""
+    check_range(names[0], scale, 0, 1, open_low=True)
+    check_range(names[1], ratio, 0, open_low=True)
 
 
 def crop_box(height: int, width: int, size: tuple[int, int], noise: torch.Tensor | None = None,

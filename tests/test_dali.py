@@ -201,6 +201,16 @@ def test_program_arrays_feed_neutral_parts_and_refuse_lost_ones():
         program_arrays(coloured, Variant(mix="frame"))
     with pytest.raises(ValueError, match="needs mix 'clip'"):
         program_arrays(plain, Variant())
+    program = _program(every, batch=3)
+    with pytest.raises(TypeError, match=r"`tables` must be FrameTables \(pmg_dali.rules.frame_tables\(program\)\), "
+                                        "but got MotionProgram"):
+        program_arrays(program, variant)
+    with pytest.raises(TypeError, match="`tables` must be FrameTables .* but got MotionProgram"):
+        tables_variant(program, "zeros")
+    with pytest.raises(TypeError, match=r"`variant` must be a Variant \(tables_variant, config_variant\), but got str"):
+        program_arrays(plain, "frame")
+    with pytest.raises(TypeError, match="`config` must be a PMGConfig, but got dict"):
+        config_variant({"mixup": "frame"})
 
 
 def test_program_feed_draws_the_loaders_programs():
@@ -559,6 +569,34 @@ def test_pipeline_batching_arguments_are_checked(pipeline, kwargs, error, match)
         else:
             dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, device_id=None,
                                  **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(random_area=(0.5, 2)), ValueError, r"`random_area` must satisfy 0 < min <= max <= 1, but got \(0.5, 2\)"),
+    (dict(random_area=(0, 1)), ValueError, r"`random_area` must satisfy 0 < min"),
+    (dict(random_area="x"), TypeError, r"`random_area` must be a pair of numbers \(min, max\), but got 'x'"),
+    (dict(random_aspect_ratio=(2, 1)), ValueError,
+     r"`random_aspect_ratio` must satisfy 0 < min <= max, but got \(2, 1\)"),
+])
+def test_folder_pipeline_crop_ranges_are_checked(kwargs, error, match):
+    """Checked where given, before the files are listed, and by the image stage on its own (decode_crop)."""
+    dali = _dali()
+    with pytest.raises(error, match=match):
+        dali.folder_pipeline(None, PMGConfig(num_frames=T, size=(16, 16)), 2, device_id=None, files=["unused.jpg"],
+                             **kwargs)
+    with pytest.raises(error, match=match):
+        dali.decode_crop(None, (16, 16), None, **{"random_area": (0.35, 1.0), "random_aspect_ratio": (0.75, 1.33),
+                                                  **kwargs})
+
+
+def test_decode_crop_arguments_are_checked():
+    dali = _dali()
+    with pytest.raises(TypeError, match=r"`size` must be an int or a pair of ints \(H, W\), but got 16.5"):
+        dali.decode_crop(None, 16.5, None)
+    with pytest.raises(ValueError, match="`device_id` must be >= 0, but got -1"):
+        dali.decode_crop(None, 16, -1)
+    with pytest.raises(TypeError, match="`device_id` must be an int, but got '0'"):
+        dali.decode_crop(None, 16, "0")
 
 
 def test_image_extensions_are_the_sources():
