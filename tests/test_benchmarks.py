@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import pmg_dali
+from conftest import HAS_DALI
 from pmg_dali.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,7 +297,8 @@ def test_bench_framing_quick_counts_padding_only_for_whole_framing(scripts):
     ran(scripts, "framing")
     result = json.loads((scripts["out"] / "framing.json").read_text())
     rows = result["rows"]
-    if result["program_feed_ms"] is not None:        # DALI installed: the host cost of its program feed
+    assert (result["program_feed_ms"] is not None) == HAS_DALI    # with DALI: the host cost of its program feed
+    if HAS_DALI:
         assert set(result["program_feed_ms"]) == {"default, inside", "default, whole", "all eight, inside"}
     for name in ("sliding_window", "zoom", "affine", "perspective", "cutmix"):
         assert rows[f"{name}, inside"]["padded_fraction"] == 0, name

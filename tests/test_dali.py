@@ -252,7 +252,7 @@ def test_program_feed_draws_the_loaders_programs():
 
 def test_pseudo_motion_in_your_own_pipeline(images):
     """The graph helper in a user's @pipeline_def (seeded by the pipeline's seed unless given one): batch k
-    shows the program ProgramFeed draws for (0, k),
+    shows the program ProgramFeed draws for (0, k) with that seed,
     within 2 levels of the reference renderer's uint8; the uint8 fast path
     (``exact=False``) within two levels of the exact one; outside a pipeline definition it says where
     to call it."""
@@ -265,15 +265,17 @@ def test_pseudo_motion_in_your_own_pipeline(images):
     @pipeline_def(batch_size=B, num_threads=1, device_id=None, seed=4)
     def pipe():
         x = fn.external_source(lambda: hwc, batch=True, layout="HWC")
-        return pseudo_motion(x, cfg), pseudo_motion(x, cfg, seed=4, exact=False)
+        return pseudo_motion(x, cfg), pseudo_motion(x, cfg, seed=4, exact=False), pseudo_motion(x, cfg, seed=7)
 
     p = pipe()
     p.build()
-    feed = ProgramFeed(cfg, B, seed=4)
+    feed, other = ProgramFeed(cfg, B, seed=4), ProgramFeed(cfg, B, seed=7)
     for k in range(3):                      # batches_per_epoch=None: the iterations go on
-        exact, fast = (torch.from_numpy(np.asarray(out.as_array())) for out in p.run())
+        exact, fast, seven = (torch.from_numpy(np.asarray(out.as_array())) for out in p.run())
         assert _max_diff(exact, reference_render(images, feed.program(0, k), cfg)) <= 2, k
         assert _max_diff(fast, exact) <= 2, k
+        assert _max_diff(seven, reference_render(images, other.program(0, k), cfg)) <= 2, k
+        assert _max_diff(seven, exact) > 2, k                      # its own seed, not the pipeline's
     with pytest.raises(RuntimeError, match="inside a @pipeline_def"):
         pseudo_motion(None, cfg)
 
@@ -466,8 +468,8 @@ def test_folder_pipeline_programs_stay_in_step_with_the_reader(tmp_path):
     cfg = PMGConfig(num_frames=T, size=(16, 16), transforms=("fade",), mixup="frame", dtype=torch.uint8)
     white = torch.full((3, 3, 16, 16), 255, dtype=torch.uint8)
     feed = ProgramFeed(cfg, 3, seed=5)
-    assert not torch.equal(reference_render(white, feed.program(0, 0), cfg),
-                           reference_render(white, feed.program(1, 0), cfg))
+    assert _max_diff(reference_render(white, feed.program(0, 0), cfg),      # the check below has teeth
+                     reference_render(white, feed.program(1, 0), cfg)) > 1
     for policy, sizes in ((LastBatchPolicy.FILL, [3, 3, 3]), (LastBatchPolicy.PARTIAL, [3, 3, 1]),
                           (LastBatchPolicy.DROP, [3, 3])):
         pipe = dali.folder_pipeline(None, cfg, 3, device_id=None, seed=5, files=files, num_threads=1)
@@ -536,7 +538,9 @@ def test_pipelines_restore_from_a_dali_checkpoint(image_folder, pipeline):
     original = DALIGenericIterator(make(), ["video", "index"], **reader)
     next(original)
     restored = DALIGenericIterator(make(checkpoint=original.checkpoints()[0]), ["video", "index"], **reader)
-    for a, b in zip(original, restored):
+    rest, again = list(original), list(restored)
+    assert len(rest) == len(again) >= 1                            # the rest of the epoch, batch for batch
+    for a, b in zip(rest, again):
         assert torch.equal(a[0]["video"], b[0]["video"]) and torch.equal(a[0]["index"], b[0]["index"])
 
 
@@ -650,9 +654,12 @@ def test_gpu_source_pipeline_equals_the_loader():
         loader.set_epoch(epoch)
         ours = list(it)
         it.reset()
-        for a, b in zip(ours, loader):
+        theirs = list(loader)
+        assert len(ours) == len(theirs) == 2                       # 8 // 4
+        for a, b in zip(ours, theirs):
             assert torch.equal(a[0]["index"].view(-1).long().cpu(), b["index"].cpu())
             assert _max_diff(a[0]["video"].cpu(), b["video"].cpu(), margin=2) <= 2
+    assert _max_diff(ours[0][0]["video"].cpu(), theirs[1]["video"].cpu(), margin=2) > 2   # the check has teeth
 
 
 def test_folder_pipeline_crops_like_image_folder():

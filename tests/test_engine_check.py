@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import pmg_dali
+from conftest import HAS_DALI
 from pmg_dali import TRANSFORMS, PMGConfig, PseudoMotion, cpu_render
 from pmg_dali import engine_check as ec
 from pmg_dali.__main__ import main
 from pmg_dali.render import render
 
-HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
 CFG = PMGConfig(num_frames=3, size=(48, 53), transforms=("zoom", "affine", "fade"), dtype=torch.uint8)
 
 
