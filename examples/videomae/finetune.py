@@ -211,7 +211,7 @@ def epoch_order(epoch: int, n: int) -> list[int]:
 
 
 if __name__ == "__main__":
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = runtime.run_device(device)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     if device_type == "cpu":
         runtime.cpu_threads(num_workers, threads)

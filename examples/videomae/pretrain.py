@@ -116,7 +116,7 @@ RULES = dict(runtime.SHARED_RULES, log_interval=integer(1), ckpt_every=integer(1
              lr_decay_iters=integer(1, none=True), beta1=number(0, 1, high_open=True),
              beta2=number(0, 1, high_open=True), grad_clip=number(0))
 check(config, RULES)
-_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device   # where it runs
+_device = runtime.run_device(device)              # where it runs
 _why = "" if renderer == "auto" else pmg_dali.engines.engine(renderer).unavailable(_device)
 if _why:                                           # its device, or its package (DALI, Triton) missing
     raise ConfigError(f"--renderer={renderer} cannot render on --device={device}: it {_why}")

@@ -167,6 +167,11 @@ def exit_stopped(signum: int, where: str, ckpt_path: str, argv: list[str], verbo
     sys.exit(128 + signum)
 
 
+def run_device(device: str) -> str:
+    """Where ``--device`` runs: ``"auto"`` is cuda where torch sees a GPU, else cpu; any other value as given."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
 def setup_distributed(device: str) -> tuple[bool, int, int, str]:
     """torchrun sets RANK / LOCAL_RANK / WORLD_SIZE: join its process group (NCCL on CUDA, else gloo) and
     return (ddp, rank, world_size, device) with this rank's GPU; without torchrun (False, 0, 1, device)."""
