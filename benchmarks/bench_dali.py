@@ -170,12 +170,11 @@ def main(argv=None) -> dict:
         print(f"| {row['path']} | {row['per_s']:,.1f} | {1000 * row['seconds_per_batch']:.2f} |")
     for name, why in skipped.items():
         print(f"\nskipped: {name}: {why}")
-    args.json = args.json or f"benchmarks/results/bench_dali{'_quick' if args.quick else ''}.json"
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"\nwrote {args.json}")
+    path = args.json or f"benchmarks/results/bench_dali{'_quick' if args.quick else ''}.json"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"\nwrote {path}")
     if root is not None:
         import shutil
         shutil.rmtree(root, ignore_errors=True)
