@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_choice, parse_device
+from .config import parse_size
 
 __all__ = ["Engine", "Tolerance", "ENGINES", "NAMES", "RENDERERS", "engine", "auto_engine", "CANARY_LEVELS"]
 
@@ -166,9 +167,9 @@ def auto_engine(device: torch.device, size: tuple[int, int], op: str = "render")
     """The engine ``renderer="auto"`` picks for ``op`` on ``device`` for frames of ``size``: the first row
     whose :attr:`Engine.auto` holds the device type, that is installed, has ``op`` and whose
     :attr:`Engine.auto_min_pixels` the frames reach; else ``"reference"``."""
-    device, op = parse_device(device), check_choice("op", op, OPS)
+    device, op, (height, width) = parse_device(device), check_choice("op", op, OPS), parse_size(size)
     for row in ENGINES:
         if (device.type in row.auto and row.installed() and row.has(op)
-                and size[0] * size[1] >= row.auto_min_pixels):
+                and height * width >= row.auto_min_pixels):
             return row.name
     return "reference"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_device, check_generator, check_int
+from ._checks import check_choice, check_device, check_generator, check_int
 from .config import PMGConfig, check_config
 from .geometry import eye, matrix_powers
 from .program import MotionProgram
@@ -86,7 +86,8 @@ class MotionParams:
 
     def picked(self, name: str) -> tuple[np.ndarray, Params]:
         """(rows, parameters of those rows) of the clips whose transform is ``name``."""
-        rows = np.flatnonzero(self.transform == list(self.params).index(name))
+        names = tuple(self.params)
+        rows = np.flatnonzero(self.transform == names.index(check_choice("name", name, names)))
         return rows, {k: v[rows] for k, v in self.params[name].items()}
 
 

@@ -123,6 +123,9 @@ def test_availability(monkeypatch):
         engines.engine("fused").runs_on(3.5)
     with pytest.raises(ValueError, match="`device` must name a device .* but got 'gpu'"):
         engines.auto_engine("gpu", (48, 48))
+    with pytest.raises(TypeError, match=r"`size` must be an int or a pair of ints \(H, W\), but got 224.0"):
+        engines.auto_engine("cpu", 224.0)
+    assert engines.auto_engine("cpu", 48) == engines.auto_engine("cpu", (48, 48)) == "cpu"    # an int is square
 
 
 def test_auto_order():

@@ -153,6 +153,8 @@ def test_program_is_compiled_from_the_parameters_without_drawing():
     rows, picked = params.picked("affine")
     assert np.array_equal(rows, np.flatnonzero(params.transform == TRANSFORMS.index("affine")))
     assert np.array_equal(picked["angle"], params["affine"]["angle"][rows])
+    with pytest.raises(ValueError, match=r"`name` must be one of \('identity', 'sliding_window', .*\), but got 'spin'"):
+        params.picked("spin")
     # the output format may differ; what the parameters were drawn for may not
     same = compile_program(cfg.replace(dtype=torch.uint8, layout="BTCHW", padding_mode="border"), params)
     assert torch.equal(same.homography, a.homography)
