@@ -48,7 +48,7 @@ class PseudoMotion(nn.Module):
         self.config = PMGConfig() if config is None else check_config(config)
         self.renderer = check_choice("renderer", renderer, RENDERERS)
         if renderer != "auto":
-            engine(renderer).check_recursion(config)
+            engine(renderer).check_recursion(self.config)
 
     def extra_repr(self) -> str:
         c = self.config

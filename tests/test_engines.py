@@ -163,6 +163,13 @@ def test_module_renderer_selection(renderer, monkeypatch):
     assert (clips - render(images, program, cfg)).abs().max() <= tol.atol / min(cfg.std) + 1e-6
 
 
+@pytest.mark.parametrize("renderer", engines.RENDERERS)
+def test_every_renderer_takes_the_default_config(renderer):
+    """No config is PMGConfig(), whichever engine is named (its recursion rule is read from that)."""
+    gen = PseudoMotion(renderer=renderer)
+    assert gen.config == PMGConfig() and gen.renderer == renderer
+
+
 def test_renderer_must_be_known():
     with pytest.raises(ValueError, match=r"`config.recursion` must be 'composed' for the 'dali' engine, "
                                          r"but got 'iterative'"):
