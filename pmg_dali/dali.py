@@ -237,6 +237,8 @@ def render_images(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) 
     operators for CPU images, GPU operators on the images' CUDA device -- without the self-check
     (:class:`pmg_dali.PseudoMotion` runs it, ``renderer="dali"``)."""
     check_program(program, values=False)                 # the renderer checks the tables
+    check_config(cfg, "cfg")
+    check_images(images, values=False)                   # the renderer checks the pixel values
     if images.device.type == "cuda":
         return _render_cached(images, program, cfg, "gpu", _check_device("gpu", images.device.index))
     return _render_cached(images, program, cfg, "cpu", None)

@@ -236,6 +236,12 @@ def _check_tables(tables) -> None:
                         f"{type(tables).__name__}")
 
 
+def _check_variant(variant) -> None:
+    if not isinstance(variant, Variant):
+        raise TypeError(f"`variant` must be a Variant (tables_variant, config_variant), but got "
+                        f"{type(variant).__name__}")
+
+
 def _projective(tables: FrameTables) -> bool:
     """Whether any frame -> source map of ``tables`` (the clip's or the pasted patch's) is not affine."""
     maps = [tables.inverse] + ([tables.paste_inverse] if tables.paste_inverse is not None else [])
@@ -279,9 +285,7 @@ def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarra
     empty paste boxes); a part the program has and the variant lacks is a ValueError (it would be lost);
     the Mixup mode must be the variant's (a per-clip lambda fits a per-frame graph).
     """
-    if not isinstance(variant, Variant):
-        raise TypeError(f"`variant` must be a Variant (tables_variant, config_variant), but got "
-                        f"{type(variant).__name__}")
+    _check_variant(variant)
 
     def as_array(x: torch.Tensor, dtype=np.float32) -> np.ndarray:
         return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
@@ -317,7 +321,15 @@ def program_arrays(tables: FrameTables, variant: Variant) -> dict[str, np.ndarra
 
 def graph_motion(num_frames: int, variant: Variant, nodes: dict) -> GraphMotion:
     """The :class:`GraphMotion` of a ``variant`` graph whose arrays enter as ``nodes`` (name -> the
-    ``fn.external_source`` node of :func:`program_arrays`' array of that name)."""
+    ``fn.external_source`` node of :func:`program_arrays`' array of that name): exactly the arrays of
+    :meth:`Variant.names`, since a part left out would be left out of the clips."""
+    check_int("num_frames", num_frames, 1)
+    _check_variant(variant)
+    if not isinstance(nodes, dict):
+        raise TypeError(f"`nodes` must be a dict of array name -> node, but got {type(nodes).__name__}")
+    if sorted(nodes) != sorted(variant.names()):
+        raise ValueError(f"`nodes` must hold exactly the arrays of {variant}, {variant.names()}, but got "
+                         f"{tuple(nodes)}")
     return GraphMotion(num_frames, nodes["matrices"], perspective=variant.perspective, color=nodes.get("color"),
                        paste_index=nodes.get("paste_index"), paste_matrices=nodes.get("paste_matrices"),
                        paste_box=nodes.get("paste_box"), mix_index=nodes.get("mix_index"),
@@ -373,6 +385,8 @@ def feed_motion(feed: ProgramFeed) -> GraphMotion:
     """The :class:`GraphMotion` of ``feed``'s arrays: one multi-output ``fn.external_source`` (CPU; the
     warps take their per-frame matrices from the CPU) called with DALI's ``BatchInfo``. Call inside a
     ``@pipeline_def`` whose batch size is ``feed.batch_size``."""
+    if not isinstance(feed, ProgramFeed):
+        raise TypeError(f"`feed` must be a ProgramFeed, but got {type(feed).__name__}")
     nodes = fn.external_source(source=feed, num_outputs=len(feed.names), batch=True, batch_info=True)
     return graph_motion(feed.config.num_frames, feed.variant, dict(zip(feed.names, nodes)))
 

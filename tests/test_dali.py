@@ -213,6 +213,33 @@ def test_program_arrays_feed_neutral_parts_and_refuse_lost_ones():
         config_variant({"mixup": "frame"})
 
 
+def test_graph_helpers_refuse_what_they_cannot_use():
+    """graph_motion takes exactly the variant's arrays (a part left out would be left out of the clips),
+    feed_motion a ProgramFeed, render_images a (B, 3, H, W) tensor and a PMGConfig."""
+    from pmg_dali.dali_graph import Variant, feed_motion, graph_motion
+    variant = Variant(color=True, mix="box")
+    nodes = dict.fromkeys(variant.names(), "node")
+    motion = graph_motion(T, variant, nodes)
+    assert (motion.num_frames, motion.color, motion.mix_box, motion.paste_box) == (T, "node", "node", None)
+    with pytest.raises(ValueError, match=r"`nodes` must hold exactly the arrays of .*\('matrices', 'color', "
+                                         r"'mix_index', 'mix_box'\), but got \('matrices',\)"):
+        graph_motion(T, variant, {"matrices": "node"})
+    with pytest.raises(TypeError, match=r"`variant` must be a Variant \(tables_variant, config_variant\), but got str"):
+        graph_motion(T, "affine", nodes)
+    with pytest.raises(TypeError, match="`nodes` must be a dict of array name -> node, but got list"):
+        graph_motion(T, variant, list(nodes))
+    with pytest.raises(ValueError, match="`num_frames` must be"):
+        graph_motion(0, variant, nodes)
+    with pytest.raises(TypeError, match="`feed` must be a ProgramFeed, but got NoneType"):
+        feed_motion(None)
+    cfg = PMGConfig(num_frames=T, size=SIZE)
+    program = _program(cfg, batch=2)
+    with pytest.raises(TypeError, match="`images` must be a torch.Tensor, but got list"):
+        _dali().render_images([[0]], program, cfg)
+    with pytest.raises(TypeError, match="`cfg` must be a PMGConfig, but got NoneType"):
+        _dali().render_images(torch.zeros(2, 3, *SIZE, dtype=torch.uint8), program, None)
+
+
 def test_program_feed_draws_the_loaders_programs():
     """Batch k of epoch e on shard r: the program PseudoMotionLoader draws for that step (the same
     sampler and "program" generator of pmg_dali.seeding.batch_generators, which pmg_dali.loader
