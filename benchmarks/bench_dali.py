@@ -83,6 +83,16 @@ def _folder_paths(cfg, batch: int, device_id, threads: int, files: int) -> tuple
             "dali folder: full folder_pipeline": dali_pipeline_run(full)}, root
 
 
+def transforms_arg(text: str) -> tuple[str, ...]:
+    """An argparse ``type``: ``default``, ``all`` or comma-separated names of ``pmg_dali.TRANSFORMS``."""
+    names = {"default": pmg_dali.PMGConfig().transforms, "all": pmg_dali.TRANSFORMS}.get(text, tuple(text.split(",")))
+    try:
+        pmg_dali.PMGConfig(transforms=names)
+    except ValueError as err:                      # an unknown or repeated name
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return names
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU, DALI CPU operators, tiny clips")
@@ -90,7 +100,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--num_frames", type=int_arg(1), default=None, help="16 (4 with --quick)")
     parser.add_argument("--size", type=int_arg(2), default=None, help="224 (32 with --quick)")
     parser.add_argument("--dtype", default="bfloat16", choices=["uint8", "float32", "float16", "bfloat16"])
-    parser.add_argument("--transforms", default="default",
+    parser.add_argument("--transforms", type=transforms_arg, default="default",
                         help="'default' (zoom + affine), 'all' (pmg_dali.TRANSFORMS) or a comma-separated list")
     parser.add_argument("--threads", type=int_arg(1), default=None,
                         help="DALI CPU threads (4; 1 with --quick, which also sets torch's threads)")
@@ -117,12 +127,10 @@ def main(argv=None) -> dict:
         torch.set_num_threads(threads)
     steps, repeats = args.steps or (3 if args.quick else 20), args.repeats or (3 if args.quick else 5)
     dtype = getattr(torch, args.dtype)
-    transforms = {"default": pmg_dali.PMGConfig().transforms, "all": pmg_dali.TRANSFORMS}.get(
-        args.transforms, tuple(args.transforms.split(",")))
     try:
-        cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype, transforms=transforms)
-    except ValueError as err:                      # an unknown name in --transforms
-        parser.error(f"argument --transforms: {err}")
+        cfg = pmg_dali.PMGConfig(num_frames=frames, size=size, dtype=dtype, transforms=args.transforms)
+    except ValueError as err:                      # e.g. a scale compounded over --num_frames (it names it)
+        parser.error(str(err))
     native = cfg.replace(dtype=torch.float32) if dtype == torch.bfloat16 else cfg
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)

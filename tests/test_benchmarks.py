@@ -245,6 +245,9 @@ BAD_FLAGS = [   # (script, flags, the parser's one-line error)
     ("bench_load.py", ["--repeats", "0"], "argument --repeats: must be an int >= 1, but got 0"),
     ("bench_dali.py", ["--quick", "--transforms", "zoom,warp"], "argument --transforms: `transforms` must be"),
     ("bench_dali.py", ["--quick", "--folder", "maybe"], "argument --folder: invalid choice: 'maybe'"),
+    ("bench_dali.py", ["--quick", "--transforms", "zoom,zoom"], "argument --transforms: `transforms` must not repeat"),
+    ("bench_dali.py", ["--quick", "--num_frames", "1000"],     # another flag's value: not blamed on --transforms
+     "error: `zoom_scale` compounded over num_frames - 1 = 999 steps"),
 ]
 
 
