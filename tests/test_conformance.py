@@ -243,7 +243,7 @@ AUGMENT_CASES = [
 
 # Programs without a cross-clip partner (no cutmix, no Mixup): each clip can be drawn alone.
 ALONE_CASE = Case(transforms=tuple(t for t in TRANSFORMS if t != "cutmix"), view="whole reflection", seed=7)
-LARGE_CASE = Case(output="bfloat16", view="whole zeros", mixup="frame", batch=8, seed=2)
+LARGE_CASE = Case(output="bfloat16", view="whole zeros", mixup="frame", batch=96 if FUSED_HERE else 8, seed=2)
 # The literal recursion I_{t+1} = f(I_t), resampling each output frame (colour and geometry).
 ITERATIVE_CASES = [Case(transforms=("zoom", "fade", "affine", "color_jitter"), view="whole border",
                         recursion="iterative"),
