@@ -183,8 +183,8 @@ def test_python_m_pmg_dali_bench_quick(scripts):
     assert "| auto | cpu |" in stdout and "| reference | reference |" in stdout
     result = json.loads(out.read_text())
     # every engine that runs on the CPU here: the reference and CPU engines, and DALI's CPU operators when installed
-    assert result["device"] == "cpu" and {"auto", "reference", "cpu"} <= set(result["rows"]) \
-        <= {"auto", "reference", "cpu", "dali"}
+    assert result["device"] == "cpu"
+    assert set(result["rows"]) == {"auto", "reference", "cpu"} | ({"dali"} if HAS_DALI else set())
     assert all(r["clips_per_s"] > 0 for r in result["rows"].values())
 
 
