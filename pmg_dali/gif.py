@@ -64,6 +64,8 @@ def clip_sheet(rows) -> np.ndarray:
         raise ValueError(f"`rows` must hold tensors of shape (N, 3, T, H, W), but got {shape}")
     if any(tuple(r.shape) != shape for r in rows):
         raise ValueError(f"`rows` must hold tensors of one shape, but got {[tuple(r.shape) for r in rows]}")
+    if any(r.dtype != rows[0].dtype for r in rows):   # torch.cat would promote uint8 rows, then scale them
+        raise ValueError(f"`rows` must hold tensors of one dtype, but got {[r.dtype for r in rows]}")
     sheet = torch.cat([torch.cat(list(clips), dim=-1) for clips in rows], dim=-2)   # (3, T, R*H, N*W)
     if sheet.dtype != torch.uint8:
         if not sheet.is_floating_point():

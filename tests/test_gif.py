@@ -129,6 +129,8 @@ def test_bad_path_and_duration_are_named(tmp_path):
     ([torch.zeros(2, 3, 4, 5)], ValueError, r"`rows` must hold tensors of shape \(N, 3, T, H, W\), but got \(2, 3, 4"),
     ([torch.zeros(2, 1, 4, 5, 5)], ValueError, r"shape \(N, 3, T, H, W\), but got \(2, 1, 4, 5, 5\)"),
     ([torch.zeros(2, 3, 4, 5, 5), torch.zeros(1, 3, 4, 5, 5)], ValueError, "`rows` must hold tensors of one shape"),
+    ([torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8), torch.zeros(1, 3, 2, 2, 2)], ValueError,
+     r"`rows` must hold tensors of one dtype, but got \[torch.uint8, torch.float32\]"),
     ([torch.zeros(1, 3, 2, 2, 2, dtype=torch.int32)], TypeError, "`rows` must be uint8 or float tensors, but got"),
 ])
 def test_bad_rows_are_named(rows, error, match):
