@@ -377,7 +377,7 @@ class ProgramFeed:
 
 def dali_config(config) -> PMGConfig:
     """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
-    engine("dali").check_recursion(check_config(config))
+    engine("dali").check_recursion(config)
     return config
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_choice, parse_device
-from .config import parse_size
+from .config import check_config, parse_size
 
 __all__ = ["Engine", "Tolerance", "ENGINES", "NAMES", "RENDERERS", "engine", "auto_engine", "CANARY_LEVELS"]
 
@@ -100,9 +100,14 @@ class Engine:
         """Whether it does ``op``: ``"render"`` (every engine) or ``"augment"``."""
         return getattr(self, check_choice("op", op, OPS)) is not None
 
+    def renders(self, config) -> bool:
+        """Whether it renders ``config`` (a :class:`~pmg_dali.PMGConfig`): its recursion is one of
+        :attr:`recursions`."""
+        return check_config(config).recursion in self.recursions
+
     def check_recursion(self, config) -> None:
         """ValueError unless it renders ``config.recursion`` (:attr:`recursions`)."""
-        if config.recursion not in self.recursions:
+        if not self.renders(config):
             raise ValueError(f"`config.recursion` must be {' or '.join(map(repr, self.recursions))} for "
                              f"the {self.name!r} engine, but got {config.recursion!r}")
 
@@ -125,7 +130,7 @@ class Engine:
             where = " or ".join("a CUDA device" if d == "cuda" else f"a {d} device" for d in self.devices)
             extra = f" (on the CPU through {self.interpreter}=1)" if self.interpreter else ""
             return f"needs {where}{extra}, not {device.type}"
-        if config is not None and config.recursion not in self.recursions:
+        if config is not None and not self.renders(config):
             return f"needs recursion in {self.recursions}"
         if not self.installed():
             return f"needs {self.requires}, which is not installed"

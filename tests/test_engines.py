@@ -112,6 +112,11 @@ def test_availability(monkeypatch):
     assert "needs a CUDA device (on the CPU through TRITON_INTERPRET=1)" in engines.engine("fused").unavailable(cpu)
     dali = engines.engine("dali")
     assert dali.unavailable(cpu, PMGConfig(recursion="iterative")) == "needs recursion in ('composed',)"
+    assert dali.renders(PMGConfig()) and not dali.renders(PMGConfig(recursion="iterative"))
+    with pytest.raises(TypeError, match="`config` must be a PMGConfig, but got str"):
+        engines.engine("cpu").unavailable(cpu, "composed")
+    with pytest.raises(TypeError, match="`config` must be a PMGConfig, but got NoneType"):
+        dali.check_recursion(None)
     missing = engines.Engine("x", "pmg_dali.render:render", None, ("cpu",), engines.Tolerance(0, 0, 0),
                              requires="no_such_package.sub")
     assert not missing.installed() and missing.unavailable(cpu) == "needs no_such_package.sub, which is not installed"
