@@ -145,6 +145,28 @@ def drawn_for(cfg: PMGConfig) -> tuple:
     return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name not in free)
 
 
+def _check_rows(params: MotionParams, choices: int) -> int:
+    """The batch size of ``params``: ``params.transform`` (B,) integer indices in ``[0, choices)``, B rows
+    in every parameter and mix array (an edited ``MotionParams`` otherwise fails deep in the matrix code,
+    or a negative index picks another transform)."""
+    which = params.transform
+    if not isinstance(which, np.ndarray) or which.dtype.kind not in "iu":
+        got = f"{which.dtype} array" if isinstance(which, np.ndarray) else type(which).__name__
+        raise TypeError(f"`params.transform` must be an integer NumPy array, but got {got}")
+    if which.ndim != 1:
+        raise ValueError(f"`params.transform` must have shape (B,), but got {which.shape}")
+    wrong = which[(which < 0) | (which >= choices)]
+    if wrong.size:
+        raise ValueError(f"`params.transform` must hold indices into `cfg.transforms`, in [0, {choices}), but got "
+                         f"{sorted(set(wrong.tolist()))}")
+    arrays = {f"params[{name!r}][{key!r}]": v for name, p in params.params.items() for key, v in p.items()}
+    arrays.update({f"params.mix[{key!r}]": v for key, v in (params.mix or {}).items() if v is not None})
+    for name, value in arrays.items():
+        if np.shape(value)[:1] != which.shape:
+            raise ValueError(f"`{name}` must have one row per clip ({len(which)}), but got shape {np.shape(value)}")
+    return len(which)
+
+
 def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> MotionProgram:
     """The :class:`MotionProgram` of drawn ``params`` (draws nothing): each transform's
     :class:`~pmg_dali.transforms.Motion` (its record's ``matrices``), each clip's rows picked, the
@@ -156,7 +178,7 @@ def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> Motion
         theirs = dict(params.drawn_for)
         differ = [name for name, value in drawn_for(cfg) if theirs.get(name, value) != value or name not in theirs]
         raise ValueError(f"`params` were drawn for another config: {', '.join(differ)} differ from `cfg`'s")
-    b, t = len(params.transform), cfg.num_frames
+    b, t = _check_rows(params, len(cfg.transforms)), cfg.num_frames
     motions = [TABLE[name].matrices(cfg, params[name]) for name in cfg.transforms]
     rows, picked = np.arange(b), params.transform
 

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import cv2
@@ -162,6 +163,20 @@ def test_program_is_compiled_from_the_parameters_without_drawing():
         compile_program(cfg.replace(num_frames=T + 1, cutmix_scale=(0.3, 0.4)), params)
     with pytest.raises(TypeError, match="`params` must be MotionParams, but got dict"):
         compile_program(cfg, {})
+    edited = [(params.transform.astype(float), TypeError, "`params.transform` must be an integer NumPy array, "
+               "but got float64 array"),
+              (list(params.transform), TypeError, "`params.transform` must be an integer NumPy array, but got list"),
+              (params.transform[None], ValueError, r"`params.transform` must have shape \(B,\), but got \(1, "),
+              (np.where(params.transform == 0, -1, params.transform), ValueError,    # -1 would pick the last one
+               r"`params.transform` must hold indices into `cfg.transforms`, in \[0, 8\), but got \[-1\]"),
+              (params.transform[:2], ValueError,
+               r"`params\['sliding_window'\]\['window'\]` must have one row per clip \(2\), but got shape \(24,\)")]
+    for transform, error, match in edited:
+        with pytest.raises(error, match=match):
+            compile_program(cfg, dataclasses.replace(params, transform=transform))
+    with pytest.raises(ValueError, match=r"`params.mix\['partner'\]` must have one row per clip \(\d+\), but got "
+                                         r"shape \(1,\)"):
+        compile_program(cfg, dataclasses.replace(params, mix={**params.mix, "partner": params.mix["partner"][:1]}))
     with pytest.raises(TypeError, match="`cfg` must be a PMGConfig, but got str"):
         compile_program("default", params)
     with pytest.raises(TypeError, match="`cfg` must be a PMGConfig, but got NoneType"):
