@@ -34,12 +34,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import torch
 
-from ._checks import check_choice, check_int, check_seed
+from ._checks import check_bool, check_choice, check_int, check_seed
 from .config import PADDING_MODES, PMGConfig, check_config
 from .engines import engine
 from .geometry import dali_map
 from .program import MotionProgram
-from .rules import PASTE_PADDING, FrameTables, frame_tables
+from .rules import MIX_MODES, PASTE_PADDING, FrameTables, frame_tables
 from .sampling import sample_program
 from .seeding import batch_generators
 from .transforms import COLOR_TRANSFORMS, PASTE_TRANSFORMS, PROJECTIVE_TRANSFORMS
@@ -240,6 +240,9 @@ def _check_variant(variant) -> None:
     if not isinstance(variant, Variant):
         raise TypeError(f"`variant` must be a Variant (tables_variant, config_variant), but got "
                         f"{type(variant).__name__}")
+    for flag in ("perspective", "color", "paste"):
+        check_bool(f"variant.{flag}", getattr(variant, flag))
+    check_choice("variant.mix", variant.mix, MIX_MODES)   # its words, not PMGConfig.mixup's ("videomix" is "box")
 
 
 def _projective(tables: FrameTables) -> bool:

@@ -226,6 +226,11 @@ def test_graph_helpers_refuse_what_they_cannot_use():
         graph_motion(T, variant, {"matrices": "node"})
     with pytest.raises(TypeError, match=r"`variant` must be a Variant \(tables_variant, config_variant\), but got str"):
         graph_motion(T, "affine", nodes)
+    with pytest.raises(ValueError, match=r"`variant.mix` must be one of \(None, 'clip', 'frame', 'box'\), but got "
+                                         "'videomix'"):      # PMGConfig.mixup's word: lambda Mixup otherwise
+        graph_motion(T, Variant(mix="videomix"), nodes)
+    with pytest.raises(TypeError, match="`variant.color` must be a bool, but got 2"):   # names() would repeat
+        graph_motion(T, Variant(color=2), nodes)
     with pytest.raises(TypeError, match="`nodes` must be a dict of array name -> node, but got list"):
         graph_motion(T, variant, list(nodes))
     with pytest.raises(ValueError, match="`num_frames` must be"):
