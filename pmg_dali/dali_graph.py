@@ -28,6 +28,7 @@ import numpy as np
 try:
     from nvidia.dali import fn, types
     from nvidia.dali import math as dmath
+    from nvidia.dali.pipeline import Pipeline
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("pmg_dali.dali needs NVIDIA DALI: pip install pmg_dali[dali] "
                       "(or pip install nvidia-dali-cuda130; nvidia-dali-cuda120 for CUDA 12 drivers)") from exc
@@ -384,12 +385,24 @@ def dali_config(config) -> PMGConfig:
     return config
 
 
+def _current_pipeline(caller: str):
+    """The pipeline being defined; RuntimeError outside a ``@pipeline_def`` function."""
+    pipe = Pipeline.current()
+    if pipe is None:
+        raise RuntimeError(f"{caller} adds nodes to a pipeline: call it inside a @pipeline_def function")
+    return pipe
+
+
 def feed_motion(feed: ProgramFeed) -> GraphMotion:
     """The :class:`GraphMotion` of ``feed``'s arrays: one multi-output ``fn.external_source`` (CPU; the
     warps take their per-frame matrices from the CPU) called with DALI's ``BatchInfo``. Call inside a
     ``@pipeline_def`` whose batch size is ``feed.batch_size``."""
     if not isinstance(feed, ProgramFeed):
         raise TypeError(f"`feed` must be a ProgramFeed, but got {type(feed).__name__}")
+    batch_size = _current_pipeline("feed_motion").max_batch_size
+    if feed.batch_size != batch_size:   # DALI would fail at run time and leave the pipeline unusable
+        raise ValueError(f"`feed.batch_size` must be the pipeline's batch size, {batch_size}, but got "
+                         f"{feed.batch_size}")
     nodes = fn.external_source(source=feed, num_outputs=len(feed.names), batch=True, batch_info=True)
     return graph_motion(feed.config.num_frames, feed.variant, dict(zip(feed.names, nodes)))
 
@@ -414,11 +427,7 @@ def pseudo_motion(images, config: PMGConfig, *, seed: int | None = None, shard_i
     then stays 0 and ``iteration`` counts every batch). ``unit``: 255 for uint8 images, 1 for float images
     in [0, 1]; ``exact``: float intermediates (default; False keeps uint8 frames between the warp and the mix).
     """
-    from nvidia.dali.pipeline import Pipeline
-
-    pipe = Pipeline.current()
-    if pipe is None:
-        raise RuntimeError("pseudo_motion adds nodes to a pipeline: call it inside a @pipeline_def function")
+    pipe = _current_pipeline("pseudo_motion")
     if seed is None:
         seed = 0 if pipe.seed is None or pipe.seed < 0 else pipe.seed
     feed = ProgramFeed(config, pipe.max_batch_size, seed, shard_id, batches_per_epoch)

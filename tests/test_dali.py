@@ -215,8 +215,8 @@ def test_program_arrays_feed_neutral_parts_and_refuse_lost_ones():
 
 def test_graph_helpers_refuse_what_they_cannot_use():
     """graph_motion takes exactly the variant's arrays (a part left out would be left out of the clips),
-    feed_motion a ProgramFeed, render_images a (B, 3, H, W) tensor and a PMGConfig."""
-    from pmg_dali.dali_graph import Variant, feed_motion, graph_motion
+    feed_motion a ProgramFeed of the pipeline's batch size, render_images a (B, 3, H, W) tensor and a PMGConfig."""
+    from pmg_dali.dali_graph import ProgramFeed, Variant, feed_motion, graph_motion
     variant = Variant(color=True, mix="box")
     nodes = dict.fromkeys(variant.names(), "node")
     motion = graph_motion(T, variant, nodes)
@@ -238,6 +238,10 @@ def test_graph_helpers_refuse_what_they_cannot_use():
     with pytest.raises(TypeError, match="`feed` must be a ProgramFeed, but got NoneType"):
         feed_motion(None)
     cfg = PMGConfig(num_frames=T, size=SIZE)
+    with pytest.raises(RuntimeError, match="feed_motion adds nodes to a pipeline: call it inside a @pipeline_def"):
+        feed_motion(ProgramFeed(cfg, B))
+    with pytest.raises(ValueError, match=f"`feed.batch_size` must be the pipeline's batch size, {B}, but got {B + 1}"):
+        _run(lambda: feed_motion(ProgramFeed(cfg, B + 1)).matrices)      # DALI would fail at run time
     program = _program(cfg, batch=2)
     with pytest.raises(TypeError, match="`images` must be a torch.Tensor, but got list"):
         _dali().render_images([[0]], program, cfg)
