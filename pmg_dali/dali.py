@@ -424,8 +424,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     dali_config(config)                                   # before the files are listed
     check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
     files = list_image_files(root, validate=validate, num_threads=num_threads) if files is None else _paths(files)
-    programs = ProgramFeed(config, batch_size, seed, shard_id,
-                           batches_per_epoch=math.ceil(math.ceil(len(files) / num_shards) / batch_size))
+    batches = math.ceil(math.ceil(len(files) / num_shards) / batch_size)   # the reader's, pad_last_batch=True
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   **pipeline_kwargs)
@@ -434,7 +433,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
                                          num_shards=num_shards, random_shuffle=shuffle, pad_last_batch=True,
                                          name=reader_name)
         images = decode_crop(encoded, config.size, device_id, random_area, random_aspect_ratio)
-        return render_motion(images, feed_motion(programs), config), index
+        return pseudo_motion(images, config, seed=seed, shard_id=shard_id, batches_per_epoch=batches), index
 
     return pipe()
 
@@ -502,13 +501,12 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     dali_config(config)
     device = "cpu" if device_id is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
-    programs = ProgramFeed(config, batch_size, seed, shard_id, batches_per_epoch=feed.batches)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                   **pipeline_kwargs)
     def pipe():
         images, index = fn.external_source(source=feed, num_outputs=2, batch=True, batch_info=True,
                                            layout=["HWC", ""], device="cpu" if device_id is None else "gpu")
-        return render_motion(images, feed_motion(programs), config), index
+        return pseudo_motion(images, config, seed=seed, shard_id=shard_id, batches_per_epoch=feed.batches), index
 
     return pipe()
