@@ -141,7 +141,7 @@ def make_images(spec: str, flag: str = "--source"):
         return pmg_dali.SyntheticImages(arg or "mixed", num_images=num_images, seed=seed)
     if kind == "folder" and arg:
         return pmg_dali.ImageFolder(arg)
-    raise SystemExit(f"{flag} must be synthetic:<kind> or folder:<path>"
+    raise ConfigError(f"{flag} must be synthetic:<kind> or folder:<path>"
                      f"{', or videos:<path>' if flag == '--source' else ''}, but got {spec!r}")
 
 
@@ -200,8 +200,8 @@ def main() -> None:
         pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
     except (TypeError, ValueError) as err:         # the message names the setting (`size`, ...)
         raise ConfigError(f"pretrain.py: {err}") from None
-    images, mixing = make_sources()
-    try:                                           # the message names the setting (`batch_size`, ...)
+    try:                                           # the message names the setting (`root`, `batch_size`, ...)
+        images, mixing = make_sources()
         loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
                                              renderer=renderer, seed=seed, mask_ratio=mask_ratio,
                                              patch_size=patch_size, tubelet_size=tubelet_size,
