@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zipfile
 
 import lightning as L
 import torch
@@ -86,6 +87,8 @@ def main(argv=None) -> ClipRegression:
         parser.error(str(err))
     if args.ckpt_path and not os.path.isfile(args.ckpt_path):
         parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")
+    if args.ckpt_path and not zipfile.is_zipfile(args.ckpt_path):     # torch.save writes a zip archive
+        parser.error(f"argument --ckpt_path: not a checkpoint (not a zip archive): {args.ckpt_path!r}")
     model = ClipRegression()
     trainer.fit(model, datamodule=data, ckpt_path=args.ckpt_path)
     if args.out:

@@ -68,6 +68,7 @@ def test_two_ddp_processes_get_disjoint_equal_shares_and_resume(tmp_path):
     (["--checkpoint_dir", __file__], f"argument --checkpoint_dir: must be a folder, but {__file__!r} is a file"),
     (["--max_epochs=-3"], "error: `max_epochs`"),
     (["--ckpt_path=no/such.ckpt"], "argument --ckpt_path: no such checkpoint file: 'no/such.ckpt'"),
+    (["--ckpt_path", __file__], f"argument --ckpt_path: not a checkpoint (not a zip archive): {__file__!r}"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
