@@ -68,6 +68,10 @@ class MotionProgram:
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
                 raise ValueError(f"`{name}` must have shape {shape}, but got {tuple(value.shape)}")
+        for name in ("paste_index", "mix_index"):    # they pick clips: a float would be truncated on the GPU
+            value = getattr(self, name)
+            if value is not None and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+                raise TypeError(f"`{name}` must be an integer tensor, but got {value.dtype}")
         paste = [self.paste_index is None, self.paste_homography is None, self.paste_box is None]
         if len(set(paste)) != 1:
             raise ValueError("`paste_index`, `paste_homography` and `paste_box` must be given together")

@@ -92,27 +92,37 @@ def _determinant(m):
 
 
 def check_program_values(program: MotionProgram) -> None:
-    """Every float table of ``program`` is finite and every homography invertible (|det| >
-    :data:`MIN_DETERMINANT`): what a hand-made or edited program can break (drawn ones hold by
-    construction). On the host in NumPy (tens of microseconds for a batch of 64); a CUDA program
-    is checked with one reduction that waits for its tables."""
+    """Every float table of ``program`` is finite, every homography invertible (|det| >
+    :data:`MIN_DETERMINANT`) and every partner index (``paste_index``, ``mix_index``) a clip of the
+    batch: what a hand-made or edited program can break (drawn ones hold by construction). On the host
+    in NumPy (tens of microseconds for a batch of 64); a CUDA program is checked with one reduction that
+    waits for its tables."""
     tables = {k: v for k, v in program.tensors().items() if v.is_floating_point()}
     maps = [k for k in ("homography", "paste_homography") if k in tables]
+    indices = {k: v for k, v in program.tensors().items() if k in ("paste_index", "mix_index")}
+    b = program.batch_size
     if program.device.type == "cpu":
         tables = {k: v.numpy() for k, v in tables.items()}
         dets = [np.abs(_determinant(tables[k].astype(np.float64))) for k in maps]
+        in_batch = [bool(((i >= 0) & (i < b)).all()) for i in (v.numpy() for v in indices.values())]
         if (np.isfinite(np.concatenate([t.ravel() for t in tables.values()])).all()
-                and all((d > MIN_DETERMINANT).all() for d in dets)):
+                and all((d > MIN_DETERMINANT).all() for d in dets) and all(in_batch)):
             return
-        ok = [bool(np.isfinite(t).all()) for t in tables.values()] + [bool((d > MIN_DETERMINANT).all()) for d in dets]
+        ok = ([bool(np.isfinite(t).all()) for t in tables.values()] + [bool((d > MIN_DETERMINANT).all()) for d in dets]
+              + in_batch)
     else:
         ok = torch.stack([torch.isfinite(t).all() for t in tables.values()]
-                         + [(_determinant(tables[k].double()).abs() > MIN_DETERMINANT).all() for k in maps]).tolist()
+                         + [(_determinant(tables[k].double()).abs() > MIN_DETERMINANT).all() for k in maps]
+                         + [((i >= 0) & (i < b)).all() for i in indices.values()]).tolist()
         if all(ok):
             return
     bad = [name for name, good in zip([*tables, *(f"{k} (invertible)" for k in maps)], ok) if not good]
-    raise ValueError(f"`program` must hold finite tables and invertible homographies, but these are not: "
-                     f"{', '.join(bad)}")
+    if bad:
+        raise ValueError(f"`program` must hold finite tables and invertible homographies, but these are not: "
+                         f"{', '.join(bad)}")
+    name, index = next((k, v) for (k, v), good in zip(indices.items(), ok[-len(indices):]) if not good)
+    wrong = sorted(set(index[(index < 0) | (index >= b)].tolist()))
+    raise ValueError(f"`program.{name}` must hold indices of the batch's clips, in [0, {b}), but got {wrong}")
 
 
 def output_buffer(out, cfg: PMGConfig, batch: int, device: torch.device) -> torch.Tensor:

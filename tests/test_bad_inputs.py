@@ -9,12 +9,13 @@ from PIL import Image
 
 import pmg_dali
 import pmg_dali.cpu_render
-from pmg_dali import (ImageFolder, PMGConfig, PseudoMotion, PseudoMotionLoader, SyntheticImages, TensorImages,
-                      tube_mask)
+from pmg_dali import (ImageFolder, MotionProgram, PMGConfig, PseudoMotion, PseudoMotionLoader, SyntheticImages,
+                      TensorImages, tube_mask)
 
 CFG = PMGConfig(num_frames=4, size=16, mixup=None)
 IMAGES = torch.rand(2, 3, 16, 16)
 VIDEO = torch.rand(2, 3, 4, 16, 16)
+PARTNERED = CFG.replace(transforms=("zoom", "cutmix"), mixup="frame")     # programs with paste_index, mix_index
 SOURCE = TensorImages(torch.zeros(8, 3, 16, 16, dtype=torch.uint8))
 
 
@@ -24,9 +25,9 @@ def _with(x: torch.Tensor, value: float) -> torch.Tensor:
     return x
 
 
-def _program(**values):
+def _program(config=CFG, **values):
     """A drawn program with the named tables set to one value throughout (a hand-made program gone wrong)."""
-    program = PseudoMotion(CFG).sample(2, generator=torch.Generator().manual_seed(0))
+    program = PseudoMotion(config).sample(2, generator=torch.Generator().manual_seed(0))
     return program.__class__(**{**program.tensors(), **{k: torch.full_like(getattr(program, k), v)
                                                           for k, v in values.items()}})
 
@@ -85,6 +86,15 @@ CASES = [
      ValueError, r"but these are not: homography \(invertible\)"),
     ("program inf colour", lambda: PseudoMotion(CFG, renderer="reference")(IMAGES, program=_program(color=math.inf)),
      ValueError, "but these are not: color"),
+    ("program mix_index outside the batch",
+     lambda: PseudoMotion(PARTNERED, renderer="cpu")(IMAGES, program=_program(PARTNERED, mix_index=-1)), ValueError,
+     r"`program.mix_index` must hold indices of the batch's clips, in \[0, 2\), but got \[-1\]"),
+    ("program paste_index outside the batch",
+     lambda: PseudoMotion(PARTNERED, renderer="reference")(IMAGES, program=_program(PARTNERED, paste_index=2)),
+     ValueError, r"`program.paste_index` must hold indices of the batch's clips, in \[0, 2\), but got \[2\]"),
+    ("program float mix_index", lambda: MotionProgram(**{**_program(PARTNERED).tensors(), "mix_index": torch.zeros(2)}),
+     TypeError,
+     "`mix_index` must be an integer tensor, but got torch.float32"),
     ("images 0-255 floats", lambda: PseudoMotion(CFG)(IMAGES * 255), ValueError,
      r"`images` must be uint8 \(0-255\) or float with finite values in \[0, 1\], but got torch.float32 "
      r"values from .* \(0-255 pixels\? divide by 255, or pass uint8\)"),
