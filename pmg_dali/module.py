@@ -9,7 +9,7 @@ from . import render as reference
 from ._checks import check_choice, parse_device
 from .config import PMGConfig, check_config
 from .engine_check import ensure_engine
-from .engines import OPS, RENDERERS, auto_engine, engine
+from .engines import RENDERERS, auto_engine, engine
 from .program import MotionProgram
 from .sampling import sample_program
 
@@ -101,7 +101,7 @@ class PseudoMotion(nn.Module):
         """The engine ``forward`` (``op="render"``) or ``augment`` (``op="augment"``) picks for inputs on
         ``device``, before its self-check: ``renderer``, or for ``"auto"`` the table's choice
         (:func:`pmg_dali.engines.auto_engine`); the reference where the engine lacks the operation."""
-        device, op = parse_device(device), check_choice("op", op, OPS)
+        device = parse_device(device)      # a named renderer reads no device; auto_engine and has() check `op`
         if self.renderer == "auto":
             return auto_engine(device, self.config.size, op)
         return self.renderer if engine(self.renderer).has(op) else "reference"
