@@ -49,7 +49,7 @@ from .dali_graph import (GraphMotion, ProgramFeed, Variant, apply_color, box_mas
                          config_variant, dali_dtype, feed_motion, format_clips, graph_motion, mix_clips, paste_patches,
                          program_arrays, pseudo_motion, render_motion, tables_variant, warp_frames)
 from ._checks import check_choice, check_int, check_rank, check_seed
-from .config import PMGConfig, check_config, parse_size
+from .config import PMGConfig, parse_size
 from .rules import frame_tables
 from .program import MotionProgram
 from .render import check_images, check_program
@@ -223,7 +223,7 @@ def render(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, device:
     to control its lifetime. Threads that render through the cache take turns.
     """
     check_program(program, values=False)                 # the renderer checks the tables
-    check_config(cfg, "cfg")
+    dali_config(cfg, "cfg")                              # before the self-check runs on it
     device_id = _check_device(device, device_id)
     check_images(images, values=False)                   # the renderer checks the pixel values
     from .engine_check import ensure_engine               # first use on this device: the canary
@@ -237,7 +237,7 @@ def render_images(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig) 
     operators for CPU images, GPU operators on the images' CUDA device -- without the self-check
     (:class:`pmg_dali.PseudoMotion` runs it, ``renderer="dali"``)."""
     check_program(program, values=False)                 # the renderer checks the tables
-    check_config(cfg, "cfg")
+    dali_config(cfg, "cfg")
     check_images(images, values=False)                   # the renderer checks the pixel values
     if images.device.type == "cuda":
         return _render_cached(images, program, cfg, "gpu", _check_device("gpu", images.device.index))

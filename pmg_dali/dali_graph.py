@@ -379,9 +379,10 @@ class ProgramFeed:
         return tuple(arrays[name] for name in self.names)
 
 
-def dali_config(config) -> PMGConfig:
-    """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``."""
-    engine("dali").check_recursion(config)
+def dali_config(config, name: str = "config") -> PMGConfig:
+    """``config`` as the DALI engine takes it: a :class:`~pmg_dali.PMGConfig` with ``recursion="composed"``
+    (errors name the argument ``name``)."""
+    engine("dali").check_recursion(config, name)
     return config
 
 

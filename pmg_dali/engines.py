@@ -100,15 +100,16 @@ class Engine:
         """Whether it does ``op``: ``"render"`` (every engine) or ``"augment"``."""
         return getattr(self, check_choice("op", op, OPS)) is not None
 
-    def renders(self, config) -> bool:
-        """Whether it renders ``config`` (a :class:`~pmg_dali.PMGConfig`): its recursion is one of
-        :attr:`recursions`."""
-        return check_config(config).recursion in self.recursions
+    def renders(self, config, name: str = "config") -> bool:
+        """Whether it renders ``config`` (a :class:`~pmg_dali.PMGConfig`, the argument ``name``): its
+        recursion is one of :attr:`recursions`."""
+        return check_config(config, name).recursion in self.recursions
 
-    def check_recursion(self, config) -> None:
-        """ValueError unless it renders ``config.recursion`` (:attr:`recursions`)."""
-        if not self.renders(config):
-            raise ValueError(f"`config.recursion` must be {' or '.join(map(repr, self.recursions))} for "
+    def check_recursion(self, config, name: str = "config") -> None:
+        """ValueError unless it renders ``config.recursion`` (:attr:`recursions`); errors name the
+        argument ``name``."""
+        if not self.renders(config, name):
+            raise ValueError(f"`{name}.recursion` must be {' or '.join(map(repr, self.recursions))} for "
                              f"the {self.name!r} engine, but got {config.recursion!r}")
 
     def installed(self) -> bool:

@@ -247,6 +247,11 @@ def test_graph_helpers_refuse_what_they_cannot_use():
         _dali().render_images([[0]], program, cfg)
     with pytest.raises(TypeError, match="`cfg` must be a PMGConfig, but got NoneType"):
         _dali().render_images(torch.zeros(2, 3, *SIZE, dtype=torch.uint8), program, None)
+    iterative = cfg.replace(recursion="iterative")       # refused before a renderer (or the self-check) sees it
+    for render in (_dali().render_images, _dali().render):
+        with pytest.raises(ValueError, match="`cfg.recursion` must be 'composed' for the 'dali' engine, but got "
+                                             "'iterative'"):
+            render(torch.zeros(2, 3, *SIZE, dtype=torch.uint8), program, iterative)
 
 
 def test_program_feed_draws_the_loaders_programs():
