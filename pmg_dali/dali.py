@@ -70,14 +70,20 @@ _TORCH = {types.UINT8: torch.uint8, types.FLOAT: torch.float32, types.FLOAT16: t
           types.INT32: torch.int32, types.INT64: torch.int64, types.BOOL: torch.bool}
 
 
+def _check_device_id(device_id) -> int | None:
+    """A CUDA device index (int >= 0) or None (DALI's CPU-only pipeline)."""
+    return None if device_id is None else check_int("device_id", device_id, 0)
+
+
 def _check_device(device: str, device_id) -> int | None:
+    device_id = _check_device_id(device_id)
     if device not in ("cpu", "gpu"):
         raise ValueError(f"`device` must be 'cpu' or 'gpu', but got {device!r}")
     if device == "cpu":
         return None
     if not torch.cuda.is_available():
         raise RuntimeError("`device='gpu'` needs a CUDA device, but torch.cuda.is_available() is False")
-    return torch.cuda.current_device() if device_id is None else int(device_id)
+    return torch.cuda.current_device() if device_id is None else device_id
 
 
 def to_torch(output) -> torch.Tensor:
@@ -369,15 +375,19 @@ def _paths(files) -> list[str]:
 _CROP_NAMES = ("random_area", "random_aspect_ratio")    # the crop ranges in DALI's words (sources' scale, ratio)
 
 
+def _check_decode(size, device_id, random_area, random_aspect_ratio) -> tuple[int, int]:
+    """:func:`decode_crop`'s arguments checked (``size`` as (H, W))."""
+    _check_device_id(device_id)
+    check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
+    return parse_size(size)
+
+
 def decode_crop(encoded, size: tuple[int, int], device_id: int | None, random_area: tuple[float, float] = CROP_SCALE,
                 random_aspect_ratio: tuple[float, float] = CROP_RATIO):
     """:func:`folder_pipeline`'s image stage, inside a ``@pipeline_def``: encoded files -> decoded (nvJPEG
     on the GPU when ``device_id`` is given, else on the CPU) with a random-resized crop, resized to
     ``size`` (H, W) with antialiasing."""
-    size = parse_size(size)
-    if device_id is not None:
-        check_int("device_id", device_id, 0)
-    check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
+    size = _check_decode(size, device_id, random_area, random_aspect_ratio)
     images = fn.decoders.image_random_crop(encoded, device="cpu" if device_id is None else "mixed",
                                            output_type=types.RGB, random_area=list(random_area),
                                            random_aspect_ratio=list(random_aspect_ratio))
@@ -422,7 +432,7 @@ def folder_pipeline(root: str | None, config: PMGConfig, batch_size: int, device
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     dali_config(config)                                   # before the files are listed
-    check_crop_ranges(random_area, random_aspect_ratio, _CROP_NAMES)
+    _check_decode(config.size, device_id, random_area, random_aspect_ratio)
     files = list_image_files(root, validate=validate, num_threads=num_threads) if files is None else _paths(files)
     batches = math.ceil(math.ceil(len(files) / num_shards) / batch_size)   # the reader's, pad_last_batch=True
 
@@ -499,7 +509,7 @@ def source_pipeline(source, config: PMGConfig, batch_size: int, device_id: int |
     """
     batch_size, shard_id, num_shards, seed = _check_shards(batch_size, shard_id, num_shards, seed)
     dali_config(config)
-    device = "cpu" if device_id is None else torch.device("cuda", device_id)
+    device = "cpu" if _check_device_id(device_id) is None else torch.device("cuda", device_id)
     feed = _SourceFeed(source, config.size, batch_size, seed, shard_id, num_shards, device)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,

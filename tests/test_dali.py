@@ -165,6 +165,8 @@ def test_renderer_errors(images):
         dali.ProgramRenderer(cfg, batch_size=2, device="cpu", num_threads=0)
     with pytest.raises(TypeError, match="`config` must be a PMGConfig"):
         dali.ProgramRenderer({"size": 8}, batch_size=2, device="cpu")
+    with pytest.raises(ValueError, match="`device_id` must be >= 0, but got -1"):
+        dali.ProgramRenderer(cfg, batch_size=2, device="gpu", device_id=-1)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="needs a CUDA device"):
             dali.ProgramRenderer(cfg, batch_size=2, device="gpu")
@@ -602,18 +604,19 @@ def test_folder_pipeline_files_are_checked(files, error, match):
     (dict(num_shards=0), ValueError, "`num_shards` must be >= 1, but got 0"),
     (dict(batch_size=0), ValueError, "`batch_size` must be >= 1, but got 0"),
     (dict(batch_size=True), TypeError, "`batch_size` must be an int, but got True"),
+    (dict(device_id=-1), ValueError, "`device_id` must be >= 0, but got -1"),     # before the files are listed
+    (dict(device_id="0"), TypeError, "`device_id` must be an int, but got '0'"),
 ])
 @pytest.mark.parametrize("pipeline", ["folder", "source"])
 def test_pipeline_batching_arguments_are_checked(pipeline, kwargs, error, match):
     dali = _dali()
     cfg = PMGConfig(num_frames=T, size=(16, 16), mixup=None)
-    kwargs = {"batch_size": 2, **kwargs}
+    kwargs = {"batch_size": 2, "device_id": None, **kwargs}
     with pytest.raises(error, match=match):
         if pipeline == "folder":
-            dali.folder_pipeline(None, cfg, device_id=None, files=["unused.jpg"], **kwargs)
+            dali.folder_pipeline("no such folder", cfg, **kwargs)    # the folder is listed after the checks
         else:
-            dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, device_id=None,
-                                 **kwargs)
+            dali.source_pipeline(TensorImages(torch.zeros(4, 3, 8, 8, dtype=torch.uint8)), cfg, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
