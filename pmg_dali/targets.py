@@ -97,7 +97,7 @@ def _reads_in_box(x: torch.Tensor, y: torch.Tensor, box: torch.Tensor, every: bo
     The centres inside are the integers ``lo = ceil(x0) .. hi = ceil(x1) - 1`` (:func:`pmg_dali.rules.box_pixels`);
     a read at x touches ``floor(x)`` and ``ceil(x)`` (one pixel within ``_EPS`` of an integer). All are inside
     when ``lo - eps <= x <= hi + eps``, some are when ``lo - 1 + eps < x < hi + 1 - eps``: interval tests."""
-    pixels = box_pixels(box[..., None, None, :].to(x.dtype))
+    pixels = box_pixels(box[..., None, None, :]).to(x.dtype)          # the box's own dtype, as box_mask
     lo, hi = pixels[..., :2], pixels[..., 2:] - 1                              # (..., 1, 1, 2)
     if every:
         lo, hi = lo - _EPS, hi + _EPS
@@ -171,7 +171,7 @@ def _unmixed_flow(program: MotionProgram, size: tuple[int, int]) -> tuple[torch.
     flow, qx, qy, valid = _layer_flow(program.homography, size)
     if program.paste_index is None:
         return flow, valid
-    box = program.paste_box.to(device=flow.device, dtype=torch.float32)
+    box = program.paste_box.to(flow.device)
     rows = slice(None)
     if box.device.type == "cpu":   # the patch layer of the clips that paste only (on a GPU: no host sync)
         rows = (box[..., 2] > box[..., 0]).any(1).nonzero().flatten()
@@ -230,7 +230,7 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
         return flow, valid
     partner = program.mix_index.to(flow.device)
     if program.mix_box is not None:
-        box = program.mix_box.to(device=flow.device, dtype=torch.float32)[:, None]      # (B, 1, 4)
+        box = program.mix_box.to(flow.device)[:, None]                         # (B, 1, 4)
         qx = flow[:, :, 0] + torch.arange(size[1], device=flow.device, dtype=flow.dtype)
         qy = flow[:, :, 1] + torch.arange(size[0], device=flow.device, dtype=flow.dtype)[:, None]
         pflow = flow[partner]

@@ -140,6 +140,10 @@ def test_flow_layers_follow_the_boxes_as_given():
     expect = expect.gather(0, shown[None, :, :, None].long().expand(1, -1, -1, 2, -1, -1))[0]
     assert set(shown.unique().tolist()) == set(range(len(LAYERS)))            # every layer shows somewhere
     torch.testing.assert_close(flow_targets(program, SIZE)[0], expect, atol=1e-5, rtol=0)
+    # flow and validity see a box only through the pixel centres inside it (rules.box_pixels)
+    whole = dataclasses.replace(program, paste_box=torch.ceil(program.paste_box), mix_box=torch.ceil(program.mix_box))
+    flow, valid = flow_targets(program, SIZE)
+    assert torch.equal(flow, flow_targets(whole, SIZE)[0]) and torch.equal(valid, flow_targets(whole, SIZE)[1])
 
 
 def test_flow_frame_mixup_follows_dominant_layer():
