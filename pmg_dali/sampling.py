@@ -174,9 +174,13 @@ def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> Motion
     check_config(cfg, "cfg")
     if not isinstance(params, MotionParams):
         raise TypeError(f"`params` must be MotionParams, but got {type(params).__name__}")
-    if params.drawn_for != drawn_for(cfg):
+    ours = drawn_for(cfg)
+    if not params.drawn_for:
+        raise ValueError("`params.drawn_for` is empty: draw the parameters with sample_params(cfg, ...) (edit them "
+                         "with dataclasses.replace), or build MotionParams with drawn_for=drawn_for(cfg)")
+    if params.drawn_for != ours:
         theirs = dict(params.drawn_for)
-        differ = [name for name, value in drawn_for(cfg) if theirs.get(name, value) != value or name not in theirs]
+        differ = [name for name, value in ours if name not in theirs or theirs[name] != value]
         raise ValueError(f"`params` were drawn for another config: {', '.join(differ)} differ from `cfg`'s")
     b, t = _check_rows(params, len(cfg.transforms)), cfg.num_frames
     motions = [TABLE[name].matrices(cfg, params[name]) for name in cfg.transforms]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, PseudoMotion
-from pmg_dali.sampling import Draw, compile_program, sample_params, sample_program
+from pmg_dali.sampling import Draw, MotionParams, compile_program, drawn_for, sample_params, sample_program
 from pmg_dali.transforms import (COLOR_TRANSFORMS, PASTE_TRANSFORMS, PROJECTIVE_TRANSFORMS, TABLE,
                                  sample_zoom, view_extent)
 
@@ -161,6 +161,13 @@ def test_program_is_compiled_from_the_parameters_without_drawing():
     assert torch.equal(same.homography, a.homography)
     with pytest.raises(ValueError, match="`params` were drawn for another config: num_frames, cutmix_scale differ"):
         compile_program(cfg.replace(num_frames=T + 1, cutmix_scale=(0.3, 0.4)), params)
+    with pytest.raises(ValueError, match="`params` were drawn for another config: num_frames differ"):
+        compile_program(cfg, dataclasses.replace(params, drawn_for=params.drawn_for[1:]))   # a record missing a field
+    hand_made = dict(transform=params.transform, params=params.params, mix=params.mix, device=params.device)
+    with pytest.raises(ValueError, match=r"`params.drawn_for` is empty: draw the parameters with sample_params"):
+        compile_program(cfg, MotionParams(**hand_made))
+    assert torch.equal(compile_program(cfg, MotionParams(**hand_made, drawn_for=drawn_for(cfg))).homography,
+                       a.homography)
     with pytest.raises(TypeError, match="`params` must be MotionParams, but got dict"):
         compile_program(cfg, {})
     edited = [(params.transform.astype(float), TypeError, "`params.transform` must be an integer NumPy array, "
