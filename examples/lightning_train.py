@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import zipfile
 
 import lightning as L
@@ -59,6 +60,16 @@ def images(count: int = 16) -> pmg_dali.TensorImages:
     return pmg_dali.TensorImages(torch.randint(0, 256, (count, 3, 40, 40), dtype=torch.uint8, generator=g))
 
 
+def is_lightning_checkpoint(path: str) -> bool:
+    """Whether ``path`` (a zip archive) holds a Lightning checkpoint: a dict with its version key, read
+    with ``weights_only=True`` (no code runs) and memory-mapped (its tensors are not read)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError):
+        return False
+    return isinstance(checkpoint, dict) and "pytorch-lightning_version" in checkpoint
+
+
 def main(argv=None) -> ClipRegression:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_epochs", type=int, default=2)
@@ -89,6 +100,9 @@ def main(argv=None) -> ClipRegression:
         parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")
     if args.ckpt_path and not zipfile.is_zipfile(args.ckpt_path):     # torch.save writes a zip archive
         parser.error(f"argument --ckpt_path: not a checkpoint (not a zip archive): {args.ckpt_path!r}")
+    if args.ckpt_path and not is_lightning_checkpoint(args.ckpt_path):    # e.g. pretrain.py's ckpt.pt
+        parser.error(f"argument --ckpt_path: not a Lightning checkpoint (no 'pytorch-lightning_version'): "
+                     f"{args.ckpt_path!r}")
     model = ClipRegression()
     trainer.fit(model, datamodule=data, ckpt_path=args.ckpt_path)
     if args.out:

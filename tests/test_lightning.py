@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("lightning")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -75,3 +77,16 @@ def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys):
         lightning_train.main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_ckpt_path_must_be_a_lightning_checkpoint(tmp_path, capsys):
+    """A zip archive that is no Lightning checkpoint (pretrain.py's ckpt.pt, any zip) is a usage error, not
+    a traceback inside trainer.fit."""
+    torch.save({"model": {"weight": torch.zeros(2)}, "step": 3}, tmp_path / "ckpt.pt")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    for path in (tmp_path / "ckpt.pt", tmp_path / "other.zip"):
+        with pytest.raises(SystemExit) as exit_:
+            lightning_train.main([f"--ckpt_path={path}"])
+        assert exit_.value.code == 2 and (f"argument --ckpt_path: not a Lightning checkpoint (no "
+                                          f"'pytorch-lightning_version'): {str(path)!r}") in capsys.readouterr().err
