@@ -545,8 +545,11 @@ BAD_VALUES = [     # (script, flags, what its one-line error says)
     ("pretrain.py", [*TINY_FLAGS, "--source=bogus"], "--source must be synthetic:<kind> or folder:<path>, or "
      "videos:<path>, but got 'bogus'"),
     ("pretrain.py", [*TINY_FLAGS, "--source=folder:/nonexistent"],
-     "pretrain.py: `root` must be an existing folder, but '/nonexistent' does not exist"),
-    ("pretrain.py", [*TINY_FLAGS, "--source=videos:/nonexistent"], "pretrain.py: `root` must be a folder of videos"),
+     "pretrain.py: --source=folder:/nonexistent: `root` must be an existing folder, but '/nonexistent' does not exist"),
+    ("pretrain.py", [*TINY_FLAGS, "--source=videos:/nonexistent"],
+     "pretrain.py: --source=videos:/nonexistent: `root` must be a folder of videos"),
+    ("pretrain.py", [*TINY_FLAGS, "--source=videos:/nonexistent", "--pmg_source=synthetic:bogus"],
+     "pretrain.py: --pmg_source=synthetic:bogus: `kind` must be one of"),
     ("finetune.py", ["--batch_size=0"], "--batch_size must be an int >= 1, but got 0"),
     ("finetune.py", ["--crop_scale=1.5,0.2"], "--crop_scale must be two numbers a,b with 0 < a <= b <= 1"),
     ("finetune.py", ["--layer_decay=0"], "--layer_decay must be a finite number in (0, 1], but got 0.0"),

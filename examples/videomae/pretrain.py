@@ -135,12 +135,21 @@ DEMO = {
 }
 
 
+def from_flag(flag: str, spec: str, make, *args, **kwargs):
+    """``make(*args, **kwargs)``; the TypeError / ValueError it raises (naming its own argument) is a
+    ConfigError that names the flag too."""
+    try:
+        return make(*args, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"pretrain.py: {flag}={spec}: {err}") from None
+
+
 def make_images(spec: str, flag: str = "--source"):
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":
-        return pmg_dali.SyntheticImages(arg or "mixed", num_images=num_images, seed=seed)
+        return from_flag(flag, spec, pmg_dali.SyntheticImages, arg or "mixed", num_images=num_images, seed=seed)
     if kind == "folder" and arg:
-        return pmg_dali.ImageFolder(arg)
+        return from_flag(flag, spec, pmg_dali.ImageFolder, arg)
     raise ConfigError(f"{flag} must be synthetic:<kind> or folder:<path>"
                      f"{', or videos:<path>' if flag == '--source' else ''}, but got {spec!r}")
 
@@ -152,9 +161,9 @@ def make_sources() -> tuple[object, dict]:
         return make_images(source), {}
     if not arg:
         raise ConfigError(f"--source=videos:<path> needs a path, but got {source!r}")
-    videos = pmg_dali.VideoFolder(arg, num_frames=num_frames)
-    return make_images(pmg_source, "--pmg_source"), dict(videos=videos, pmg_ratio=pmg_ratio,
-                                                          augment_videos=augment_videos)
+    images = make_images(pmg_source, "--pmg_source")          # before the videos are listed
+    videos = from_flag("--source", source, pmg_dali.VideoFolder, arg, num_frames=num_frames)
+    return images, dict(videos=videos, pmg_ratio=pmg_ratio, augment_videos=augment_videos)
 
 
 def batches(loader):
