@@ -60,14 +60,23 @@ def images(count: int = 16) -> pmg_dali.TensorImages:
     return pmg_dali.TensorImages(torch.randint(0, 256, (count, 3, 40, 40), dtype=torch.uint8, generator=g))
 
 
-def is_lightning_checkpoint(path: str) -> bool:
-    """Whether ``path`` (a zip archive) holds a Lightning checkpoint: a dict with its version key, read
-    with ``weights_only=True`` (no code runs) and memory-mapped (its tensors are not read)."""
+def checkpoint_problem(path: str) -> str:
+    """Why ``path`` is not a Lightning checkpoint to resume from, or ``""``: it is read with
+    ``weights_only=True`` (no code runs) and memory-mapped (its tensors are not read)."""
+    if not os.path.isfile(path):
+        return "no such checkpoint file"
+    if not zipfile.is_zipfile(path):                       # torch.save writes a zip archive
+        return "not a checkpoint (not a zip archive)"
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError):
-        return False
-    return isinstance(checkpoint, dict) and "pytorch-lightning_version" in checkpoint
+    except pickle.UnpicklingError:
+        return "refusing to read it: it holds more than tensors and plain Python values (unpickling could run code)"
+    except Exception as err:    # a damaged archive fails in many ways: EOFError, IndexError, UnicodeDecodeError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "empty"
+        return f"cannot read the checkpoint ({type(err).__name__}: {first})"
+    if not (isinstance(checkpoint, dict) and "pytorch-lightning_version" in checkpoint):
+        return "not a Lightning checkpoint (no 'pytorch-lightning_version')"    # e.g. pretrain.py's ckpt.pt
+    return ""
 
 
 def main(argv=None) -> ClipRegression:
@@ -96,13 +105,9 @@ def main(argv=None) -> ClipRegression:
                             enable_model_summary=False)
     except (ValueError, MisconfigurationException) as err:
         parser.error(str(err))
-    if args.ckpt_path and not os.path.isfile(args.ckpt_path):
-        parser.error(f"argument --ckpt_path: no such checkpoint file: {args.ckpt_path!r}")
-    if args.ckpt_path and not zipfile.is_zipfile(args.ckpt_path):     # torch.save writes a zip archive
-        parser.error(f"argument --ckpt_path: not a checkpoint (not a zip archive): {args.ckpt_path!r}")
-    if args.ckpt_path and not is_lightning_checkpoint(args.ckpt_path):    # e.g. pretrain.py's ckpt.pt
-        parser.error(f"argument --ckpt_path: not a Lightning checkpoint (no 'pytorch-lightning_version'): "
-                     f"{args.ckpt_path!r}")
+    why = checkpoint_problem(args.ckpt_path) if args.ckpt_path else ""
+    if why:
+        parser.error(f"argument --ckpt_path: {why}: {args.ckpt_path!r}")
     model = ClipRegression()
     trainer.fit(model, datamodule=data, ckpt_path=args.ckpt_path)
     if args.out:

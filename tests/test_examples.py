@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -579,9 +580,15 @@ def cli(pretrained, tmp_path_factory, one_process) -> dict:
                        ("other", (out / "ckpt.pt").read_bytes())):
         (root / name).mkdir()
         (root / name / "ckpt.pt").write_bytes(data)
+    (root / "damaged").mkdir()                  # a whole archive whose pickle is cut short (an IndexError inside)
+    cut = pickle.dumps({"iter_num": 1}, protocol=2)[:-3]
+    with zipfile.ZipFile(out / "ckpt.pt") as good, zipfile.ZipFile(root / "damaged" / "ckpt.pt", "w") as damaged:
+        for item in good.infolist():
+            damaged.writestr(item, cut if item.filename.endswith("data.pkl") else good.read(item))
     resume = [*PRETRAIN, "--max_iters=6", "--resume=True"]
     cases.update({("checkpoint", "text"): ["pretrain.py", [*resume, f"--out_dir={root / 'text'}"]],
                   ("checkpoint", "cut"): ["pretrain.py", [*resume, f"--out_dir={root / 'cut'}"]],
+                  ("checkpoint", "damaged"): ["pretrain.py", [*resume, f"--out_dir={root / 'damaged'}"]],
                   ("checkpoint", "depth"): ["pretrain.py", [*resume, f"--out_dir={root / 'other'}", "--depth=3"]],
                   ("checkpoint", "batch"): ["pretrain.py", [*resume, f"--out_dir={root / 'other'}", "--batch_size=1"]]})
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)          # one that would run code when unpickled
@@ -608,6 +615,7 @@ def test_every_bad_value_is_one_line_and_exit_2(cli, k):
 @pytest.mark.parametrize("name, message", [
     ("text", "is not a PyTorch checkpoint: not a zip archive"),
     ("cut", "is not a PyTorch checkpoint: not a zip archive"),
+    ("damaged", "ckpt.pt' (IndexError: index out of range)"),      # cannot read the checkpoint '<path>' (...)
     ("depth", "holds another model (depth=2 there, 3 here)"),
     ("batch", "was written with other data settings: `state` was taken with batch_size=2, but this loader has "
               "batch_size=1"),

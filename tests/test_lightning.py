@@ -80,13 +80,20 @@ def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_ckpt_path_must_be_a_lightning_checkpoint(tmp_path, capsys):
-    """A zip archive that is no Lightning checkpoint (pretrain.py's ckpt.pt, any zip) is a usage error, not
-    a traceback inside trainer.fit."""
+    """A zip archive that is no Lightning checkpoint (pretrain.py's ckpt.pt, any zip, a damaged checkpoint)
+    is one usage line, not a traceback inside trainer.fit."""
     torch.save({"model": {"weight": torch.zeros(2)}, "step": 3}, tmp_path / "ckpt.pt")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
         archive.writestr("notes.txt", "not a checkpoint")
-    for path in (tmp_path / "ckpt.pt", tmp_path / "other.zip"):
+    with zipfile.ZipFile(tmp_path / "ckpt.pt") as good, zipfile.ZipFile(tmp_path / "damaged.ckpt", "w") as damaged:
+        for item in good.infolist():                 # the pickle emptied, the rest intact
+            damaged.writestr(item, b"" if item.filename.endswith("data.pkl") else good.read(item))
+    cases = {"ckpt.pt": "not a Lightning checkpoint (no 'pytorch-lightning_version')",
+             "other.zip": "cannot read the checkpoint (RuntimeError: ",
+             "damaged.ckpt": "cannot read the checkpoint (EOFError: empty)"}
+    for name, why in cases.items():
         with pytest.raises(SystemExit) as exit_:
-            lightning_train.main([f"--ckpt_path={path}"])
-        assert exit_.value.code == 2 and (f"argument --ckpt_path: not a Lightning checkpoint (no "
-                                          f"'pytorch-lightning_version'): {str(path)!r}") in capsys.readouterr().err
+            lightning_train.main([f"--ckpt_path={tmp_path / name}"])
+        last = capsys.readouterr().err.strip().splitlines()[-1]      # the error, on one line after the usage
+        assert exit_.value.code == 2 and f": error: argument --ckpt_path: {why}" in last, last
+        assert last.endswith(f"{str(tmp_path / name)!r}"), last

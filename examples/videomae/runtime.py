@@ -72,8 +72,9 @@ def load_checkpoint(path: str, flag: str) -> dict:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SystemExit(f"{flag}: refusing to load {path!r}: it holds more than tensors and plain Python "
                          f"values, and unpickling it could run code ({reason})") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} ({type(err).__name__}: {err})") from None
+    except Exception as err:    # a damaged archive fails in many ways: RuntimeError, EOFError, IndexError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "empty"
+        raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} ({type(err).__name__}: {first})") from None
 
 
 def check_resumable(state: dict, model_args: dict, path: str, keys: tuple[str, ...]) -> None:
