@@ -76,11 +76,13 @@ def _check_device_id(device_id) -> int | None:
 
 
 def _check_device(device: str, device_id) -> int | None:
-    device_id = _check_device_id(device_id)
+    """The CUDA device index of ``device`` ``"gpu"`` (``device_id``, checked, or the current one), None for
+    ``"cpu"`` (``device_id`` ignored)."""
     if device not in ("cpu", "gpu"):
         raise ValueError(f"`device` must be 'cpu' or 'gpu', but got {device!r}")
     if device == "cpu":
         return None
+    device_id = _check_device_id(device_id)
     if not torch.cuda.is_available():
         raise RuntimeError("`device='gpu'` needs a CUDA device, but torch.cuda.is_available() is False")
     return torch.cuda.current_device() if device_id is None else device_id
