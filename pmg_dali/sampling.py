@@ -179,8 +179,9 @@ def compile_program(cfg: PMGConfig, params: MotionParams, device=None) -> Motion
         raise ValueError("`params.drawn_for` is empty: draw the parameters with sample_params(cfg, ...) (edit them "
                          "with dataclasses.replace), or build MotionParams with drawn_for=drawn_for(cfg)")
     if params.drawn_for != ours:
-        theirs = dict(params.drawn_for)
-        differ = [name for name, value in ours if name not in theirs or theirs[name] != value]
+        theirs, mine = dict(params.drawn_for), dict(ours)
+        differ = [name for name in {**mine, **theirs} if name not in mine or name not in theirs
+                  or mine[name] != theirs[name]] or ["the form of `params.drawn_for`"]
         raise ValueError(f"`params` were drawn for another config: {', '.join(differ)} differ from `cfg`'s")
     b, t = _check_rows(params, len(cfg.transforms)), cfg.num_frames
     motions = [TABLE[name].matrices(cfg, params[name]) for name in cfg.transforms]

@@ -163,6 +163,10 @@ def test_program_is_compiled_from_the_parameters_without_drawing():
         compile_program(cfg.replace(num_frames=T + 1, cutmix_scale=(0.3, 0.4)), params)
     with pytest.raises(ValueError, match="`params` were drawn for another config: num_frames differ"):
         compile_program(cfg, dataclasses.replace(params, drawn_for=params.drawn_for[1:]))   # a record missing a field
+    with pytest.raises(ValueError, match="`params` were drawn for another config: old_field differ"):
+        compile_program(cfg, dataclasses.replace(params, drawn_for=params.drawn_for + (("old_field", 1),)))
+    with pytest.raises(ValueError, match="drawn for another config: the form of `params.drawn_for` differ"):
+        compile_program(cfg, dataclasses.replace(params, drawn_for=list(params.drawn_for)))   # not the tuple
     hand_made = dict(transform=params.transform, params=params.params, mix=params.mix, device=params.device)
     with pytest.raises(ValueError, match=r"`params.drawn_for` is empty: draw the parameters with sample_params"):
         compile_program(cfg, MotionParams(**hand_made))
