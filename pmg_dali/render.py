@@ -99,7 +99,7 @@ def check_program_values(program: MotionProgram) -> None:
     waits for its tables."""
     tables = {k: v for k, v in program.tensors().items() if v.is_floating_point()}
     maps = [k for k in ("homography", "paste_homography") if k in tables]
-    indices = {k: v for k, v in program.tensors().items() if k in ("paste_index", "mix_index")}
+    indices = {k: v.to(program.device) for k, v in program.tensors().items() if k in ("paste_index", "mix_index")}
     b = program.batch_size
     if program.device.type == "cpu":
         tables = {k: v.numpy() for k, v in tables.items()}

@@ -223,3 +223,18 @@ def test_valid_edges_pass():
     PseudoMotion(CFG)((edges * 255).to(torch.uint8), generator=torch.Generator().manual_seed(0))
     batch = next(iter(_loader(seed=2 ** 63 - 1)))
     assert batch["video"].shape == (2, 3, 4, 16, 16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("renderer", ["reference", "fused"])
+def test_partner_indices_are_checked_on_a_gpu(renderer):
+    """The CUDA branch of the table check: a partner outside the batch is refused (the fused kernel would
+    read outside it), and an index left on the host beside CUDA tables is still taken."""
+    images = IMAGES.cuda()
+    module = PseudoMotion(PARTNERED, renderer=renderer)
+    with pytest.raises(ValueError, match=r"`program.mix_index` must hold indices of the batch's clips, in \[0, 2\), "
+                                         r"but got \[-1\]"):
+        module(images, program=_program(PARTNERED, mix_index=-1).to("cuda"))
+    program = _program(PARTNERED)
+    mixed = MotionProgram(**{**program.to("cuda").tensors(), "mix_index": program.mix_index})
+    torch.testing.assert_close(module(images, program=mixed), module(images, program=program.to("cuda")))
