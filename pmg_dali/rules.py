@@ -127,7 +127,8 @@ class FrameTables:
             converts it to its own coordinates in one function of :mod:`pmg_dali.geometry`.
         color: (B, T, 3, 4) float32 colour maps; plain_color: (B, T) bool, the identity ones.
         paste_index (B,) long, paste_inverse (B, T, 3, 3) float64 (frame -> partner), paste_box
-            (B, T, 4) float32 half-open pixel boxes.
+            (B, T, 4) float32 half-open pixel boxes holding the program's pixels (a float64 box as its
+            pixel-centre bounds, :func:`box_pixels`: rounding it to float32 could move an edge across a centre).
         mix_index (B,) long; mix_lambda (B, T) float32, the weight of the clip itself per frame
             (frame Mixup; also given for VideoMix, where the box decides); mix_box (B, 4) or None;
             lambda_per_frame: whether the program drew one lambda per frame.
@@ -180,6 +181,13 @@ class FrameTables:
         return params, index
 
 
+def _table_box(box: torch.Tensor) -> torch.Tensor:
+    """Boxes (..., 4) in float32 with the pixels they hold: as they are, or for float64 boxes their
+    pixel-centre bounds (:func:`box_pixels`), since rounding a float64 edge to float32 can carry it across
+    a pixel centre."""
+    return box_pixels(box).float() if box.dtype == torch.float64 else box.float()
+
+
 def frame_tables(program: MotionProgram) -> FrameTables:
     """Compile ``program`` to :class:`FrameTables` where it lives (a handful of small batched ops, no
     host synchronisation on CUDA)."""
@@ -187,11 +195,11 @@ def frame_tables(program: MotionProgram) -> FrameTables:
     fields = {}
     if program.paste_index is not None:
         fields.update(paste_index=program.paste_index, paste_inverse=inverse_maps(program.paste_homography),
-                      paste_box=program.paste_box.float())
+                      paste_box=_table_box(program.paste_box))
     if program.mix_index is not None:
         lam = program.mix_lambda.to(torch.float32)
         fields.update(mix_index=program.mix_index, mix_lambda=lam.view(b, -1).expand(b, t),
-                      mix_box=None if program.mix_box is None else program.mix_box.float(),
+                      mix_box=None if program.mix_box is None else _table_box(program.mix_box),
                       lambda_per_frame=lam.ndim == 2)
     return FrameTables(inverse=inverse_maps(program.homography), color=program.color.float(),
                        plain_color=identity_color(program.color), **fields)

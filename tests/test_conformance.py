@@ -270,6 +270,8 @@ GRID = {  # test -> (cases of an engine, operation)
     "test_features": (lambda e: [*FEATURE_CASES[e.covering], LARGE_CASE], "render"),
     "test_cutmix_patch_cut_at_the_partner_edge": (lambda e: [Case(transforms=("cutmix",), output="float32 raw")],
                                                   "render"),
+    "test_float64_boxes": (lambda e: [Case(transforms=("zoom", "cutmix"), mixup="videomix", output="float32 raw")],
+                           "render"),
     "test_iterative_recursion": (lambda e: ITERATIVE_CASES if "iterative" in e.row.recursions else [], "render"),
     "test_augment_real_clips": (lambda e: AUGMENT_CASES, "augment"),
     "test_batched_equals_per_clip": (lambda e: [ALONE_CASE], "render"),
@@ -422,6 +424,16 @@ def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
             colour = colours[source].double()[:, None].expand_as(pixels) / 255
             torch.testing.assert_close(pixels, colour, atol=atol, rtol=0, msg=lambda m: f"clip {b} frame {t} "
                                        f"(the colour of clip {source}): {m}")
+
+
+@pytest.mark.parametrize("engine,case", grid("test_float64_boxes"))
+def test_float64_boxes(engine, case):
+    """Boxes of a hand-made program in float64, each left edge just past a pixel centre (which float32
+    rounds onto it): every engine lays the patch and the VideoMix box on the reference's pixels."""
+    program = case.program()
+    nudge = lambda box: torch.cat([torch.ceil(box[..., :1]).double() + 1e-9, box[..., 1:].double()], -1)  # noqa: E731
+    check_case(engine, case, program=dataclasses.replace(program, paste_box=nudge(program.paste_box),
+                                                         mix_box=nudge(program.mix_box)))
 
 
 @pytest.mark.parametrize("engine,case", grid("test_features"))
