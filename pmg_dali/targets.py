@@ -182,7 +182,7 @@ def _unmixed_flow(program: MotionProgram, size: tuple[int, int]) -> tuple[torch.
     pflow, pqx, pqy, pvalid = _layer_flow(program.paste_homography[rows], size)
     stays = _reads_in_box(pqx, pqy, box[:, 1:], every=True)
     # the patch where the renderer lays it: paste_layer's box_mask, on the program's own box values
-    on_patch = box_mask(program.paste_box.to(flow.device)[rows][:, :-1], size)   # (B', T - 1, H, W)
+    on_patch = box_mask(box[:, :-1], size)                                 # (B', T - 1, H, W)
     flow[rows] = torch.where(on_patch[:, :, None], pflow, flow[rows])
     valid[rows] = torch.where(on_patch, pvalid & stays, valid[rows] & ~covered)
     return flow, valid
@@ -238,7 +238,7 @@ def flow_targets(program: MotionProgram, size) -> tuple[torch.Tensor, torch.Tens
         pqy = pflow[:, :, 1] + torch.arange(size[0], device=flow.device, dtype=flow.dtype)[:, None]
         own_crosses = _reads_in_box(qx, qy, box, every=False)
         partner_stays = _reads_in_box(pqx, pqy, box, every=True)
-        inside = box_mask(program.mix_box.to(flow.device)[:, None], size)   # (B, 1, H, W): as mix_layers
+        inside = box_mask(box, size)                                       # (B, 1, H, W): as mix_layers
         return (torch.where(inside[:, :, None], pflow, flow),
                 torch.where(inside, valid[partner] & partner_stays, valid & ~own_crosses))
     own = _own_dominates(program)                                          # (B, T)
