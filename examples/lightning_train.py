@@ -79,6 +79,14 @@ def checkpoint_problem(path: str) -> str:
     return ""
 
 
+def checkpoint_arg(path: str) -> str:
+    """``--ckpt_path``'s type: ``path``, or an argparse error saying why it is not a checkpoint to resume from."""
+    why = checkpoint_problem(path)
+    if why:
+        raise argparse.ArgumentTypeError(f"{why}: {path!r}")
+    return path
+
+
 def main(argv=None) -> ClipRegression:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_epochs", type=int, default=2)
@@ -89,7 +97,7 @@ def main(argv=None) -> ClipRegression:
     parser.add_argument("--checkpoint_dir", type=out_dir_arg, default=None,
                         help="save a checkpoint every --save_every steps here")
     parser.add_argument("--save_every", type=int_arg(1), default=5)
-    parser.add_argument("--ckpt_path", default=None, help="resume from this checkpoint")
+    parser.add_argument("--ckpt_path", type=checkpoint_arg, default=None, help="resume from this checkpoint")
     parser.add_argument("--out", default=None, help="write each rank's (epoch, indices, mean) rows to OUT.<rank>")
     args = parser.parse_args(argv)
     if args.devices < -1:                  # Lightning: -1 (every device), 0 (its own error) or a count
@@ -105,9 +113,6 @@ def main(argv=None) -> ClipRegression:
                             enable_model_summary=False)
     except (ValueError, MisconfigurationException) as err:
         parser.error(str(err))
-    why = checkpoint_problem(args.ckpt_path) if args.ckpt_path else ""
-    if why:
-        parser.error(f"argument --ckpt_path: {why}: {args.ckpt_path!r}")
     model = ClipRegression()
     trainer.fit(model, datamodule=data, ckpt_path=args.ckpt_path)
     if args.out:
