@@ -205,11 +205,8 @@ def main() -> None:
                                   lr=lr, betas=(beta1, beta2), fused=device_type == "cuda")
 
     # data: every rank makes its own clips (the loader takes rank / world size from torch.distributed)
-    try:
+    try:                                           # the message names the setting (`size`, `root`, `batch_size`, ...)
         pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
-    except (TypeError, ValueError) as err:         # the message names the setting (`size`, ...)
-        raise ConfigError(f"pretrain.py: {err}") from None
-    try:                                           # the message names the setting (`root`, `batch_size`, ...)
         images, mixing = make_sources()
         loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
                                              renderer=renderer, seed=seed, mask_ratio=mask_ratio,

@@ -303,9 +303,10 @@ def main() -> None:
         base = os.path.join(out_dir, str(seed))
         inits = [("scratch", "none")]
         for name in conditions:
-            inits.append((name, pretrained(seed, name)))
-            where = os.path.dirname(inits[-1][1])
-            if not os.path.isfile(inits[-1][1]):
+            ckpt = pretrained(seed, name)
+            inits.append((name, ckpt))
+            where = os.path.dirname(ckpt)
+            if not os.path.isfile(ckpt):
                 run("pretrain.py", [*arch, *decoder, *CONDITIONS[name].split(), f"--out_dir={where}",
                                     f"--max_iters={pretrain_iters}", f"--max_seconds={pretrain_seconds}",
                                     f"--batch_size={pretrain_batch}", f"--base_lr={pretrain_lr}", f"--seed={seed}",
