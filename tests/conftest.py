@@ -5,6 +5,7 @@
 - ``@pytest.mark.slow``: starts processes (scripts, DDP, DataLoader workers, Triton's interpreter);
   ``make test`` runs them, ``pytest -m "not slow" tests`` leaves them out for a quick loop.
 """
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -31,6 +32,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         if "dali" in item.keywords and not HAS_DALI:
             item.add_marker(skip_dali)
+
+
+def boxes_past_pixel_centres(program):
+    """``program`` (with a cutmix paste and a VideoMix box) with both boxes in float64, each left edge just
+    past a pixel centre, where rounding to float32 would put it on the centre (a hand-made program may)."""
+    def nudge(box):
+        return torch.cat([torch.ceil(box[..., :1]).double() + 1e-9, box[..., 1:].double()], -1)
+    return dataclasses.replace(program, paste_box=nudge(program.paste_box), mix_box=nudge(program.mix_box))
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ from typing import Callable
 import pytest
 import torch
 
+from conftest import boxes_past_pixel_centres
 from pmg_dali import TRANSFORMS, MotionProgram, PMGConfig, engines
 from pmg_dali.render import augment, render, to_float_images
 from pmg_dali.rules import box_mask
@@ -430,10 +431,7 @@ def test_cutmix_patch_cut_at_the_partner_edge(engine, case):
 def test_float64_boxes(engine, case):
     """Boxes of a hand-made program in float64, each left edge just past a pixel centre (which float32
     rounds onto it): every engine lays the patch and the VideoMix box on the reference's pixels."""
-    program = case.program()
-    nudge = lambda box: torch.cat([torch.ceil(box[..., :1]).double() + 1e-9, box[..., 1:].double()], -1)  # noqa: E731
-    check_case(engine, case, program=dataclasses.replace(program, paste_box=nudge(program.paste_box),
-                                                         mix_box=nudge(program.mix_box)))
+    check_case(engine, case, program=boxes_past_pixel_centres(case.program()))
 
 
 @pytest.mark.parametrize("engine,case", grid("test_features"))

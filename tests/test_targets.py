@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import boxes_past_pixel_centres
 import pmg_dali
 from pmg_dali import render
 from pmg_dali.program import MotionProgram
@@ -126,9 +127,7 @@ def test_flow_videomix_takes_partner_inside_box():
 def test_flow_layers_follow_the_boxes_as_given():
     """Boxes with an edge just past a pixel centre, in float64 (a hand-made program may hold them): the
     flow of every pixel is that of the layer the renderer lays there (visible_layers), to the last column."""
-    _, program, _ = make(("zoom", "cutmix"), batch=4, mixup="videomix", seed=5)
-    nudge = lambda box: torch.cat([torch.ceil(box[..., :1]).double() + 1e-9, box[..., 1:].double()], -1)  # noqa: E731
-    program = dataclasses.replace(program, paste_box=nudge(program.paste_box), mix_box=nudge(program.mix_box))
+    program = boxes_past_pixel_centres(make(("zoom", "cutmix"), batch=4, mixup="videomix", seed=5)[1])
     plain = dataclasses.replace(program, paste_index=None, paste_homography=None, paste_box=None, mix_index=None,
                                 mix_lambda=None, mix_box=None)
     own = flow_targets(plain, SIZE)[0]                                       # each layer's own motion
@@ -139,11 +138,12 @@ def test_flow_layers_follow_the_boxes_as_given():
     expect = torch.stack([layers[name] for name in LAYERS])                  # (layers, B, T - 1, 2, H, W)
     expect = expect.gather(0, shown[None, :, :, None].long().expand(1, -1, -1, 2, -1, -1))[0]
     assert set(shown.unique().tolist()) == set(range(len(LAYERS)))            # every layer shows somewhere
-    torch.testing.assert_close(flow_targets(program, SIZE)[0], expect, atol=1e-5, rtol=0)
+    flow, valid = flow_targets(program, SIZE)
+    torch.testing.assert_close(flow, expect, atol=1e-5, rtol=0)
     # flow and validity see a box only through the pixel centres inside it (rules.box_pixels)
     whole = dataclasses.replace(program, paste_box=torch.ceil(program.paste_box), mix_box=torch.ceil(program.mix_box))
-    flow, valid = flow_targets(program, SIZE)
-    assert torch.equal(flow, flow_targets(whole, SIZE)[0]) and torch.equal(valid, flow_targets(whole, SIZE)[1])
+    whole_flow, whole_valid = flow_targets(whole, SIZE)
+    assert torch.equal(flow, whole_flow) and torch.equal(valid, whole_valid)
 
 
 def test_flow_frame_mixup_follows_dominant_layer():
