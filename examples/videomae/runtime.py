@@ -69,12 +69,17 @@ def load_checkpoint(path: str, flag: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SystemExit(f"{flag}: refusing to load {path!r}: it holds more than tensors and plain Python "
-                         f"values, and unpickling it could run code ({reason})") from None
+                         f"values, and unpickling it could run code ({_first_line(err, type(err).__name__)})") from None
     except Exception as err:    # a damaged archive fails in many ways: RuntimeError, EOFError, IndexError, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "empty"
-        raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} ({type(err).__name__}: {first})") from None
+        raise SystemExit(f"{flag}: cannot read the checkpoint {path!r} "
+                         f"({type(err).__name__}: {_first_line(err, 'empty')})") from None
+
+
+def _first_line(err: BaseException, default: str) -> str:
+    """The first line of ``err``'s message, or ``default`` when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else default
 
 
 def check_resumable(state: dict, model_args: dict, path: str, keys: tuple[str, ...]) -> None:
