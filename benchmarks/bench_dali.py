@@ -155,7 +155,7 @@ def main(argv=None) -> dict:
     paths["dali warp only: T warp_affine + stack, uint8"] = dali_pipeline_run(
         dali_image_pipeline(stacked, images, device_id, threads))
     root, skipped = None, {}
-    if gpu if args.folder is None else args.folder == "yes":
+    if (gpu if args.folder is None else args.folder == "yes"):
         try:
             folder, root = _folder_paths(cfg, batch, device_id, threads, args.files)
             paths.update(folder)

@@ -74,7 +74,7 @@ def cuda_paths(images, program, cfg, tune: bool) -> dict:
 
         def run(n):
             for _ in range(n):
-                fused.launch(out, src, kind, scale, params, index, cfg, program.paste_index is not None,
+                fused.launch(out, src, kind, scale, params, index, cfg, tables.paste_index is not None,
                              tables.mix_mode, block, warps)
         return run
 
