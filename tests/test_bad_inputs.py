@@ -1,7 +1,6 @@
 """Bad values through every public entry point: each raises where it is given (at construction, not at
 the first batch), with TypeError / ValueError and a message naming the argument -- pinned here, one row
 per (entry point, argument, value)."""
-import importlib.util
 import math
 
 import pytest
@@ -228,7 +227,7 @@ def test_valid_edges_pass():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("renderer", ["reference", pytest.param("fused", marks=pytest.mark.skipif(
-    importlib.util.find_spec("triton") is None, reason="the fused engine needs triton"))])
+    not pmg_dali.engines.engine("fused").installed(), reason="the fused engine needs triton"))])
 def test_partner_indices_are_checked_on_a_gpu(renderer):
     """The CUDA branch of the table check: a partner outside the batch is refused (the fused kernel would
     read outside it), and an index left on the host beside CUDA tables is still taken."""
