@@ -107,7 +107,7 @@ def test_columns_tile_the_row():
     # the packed row's layout, spelled out: each column after the last, 40 in all
     assert COLUMNS == {"inverse": (0, 9), "color": (9, 12), "paste_inverse": (21, 9), "paste_box": (30, 4),
                        "mix_lambda": (34, 1), "mix_box": (35, 4), "plain_color": (39, 1)}
-    assert NUM_PARAMS == 40 and [column(name) for name in COLUMNS][1] == slice(9, 21)
+    assert NUM_PARAMS == 40 and column("color") == slice(9, 21)
 
 
 def test_padding_codes_are_the_config_list():
