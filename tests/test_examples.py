@@ -621,6 +621,7 @@ def test_every_bad_value_is_one_line_and_exit_2(cli, k):
               "batch_size=1"),
 ])
 def test_bad_checkpoints_are_named(cli, name, message):
-    """A file that is not a checkpoint, one cut short, and one of another model: one line each."""
+    """A file that is not a checkpoint, one cut short, a damaged one, one of another model and one written
+    with other data settings: one line each."""
     code, _, stderr = cli["checkpoint", name]
     assert code != 0 and message in stderr and "Traceback" not in stderr, stderr

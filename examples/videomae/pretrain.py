@@ -205,7 +205,7 @@ def main() -> None:
                                   lr=lr, betas=(beta1, beta2), fused=device_type == "cuda")
 
     # data: every rank makes its own clips (the loader takes rank / world size from torch.distributed)
-    try:                                           # the message names the setting (`size`, `root`, `batch_size`, ...)
+    try:                                           # the message names the setting (`size`, `batch_size`, ...)
         pmg = pmg_dali.PMGConfig(num_frames=num_frames, size=img_size, transforms=transforms, mixup=mixup)
         images, mixing = make_sources()
         loader = pmg_dali.PseudoMotionLoader(images, batch_size=batch_size, config=pmg, device=dev,
