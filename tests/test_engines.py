@@ -126,26 +126,27 @@ def test_availability(monkeypatch):
         engines.engine("cpu").unavailable("cdua")
     with pytest.raises(TypeError, match="`device` must be a torch.device, a str or an int, but got float"):
         engines.engine("fused").runs_on(3.5)
-    with pytest.raises(ValueError, match="`device` must name a device .* but got 'gpu'"):
-        engines.auto_engine("gpu", (48, 48))
-    with pytest.raises(TypeError, match=r"`size` must be an int or a pair of ints \(H, W\), but got 224.0"):
-        engines.auto_engine("cpu", 224.0)
-    assert engines.auto_engine("cpu", 48) == engines.auto_engine("cpu", (48, 48)) == "cpu"    # an int is square
 
 
 def test_auto_order():
     assert engines.auto_engine(torch.device("cpu"), (48, 48)) == "cpu"
+    assert engines.auto_engine("cpu", 48) == "cpu"                                       # an int is square
     assert engines.auto_engine(torch.device("cpu"), (47, 48)) == "reference"
     assert engines.auto_engine(torch.device("cpu"), (64, 64), "augment") == "reference"   # cpu: images only
     assert engines.auto_engine(torch.device("cuda"), (64, 64)) == ("fused" if HAS_TRITON else "reference")
     assert engines.auto_engine(torch.device("cuda"), (8, 8), "augment") == ("fused" if HAS_TRITON else "reference")
     for size, expect in [(48, True), ((47, 48), False), (64, True)]:       # what PseudoMotion("auto") renders with
         assert (PseudoMotion(PMGConfig(size=size)).render_function(torch.device("cpu")) is render_cpu) == expect
+    with pytest.raises(ValueError, match="`device` must name a device .* but got 'gpu'"):
+        engines.auto_engine("gpu", (48, 48))
+    with pytest.raises(TypeError, match=r"`size` must be an int or a pair of ints \(H, W\), but got 224.0"):
+        engines.auto_engine("cpu", 224.0)
 
 
 @pytest.mark.parametrize("renderer", engines.RENDERERS)
 def test_module_renderer_selection(renderer, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert PseudoMotion(renderer=renderer).config == PMGConfig()   # no config: the default, whichever engine
     cfg = PMGConfig(transforms=("zoom", "affine"), num_frames=3, size=(19, 26))
     gen = PseudoMotion(cfg, renderer=renderer)
     assert f"renderer={renderer!r}" in repr(gen)
@@ -169,13 +170,6 @@ def test_module_renderer_selection(renderer, monkeypatch):
     else:
         tol = engines.engine(gen.engine("cpu")).tolerance
         assert (clips - expect).abs().max() <= tol.atol / min(cfg.std) + 1e-6
-
-
-@pytest.mark.parametrize("renderer", engines.RENDERERS)
-def test_every_renderer_takes_the_default_config(renderer):
-    """No config is PMGConfig(), whichever engine is named (its recursion rule is read from that)."""
-    gen = PseudoMotion(renderer=renderer)
-    assert gen.config == PMGConfig() and gen.renderer == renderer
 
 
 def test_renderer_must_be_known():
