@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from . import render as reference
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .geometry import normalized_map
 from .program import MotionProgram
 from .rules import PASTE_PADDING, box_pixels, frame_tables
@@ -150,7 +150,7 @@ def render_cpu(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig,
     Designed for the CPU (a Python loop over frames drives per-frame torch kernels); it also runs
     on CUDA, where :func:`pmg_dali.fused.render_fused` is the fast path.
     """
-    if cfg.recursion == "iterative":              # handed to the reference (which checks its inputs)
+    if check_config(cfg, "cfg").recursion == "iterative":   # handed to the reference (which checks its inputs)
         clips = reference.render(images, program, cfg)
         return reference.output_buffer(out, cfg, clips.shape[0], clips.device).copy_(clips)
     src = reference.to_float_images(images, cfg.size)

@@ -42,7 +42,7 @@ import torch
 
 from . import render as reference
 from ._checks import check_choice
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .engines import engine
 from .program import MotionProgram
 from .render import output_buffer
@@ -346,7 +346,7 @@ def render_fused(images: torch.Tensor, program: MotionProgram, cfg: PMGConfig, *
     Returns:
         (B, 3, T, H, W) or (B, T, 3, H, W) clips in ``cfg.dtype`` on the images' device.
     """
-    iterative = cfg.recursion == "iterative"          # handed to the reference, which checks the pixel values
+    iterative = check_config(cfg, "cfg").recursion == "iterative"   # handed to the reference (it checks the pixels)
     reference.check_images(images, values=not iterative)
     reference.check_program(program, images, cfg)
     _check_block(block)

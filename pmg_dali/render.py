@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_motion_program, env_flag
-from .config import PMGConfig
+from .config import PMGConfig, check_config
 from .geometry import warp_frames
 from .program import MotionProgram
 from .rules import PASTE_PADDING, mix_layers, paste_layer
@@ -67,9 +67,11 @@ def _check_rgb(x, name: str, shape: str, values: bool) -> None:
 def check_program(program, images: torch.Tensor | None = None, cfg: PMGConfig | None = None,
                   values: bool = True) -> None:
     """``program`` is a :class:`MotionProgram`; with ``images`` (B, ...) it has one clip per image,
-    with ``cfg`` it has ``cfg.num_frames`` frames; with ``values`` its tables are usable
-    (:func:`check_program_values`)."""
+    with ``cfg`` (a :class:`PMGConfig`) it has ``cfg.num_frames`` frames; with ``values`` its tables are
+    usable (:func:`check_program_values`)."""
     check_motion_program(program)
+    if cfg is not None:
+        check_config(cfg, "cfg")
     if images is not None and images.shape[0] != program.batch_size:
         raise ValueError(f"`images` must have one image per clip of the program, but got "
                          f"{images.shape[0]} images for {program.batch_size} clips")
@@ -317,6 +319,6 @@ def check_video_program(video, program: MotionProgram) -> None:
 
 
 def check_augment_config(cfg: PMGConfig) -> None:
-    if cfg.recursion != "composed":
+    if check_config(cfg, "cfg").recursion != "composed":
         raise ValueError(f"`config.recursion` must be 'composed' to augment real clips (the literal "
                          f"recursion would replace frames 1.. by resampled frame 0), but got {cfg.recursion!r}")

@@ -506,7 +506,8 @@ def test_empty_batch_augment(engine, case):
 
 @pytest.mark.parametrize("engine,case", grid("test_bad_inputs"))
 def test_bad_inputs(engine, case):
-    """Images that do not fit the program, and what is not a program, are refused with the argument named."""
+    """Images that do not fit the program, and what is not a program or not a config, are refused with the
+    argument named."""
     cfg, program, x = case.config, case.program(), case.inputs().to(engine.device)
     with pytest.raises(ValueError, match="`images` must have one image per clip of the program, but got 3"):
         engine("render", torch.cat([x, x[:1]]), program, cfg)
@@ -516,6 +517,10 @@ def test_bad_inputs(engine, case):
         engine("render", x, program, cfg.replace(num_frames=T + 1))
     with pytest.raises(TypeError, match="`program` must be a MotionProgram, but got str"):
         engine("render", x, "zoom", cfg)
+    ops = [("render", x)] + ([("augment", x[:, :, None].expand(-1, -1, T, -1, -1))] if engine.has("augment") else [])
+    for op, inputs in ops:
+        with pytest.raises(TypeError, match="`cfg` must be a PMGConfig, but got dict"):
+            engine(op, inputs, program, {"size": SIZE})
 
 
 @pytest.mark.parametrize("engine,case", grid("test_bad_out_buffers"))
