@@ -119,3 +119,7 @@ def main(argv=None) -> PMGTrainer:
 
 if __name__ == "__main__":
     main()
+    # The Trainer leaves the process group open: closing it while the interpreter is still alive keeps
+    # gloo's threads from aborting the exit ("terminate called without an active exception")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
