@@ -99,9 +99,10 @@ def check_program_values(program: MotionProgram) -> None:
     batch: what a hand-made or edited program can break (drawn ones hold by construction). On the host
     in NumPy (tens of microseconds for a batch of 64); a CUDA program is checked with one reduction that
     waits for its tables."""
-    tables = {k: v for k, v in program.tensors().items() if v.is_floating_point()}
+    fields = program.tensors()
+    tables = {k: v for k, v in fields.items() if v.is_floating_point()}
     maps = [k for k in ("homography", "paste_homography") if k in tables]
-    indices = {k: v.to(program.device) for k, v in program.tensors().items() if k in ("paste_index", "mix_index")}
+    indices = {k: v.to(program.device) for k, v in fields.items() if k in ("paste_index", "mix_index")}
     b = program.batch_size
     if program.device.type == "cpu":
         tables = {k: v.numpy() for k, v in tables.items()}
